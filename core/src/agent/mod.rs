@@ -1,0 +1,489 @@
+//! The agent state machine: what an agent built on any runtime does, minus the I/O.
+//!
+//! Feed it [`Input`]s (socket events and frames, timeouts) and app commands
+//! ([`Agent::accept`], [`Agent::send_message`], [`Agent::send_widget`], ...), then drain
+//! [`Output`]s with [`Agent::poll_output`] and carry them out in order. The guarantees of the
+//! official SDK follow from that order:
+//! - a message's receipt is persisted ([`Output::Persist`]) before the app sees it
+//!   ([`Event::Message`]), so a replay after a crash reuses the stored text and never decodes
+//!   twice;
+//! - the `ACK_READ` frame follows the acceptance commit, so an acknowledged message is never
+//!   lost;
+//! - an accepted id seen again is acknowledged again without a second event, and the same id with
+//!   another digest is refused as a conflict.
+
+mod digest;
+mod outgoing;
+
+pub use digest::message_digest;
+pub use outgoing::OutgoingMessage;
+
+use crate::connection::{Backoff, Connection, Directive};
+use crate::message::AgentMessage;
+use crate::payload::{chat, parse_payload, widget};
+use crate::store::{AgentSnapshot, Receipt, ReceiptState, StoreChanges};
+use crate::wire::agent::is_group_target;
+use crate::wire::{AckRead, FrameError, InboundFrame, InboundMsg, OutboundMsg};
+use crate::{Rng, Timestamp, ids};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// How an agent behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// The agent's id.
+    pub agent_id: String,
+    /// End-to-end encryption (the Signal protocol). Not available in this version of the core:
+    /// [`Agent::new`] refuses it rather than silently sending plaintext.
+    pub e2ee: bool,
+    /// Reconnect policy.
+    pub backoff: Backoff,
+    /// How long accepted receipts are kept to recognise replays.
+    pub receipt_retention: Duration,
+    /// The most accepted receipts kept; the oldest go first.
+    pub max_accepted_receipts: usize,
+}
+
+impl AgentConfig {
+    /// Defaults for `agent_id`: plaintext, receipts kept 7 days, at most 10,000.
+    pub fn new(agent_id: impl Into<String>) -> Self {
+        AgentConfig {
+            agent_id: agent_id.into(),
+            e2ee: false,
+            backoff: Backoff::default(),
+            receipt_retention: Duration::from_secs(7 * 24 * 3600),
+            max_accepted_receipts: 10_000,
+        }
+    }
+}
+
+/// Something that happened outside the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The socket opened.
+    Connected,
+    /// The socket could not be opened, or closed.
+    Disconnected,
+    /// A text frame arrived.
+    Frame(String),
+    /// A deadline from [`Output::WakeAt`] passed.
+    Timeout,
+}
+
+/// Something for the runtime to do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Open the socket (`{ws_base}/ws/agent?token=...`), then report [`Input::Connected`] or
+    /// [`Input::Disconnected`].
+    Connect,
+    /// Close the socket; the agent is done.
+    Close,
+    /// Call [`Agent::handle_input`] with [`Input::Timeout`] at this time.
+    WakeAt(Timestamp),
+    /// Send this text frame.
+    Frame(String),
+    /// Persist these changes, atomically, before carrying out any later output.
+    Persist(StoreChanges),
+    /// Tell the app.
+    Event(Event),
+}
+
+/// What the app hears about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A message to handle; accept it when the handler has returned.
+    Message(AgentMessage),
+    /// A peer's identity key changed. Nothing was destroyed; the app decides what to do.
+    IdentityChanged {
+        /// The person or agent.
+        peer_id: String,
+    },
+}
+
+/// Why an agent could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The agent id is empty.
+    #[error("agent id is empty")]
+    EmptyAgentId,
+    /// End-to-end encryption was asked for but this version cannot provide it.
+    #[error("end-to-end encryption is not available in this version of pacerelle-core")]
+    E2eeUnavailable,
+}
+
+/// Why an input was refused. The state is unchanged by a refused input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// The frame could not be read (see [`FrameError::is_ignorable`]).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A message id already seen arrived with different contents.
+    #[error("message {message_id} conflicts with an earlier message of the same id")]
+    Conflict {
+        /// The id.
+        message_id: String,
+    },
+    /// The payload is not base64 of UTF-8 text.
+    #[error("message {message_id} has an undecodable payload: {reason}")]
+    Undecodable {
+        /// The id.
+        message_id: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// An encrypted message arrived at an agent without end-to-end encryption.
+    #[error("message {message_id} is end-to-end encrypted but this agent runs without e2ee")]
+    EncryptedWithoutE2ee {
+        /// The id.
+        message_id: String,
+    },
+}
+
+/// Why a message could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The socket is not open.
+    #[error("agent is not connected")]
+    NotConnected,
+    /// A required field is empty.
+    #[error("`{0}` must not be empty")]
+    EmptyField(&'static str),
+    /// The reply names a message from another conversation or another person.
+    #[error("reply target {message_id} does not match the source message")]
+    ReplyMismatch {
+        /// The message replied to.
+        message_id: String,
+    },
+}
+
+/// Why a message could not be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AcceptError {
+    /// No message with this id is pending.
+    #[error("no message {message_id} is pending")]
+    UnknownMessage {
+        /// The id.
+        message_id: String,
+    },
+}
+
+/// Any error of the agent state machine, for callers that handle them alike.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentError {
+    /// See [`ConfigError`].
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// See [`InputError`].
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// See [`SendError`].
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// See [`AcceptError`].
+    #[error(transparent)]
+    Accept(#[from] AcceptError),
+}
+
+/// The agent state machine. See the [module docs](self).
+pub struct Agent {
+    config: AgentConfig,
+    rng: Box<Rng>,
+    state: AgentSnapshot,
+    connection: Connection,
+    outputs: VecDeque<Output>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("agent_id", &self.config.agent_id)
+            .field("connection", &self.connection.state())
+            .field("receipts", &self.state.receipts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// An agent continuing from `snapshot` (empty for a fresh agent), drawing ids and jitter from
+    /// `rng`.
+    pub fn new(config: AgentConfig, rng: Box<Rng>, snapshot: AgentSnapshot) -> Result<Self, ConfigError> {
+        if config.agent_id.is_empty() {
+            return Err(ConfigError::EmptyAgentId);
+        }
+        if config.e2ee {
+            return Err(ConfigError::E2eeUnavailable);
+        }
+        let connection = Connection::new(config.backoff);
+        Ok(Agent { config, rng, state: snapshot, connection, outputs: VecDeque::new() })
+    }
+
+    /// The agent's id.
+    pub fn agent_id(&self) -> &str {
+        &self.config.agent_id
+    }
+
+    /// Whether the socket is open (sends succeed).
+    pub fn is_connected(&self) -> bool {
+        self.connection.is_connected()
+    }
+
+    /// What the agent holds for persistence, as a store would after applying every change.
+    pub fn snapshot(&self) -> &AgentSnapshot {
+        &self.state
+    }
+
+    /// Starts the agent: asks the runtime to connect.
+    pub fn start(&mut self, _now: Timestamp) {
+        if let Some(directive) = self.connection.start() {
+            self.push_directive(directive);
+        }
+    }
+
+    /// Stops the agent: asks the runtime to close the socket.
+    pub fn close(&mut self) {
+        if let Some(directive) = self.connection.close() {
+            self.push_directive(directive);
+        }
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Feeds one input. On error nothing changed and nothing was emitted.
+    pub fn handle_input(&mut self, now: Timestamp, input: Input) -> Result<(), InputError> {
+        match input {
+            Input::Connected => {
+                self.connection.connected();
+                tracing::debug!(agent = %self.config.agent_id, "connected");
+                Ok(())
+            }
+            Input::Disconnected => {
+                let directive = self.connection.lost(now, &mut *self.rng);
+                if let Some(directive) = directive {
+                    tracing::debug!(agent = %self.config.agent_id, ?directive, "disconnected");
+                    self.push_directive(directive);
+                }
+                Ok(())
+            }
+            Input::Timeout => {
+                if let Some(directive) = self.connection.timeout(now) {
+                    self.push_directive(directive);
+                }
+                Ok(())
+            }
+            Input::Frame(text) => match InboundFrame::parse(&text)? {
+                InboundFrame::Msg(msg) => self.handle_msg(msg),
+                InboundFrame::IdentityChanged { peer_id } => {
+                    self.outputs.push_back(Output::Event(Event::IdentityChanged { peer_id }));
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    fn handle_msg(&mut self, msg: InboundMsg) -> Result<(), InputError> {
+        let digest = message_digest(&msg.raw);
+        let text = match self.state.receipts.get(&msg.id) {
+            Some(receipt) if receipt.digest != digest => {
+                return Err(InputError::Conflict { message_id: msg.id });
+            }
+            Some(Receipt { state: ReceiptState::Accepted { .. }, .. }) => {
+                tracing::debug!(message = %msg.id, "replay of an accepted message: acknowledged again");
+                self.push_ack(&msg.from, &msg.id, &msg.conversation_id);
+                return Ok(());
+            }
+            // Decoded before, not yet accepted: hand the stored text out again.
+            Some(Receipt { state: ReceiptState::Pending { text }, .. }) => text.clone(),
+            None => {
+                let text = self.decode(&msg)?;
+                let mut changes = StoreChanges {
+                    put_receipts: vec![Receipt {
+                        message_id: msg.id.clone(),
+                        digest,
+                        from: msg.from.clone(),
+                        conversation_id: msg.conversation_id.clone(),
+                        from_device_id: msg.from_device_id.clone(),
+                        state: ReceiptState::Pending { text: text.clone() },
+                    }],
+                    ..Default::default()
+                };
+                if let Some(device) = &msg.from_device_id {
+                    changes.put_last_devices.push(((msg.from.clone(), msg.conversation_id.clone()), device.clone()));
+                }
+                self.commit(changes);
+                text
+            }
+        };
+        let parsed = parse_payload(&text);
+        let message = AgentMessage {
+            attachments: chat::merge_attachments(msg.raw_attachments(), &parsed.secrets),
+            id: msg.id,
+            conversation_id: msg.conversation_id,
+            from: msg.from,
+            from_device_id: msg.from_device_id,
+            to: msg.to,
+            text: parsed.text,
+            encrypted: msg.encrypted,
+            reply_to_message_id: msg.reply_to_message_id,
+            widget_response: parsed.widget_response,
+            widget_update: parsed.widget_update,
+            raw: msg.raw,
+        };
+        self.outputs.push_back(Output::Event(Event::Message(message)));
+        Ok(())
+    }
+
+    fn decode(&self, msg: &InboundMsg) -> Result<String, InputError> {
+        if msg.encrypted {
+            return Err(InputError::EncryptedWithoutE2ee { message_id: msg.id.clone() });
+        }
+        let undecodable = |reason| InputError::Undecodable { message_id: msg.id.clone(), reason };
+        let bytes = STANDARD.decode(&msg.payload_b64).map_err(|_| undecodable("payload_b64 is not base64"))?;
+        String::from_utf8(bytes).map_err(|_| undecodable("payload is not UTF-8"))
+    }
+
+    /// Marks a message accepted (its handler returned): persists that, then acknowledges it.
+    ///
+    /// Accepting an already accepted message does nothing.
+    pub fn accept(&mut self, message_id: &str, now: Timestamp) -> Result<(), AcceptError> {
+        let receipt = match self.state.receipts.get(message_id) {
+            Some(receipt @ Receipt { state: ReceiptState::Pending { .. }, .. }) => receipt.clone(),
+            Some(_) => return Ok(()),
+            None => return Err(AcceptError::UnknownMessage { message_id: message_id.to_owned() }),
+        };
+        let accepted = Receipt { state: ReceiptState::Accepted { at: now }, ..receipt };
+        let mut changes = StoreChanges { remove_receipts: self.expired_receipts(now), ..Default::default() };
+        changes.put_receipts.push(accepted.clone());
+        self.commit(changes);
+        self.push_ack(&accepted.from, &accepted.message_id, &accepted.conversation_id);
+        Ok(())
+    }
+
+    /// Accepted receipts past the retention window or beyond the count limit (counting the one
+    /// about to be added), oldest first.
+    fn expired_receipts(&self, now: Timestamp) -> Vec<String> {
+        let mut accepted: Vec<(Timestamp, &String)> = self
+            .state
+            .receipts
+            .values()
+            .filter_map(|receipt| match receipt.state {
+                ReceiptState::Accepted { at } => Some((at, &receipt.message_id)),
+                ReceiptState::Pending { .. } => None,
+            })
+            .collect();
+        accepted.sort();
+        let over_limit = (accepted.len() + 1).saturating_sub(self.config.max_accepted_receipts);
+        accepted
+            .iter()
+            .enumerate()
+            .filter(|(index, (at, _))| *index < over_limit || now.saturating_since(*at) > self.config.receipt_retention)
+            .map(|(_, (_, id))| (*id).clone())
+            .collect()
+    }
+
+    /// Sends a message; returns its id.
+    pub fn send_message(&mut self, message: OutgoingMessage) -> Result<String, SendError> {
+        if !self.connection.is_connected() {
+            return Err(SendError::NotConnected);
+        }
+        if message.conversation_id.is_empty() {
+            return Err(SendError::EmptyField("conversation_id"));
+        }
+        if message.to.is_empty() {
+            return Err(SendError::EmptyField("to"));
+        }
+        let group = is_group_target(&message.to, &message.conversation_id);
+        let source = message.reply_to_message_id.as_ref().and_then(|id| self.state.receipts.get(id));
+        if let Some(source) = source
+            && (source.conversation_id != message.conversation_id || (!group && source.from != message.to))
+        {
+            return Err(SendError::ReplyMismatch { message_id: source.message_id.clone() });
+        }
+        let to_device_id = if group {
+            None
+        } else {
+            message
+                .to_device_id
+                .clone()
+                .or_else(|| source.and_then(|source| source.from_device_id.clone()))
+                .or_else(|| {
+                    self.state.last_devices.get(&(message.to.clone(), message.conversation_id.clone())).cloned()
+                })
+        };
+        let plaintext = chat::encode_chat_payload(&message.text, &message.attachments);
+        let attachments = (!message.attachments.is_empty())
+            .then(|| message.attachments.iter().map(chat::PublicAttachment::redacted).collect());
+        let frame = OutboundMsg {
+            id: ids::uuid_v4(&mut *self.rng),
+            conversation_id: message.conversation_id,
+            to: message.to,
+            payload_b64: STANDARD.encode(plaintext.as_bytes()),
+            encrypted: false,
+            to_device_id,
+            history_record: None,
+            reply_to_message_id: message.reply_to_message_id,
+            attachments,
+        };
+        self.outputs.push_back(Output::Frame(frame.to_frame()));
+        Ok(frame.id)
+    }
+
+    /// Replies to `message` in its conversation (or group), linked to it; returns the reply's id.
+    pub fn reply(&mut self, message: &AgentMessage, text: impl Into<String>) -> Result<String, SendError> {
+        self.send_message(OutgoingMessage::reply(message, text))
+    }
+
+    /// Sends a standard widget to `to` in `conversation_id`; returns the widget's id.
+    pub fn send_widget(
+        &mut self,
+        conversation_id: &str,
+        to: &str,
+        widget: impl Into<widget::Widget>,
+    ) -> Result<String, SendError> {
+        let (id, payload) = widget.into().encode(|| ids::uuid_v4(&mut *self.rng));
+        self.send_message(OutgoingMessage::new(conversation_id, to, payload))?;
+        Ok(id)
+    }
+
+    /// Sends a change to a widget already sent; returns the update's id.
+    pub fn send_widget_update(
+        &mut self,
+        conversation_id: &str,
+        to: &str,
+        patch: widget::WidgetPatch,
+    ) -> Result<String, SendError> {
+        let (id, payload) = patch.encode(|| ids::uuid_v4(&mut *self.rng));
+        self.send_message(OutgoingMessage::new(conversation_id, to, payload))?;
+        Ok(id)
+    }
+
+    fn commit(&mut self, changes: StoreChanges) {
+        self.state.apply(&changes);
+        self.outputs.push_back(Output::Persist(changes));
+    }
+
+    fn push_ack(&mut self, from: &str, message_id: &str, conversation_id: &str) {
+        if !self.connection.is_connected() {
+            // The relay replays unacknowledged messages on reconnect; the replay is acknowledged
+            // then, from the accepted receipt.
+            return;
+        }
+        let ack = AckRead { to: from.to_owned(), message_id: message_id.to_owned(), conversation_id: conversation_id.to_owned() };
+        self.outputs.push_back(Output::Frame(ack.to_frame()));
+    }
+
+    fn push_directive(&mut self, directive: Directive) {
+        self.outputs.push_back(match directive {
+            Directive::Connect => Output::Connect,
+            Directive::WakeAt(at) => Output::WakeAt(at),
+            Directive::Close => Output::Close,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

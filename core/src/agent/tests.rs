@@ -1,0 +1,366 @@
+//! Behaviour of the agent state machine, driven with a seeded RNG and a fake clock.
+
+use super::*;
+use crate::widget::{Confirm, WidgetPatch};
+use proptest::prelude::*;
+use rand::SeedableRng;
+use serde_json::{Value, json};
+
+fn at(millis: u64) -> Timestamp {
+    Timestamp::from_millis(millis)
+}
+
+fn connected_agent(config: AgentConfig) -> Agent {
+    let mut agent = Agent::new(config, Box::new(rand::rngs::StdRng::seed_from_u64(42)), AgentSnapshot::default()).unwrap();
+    agent.start(at(0));
+    assert_eq!(agent.poll_output(), Some(Output::Connect));
+    agent.handle_input(at(1), Input::Connected).unwrap();
+    agent
+}
+
+fn agent() -> Agent {
+    connected_agent(AgentConfig::new("agent-1"))
+}
+
+fn msg_frame(id: &str, text: &str, extra: Value) -> String {
+    let mut frame = json!({
+        "type": "MSG", "id": id, "conversation_id": "c1", "from": "u1", "to": "agent-1",
+        "payload_b64": STANDARD.encode(text), "encrypted": false,
+    });
+    if let (Some(frame), Value::Object(extra)) = (frame.as_object_mut(), extra) {
+        frame.extend(extra);
+    }
+    frame.to_string()
+}
+
+fn drain(agent: &mut Agent) -> Vec<Output> {
+    std::iter::from_fn(|| agent.poll_output()).collect()
+}
+
+fn only_message(outputs: &[Output]) -> AgentMessage {
+    let messages: Vec<_> = outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Event(Event::Message(message)) => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(messages.len(), 1, "{outputs:?}");
+    messages[0].clone()
+}
+
+fn frames(outputs: &[Output]) -> Vec<Value> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Frame(text) => Some(serde_json::from_str(text).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn receive(agent: &mut Agent, id: &str, text: &str, extra: Value) -> AgentMessage {
+    agent.handle_input(at(10), Input::Frame(msg_frame(id, text, extra))).unwrap();
+    only_message(&drain(agent))
+}
+
+#[test]
+fn receipt_is_persisted_before_the_app_sees_the_message_and_ack_follows_acceptance() {
+    let mut agent = agent();
+    agent.handle_input(at(10), Input::Frame(msg_frame("m1", "hello", json!({})))).unwrap();
+    let outputs = drain(&mut agent);
+    assert!(matches!(&outputs[0], Output::Persist(changes) if changes.put_receipts[0].message_id == "m1"));
+    assert!(matches!(&outputs[1], Output::Event(Event::Message(m)) if m.text == "hello" && !m.encrypted));
+    assert_eq!(outputs.len(), 2, "no ack before acceptance");
+
+    agent.accept("m1", at(20)).unwrap();
+    let outputs = drain(&mut agent);
+    assert!(matches!(&outputs[0], Output::Persist(changes)
+        if matches!(changes.put_receipts[0].state, ReceiptState::Accepted { at } if at == Timestamp::from_millis(20))));
+    assert_eq!(
+        frames(&outputs),
+        vec![json!({"type": "ACK_READ", "to": "u1", "message_id": "m1", "conversation_id": "c1"})]
+    );
+}
+
+#[test]
+fn accepted_replay_is_acknowledged_again_without_an_event() {
+    let mut agent = agent();
+    receive(&mut agent, "m1", "hello", json!({}));
+    agent.accept("m1", at(20)).unwrap();
+    drain(&mut agent);
+    agent.handle_input(at(30), Input::Frame(msg_frame("m1", "hello", json!({})))).unwrap();
+    let outputs = drain(&mut agent);
+    assert_eq!(frames(&outputs).len(), 1);
+    assert_eq!(outputs.len(), 1, "only the ACK: {outputs:?}");
+    // Accepting again is harmless and silent.
+    agent.accept("m1", at(40)).unwrap();
+    assert!(drain(&mut agent).is_empty());
+}
+
+#[test]
+fn pending_replay_hands_out_the_stored_text_without_decoding_again() {
+    let mut agent = agent();
+    receive(&mut agent, "m1", "hello", json!({}));
+    // The handler failed: no accept. The relay replays the message.
+    agent.handle_input(at(30), Input::Frame(msg_frame("m1", "hello", json!({})))).unwrap();
+    let outputs = drain(&mut agent);
+    assert!(!outputs.iter().any(|o| matches!(o, Output::Persist(_))), "nothing new to persist: {outputs:?}");
+    assert_eq!(only_message(&outputs).text, "hello");
+}
+
+#[test]
+fn same_id_with_other_contents_is_a_conflict_and_changes_nothing() {
+    let mut agent = agent();
+    receive(&mut agent, "m1", "hello", json!({}));
+    let before = agent.snapshot().clone();
+    for frame in [
+        msg_frame("m1", "tampered", json!({})),
+        msg_frame("m1", "hello", json!({"reply_to_message_id": "m0"})),
+        msg_frame("m1", "hello", json!({"from_device_id": "d9"})),
+    ] {
+        assert_eq!(
+            agent.handle_input(at(30), Input::Frame(frame)),
+            Err(InputError::Conflict { message_id: "m1".into() })
+        );
+    }
+    assert!(drain(&mut agent).is_empty());
+    assert_eq!(agent.snapshot(), &before);
+    agent.accept("m1", at(40)).unwrap();
+    assert_eq!(
+        agent.handle_input(at(50), Input::Frame(msg_frame("m1", "other", json!({})))),
+        Err(InputError::Conflict { message_id: "m1".into() })
+    );
+}
+
+#[test]
+fn bad_payloads_are_refused_without_trace() {
+    let mut agent = agent();
+    let mut bad_base64 = serde_json::from_str::<Value>(&msg_frame("m1", "x", json!({}))).unwrap();
+    bad_base64["payload_b64"] = json!("***");
+    let not_utf8 = msg_frame("m2", "", json!({"payload_b64": STANDARD.encode([0xff, 0xfe])}));
+    let encrypted = msg_frame("m3", "x", json!({"encrypted": true}));
+    assert!(matches!(
+        agent.handle_input(at(1), Input::Frame(bad_base64.to_string())),
+        Err(InputError::Undecodable { reason: "payload_b64 is not base64", .. })
+    ));
+    assert!(matches!(
+        agent.handle_input(at(1), Input::Frame(not_utf8)),
+        Err(InputError::Undecodable { reason: "payload is not UTF-8", .. })
+    ));
+    assert_eq!(
+        agent.handle_input(at(1), Input::Frame(encrypted)),
+        Err(InputError::EncryptedWithoutE2ee { message_id: "m3".into() })
+    );
+    assert!(drain(&mut agent).is_empty());
+    assert!(agent.snapshot().receipts.is_empty());
+}
+
+#[test]
+fn identity_changes_and_ignorable_frames() {
+    let mut agent = agent();
+    agent.handle_input(at(1), Input::Frame(r#"{"type":"IDENTITY_CHANGED","user_id":"u1"}"#.into())).unwrap();
+    assert_eq!(drain(&mut agent), vec![Output::Event(Event::IdentityChanged { peer_id: "u1".into() })]);
+    for frame in ["", "null", r#"{"type":"HELLO"}"#] {
+        let Err(InputError::Frame(error)) = agent.handle_input(at(1), Input::Frame(frame.into())) else {
+            panic!("{frame} must be refused");
+        };
+        assert!(error.is_ignorable());
+    }
+    assert!(drain(&mut agent).is_empty());
+}
+
+#[test]
+fn messages_carry_widget_answers_updates_and_attachments() {
+    let mut agent = agent();
+    let answer = receive(&mut agent, "m1", r#"{"type":"widget.response","id":"r1","ref":"w1","value":"yes"}"#, json!({}));
+    assert_eq!(answer.text, "Widget response");
+    assert_eq!(answer.widget_response.unwrap().value, Some(json!("yes")));
+    let update = receive(&mut agent, "m2", r#"{"type":"widget.update","id":"u1","ref":"w1","patch":{}}"#, json!({}));
+    assert_eq!(update.widget_update.unwrap().widget_ref, "w1");
+    let with_file = receive(
+        &mut agent,
+        "m3",
+        r#"{"kind":"chat.message","text":"see","attachments":[{"id":"a1","key_b64":"k","iv_b64":"i","name":"real.txt","mime":"text/plain","size":4}]}"#,
+        json!({"attachments": [{"id": "a1", "name": "attachment", "mime": "application/octet-stream", "size": 4, "blob_id": "b1"}]}),
+    );
+    assert_eq!(with_file.text, "see");
+    assert_eq!(with_file.attachments[0].name, "real.txt");
+    assert_eq!(with_file.attachments[0].blob_id, "b1");
+    assert_eq!(with_file.attachments[0].key_b64.as_deref(), Some("k"));
+}
+
+#[test]
+fn replies_route_to_the_source_device_and_are_checked() {
+    let mut agent = agent();
+    let message = receive(&mut agent, "m1", "hi", json!({"from_device_id": "phone"}));
+    agent.reply(&message, "hello back").unwrap();
+    let sent = frames(&drain(&mut agent));
+    assert_eq!(sent[0]["to"], "u1");
+    assert_eq!(sent[0]["to_device_id"], "phone");
+    assert_eq!(sent[0]["reply_to_message_id"], "m1");
+    assert_eq!(STANDARD.decode(sent[0]["payload_b64"].as_str().unwrap()).unwrap(), b"hello back");
+
+    // Without a source, the last device seen for that person in that conversation.
+    agent.send_message(OutgoingMessage::new("c1", "u1", "ping")).unwrap();
+    assert_eq!(frames(&drain(&mut agent))[0]["to_device_id"], "phone");
+    // An explicit device wins; other conversations know no device.
+    agent.send_message(OutgoingMessage::new("c1", "u1", "ping").to_device("laptop")).unwrap();
+    assert_eq!(frames(&drain(&mut agent))[0]["to_device_id"], "laptop");
+    agent.send_message(OutgoingMessage::new("c2", "u1", "ping")).unwrap();
+    assert!(frames(&drain(&mut agent))[0].get("to_device_id").is_none());
+
+    // A reply to m1 in another conversation, or to another person, is refused.
+    for wrong in [OutgoingMessage::new("c2", "u1", "x").reply_to("m1"), OutgoingMessage::new("c1", "u2", "x").reply_to("m1")] {
+        assert_eq!(agent.send_message(wrong), Err(SendError::ReplyMismatch { message_id: "m1".into() }));
+    }
+    assert!(drain(&mut agent).is_empty());
+}
+
+#[test]
+fn group_replies_go_to_the_group_without_a_device() {
+    let mut agent = agent();
+    let message = receive(&mut agent, "m1", "hi all", json!({"to": "group:c1", "from_device_id": "phone"}));
+    assert!(message.is_group());
+    agent.reply(&message, "hello group").unwrap();
+    let sent = frames(&drain(&mut agent));
+    assert_eq!(sent[0]["to"], "group:c1");
+    assert!(sent[0].get("to_device_id").is_none());
+}
+
+#[test]
+fn widgets_and_updates_return_their_ids() {
+    let mut agent = agent();
+    let id = agent.send_widget("c1", "u1", Confirm::new("Go?")).unwrap();
+    let sent = frames(&drain(&mut agent));
+    let payload = String::from_utf8(STANDARD.decode(sent[0]["payload_b64"].as_str().unwrap()).unwrap()).unwrap();
+    let widget = crate::widget::parse_standard(&payload).unwrap();
+    assert_eq!(widget.id, id);
+    assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
+    let update_id = agent.send_widget_update("c1", "u1", WidgetPatch::new(&id).expires_at("2030-01-01T00:00:00Z")).unwrap();
+    let sent = frames(&drain(&mut agent));
+    let payload = String::from_utf8(STANDARD.decode(sent[0]["payload_b64"].as_str().unwrap()).unwrap()).unwrap();
+    let update = parse_payload(&payload).widget_update.unwrap();
+    assert_eq!((update.id.as_str(), update.widget_ref.as_str()), (update_id.as_str(), id.as_str()));
+}
+
+#[test]
+fn sending_needs_a_connection_and_addresses() {
+    let mut agent = Agent::new(AgentConfig::new("a"), Box::new(rand::rngs::StdRng::seed_from_u64(1)), AgentSnapshot::default()).unwrap();
+    assert_eq!(agent.send_message(OutgoingMessage::new("c", "u", "x")), Err(SendError::NotConnected));
+    let mut agent = self::agent();
+    assert_eq!(agent.send_message(OutgoingMessage::new("", "u", "x")), Err(SendError::EmptyField("conversation_id")));
+    assert_eq!(agent.send_message(OutgoingMessage::new("c", "", "x")), Err(SendError::EmptyField("to")));
+    assert_eq!(agent.accept("nope", at(1)), Err(AcceptError::UnknownMessage { message_id: "nope".into() }));
+}
+
+#[test]
+fn configuration_is_checked() {
+    let rng = || -> Box<crate::Rng> { Box::new(rand::rngs::StdRng::seed_from_u64(1)) };
+    assert_eq!(Agent::new(AgentConfig::new(""), rng(), AgentSnapshot::default()).unwrap_err(), ConfigError::EmptyAgentId);
+    let e2ee = AgentConfig { e2ee: true, ..AgentConfig::new("a") };
+    assert_eq!(Agent::new(e2ee, rng(), AgentSnapshot::default()).unwrap_err(), ConfigError::E2eeUnavailable);
+}
+
+#[test]
+fn acceptance_while_disconnected_is_acknowledged_on_replay() {
+    let mut agent = agent();
+    receive(&mut agent, "m1", "hello", json!({}));
+    agent.handle_input(at(11), Input::Disconnected).unwrap();
+    agent.accept("m1", at(12)).unwrap();
+    let outputs = drain(&mut agent);
+    assert!(frames(&outputs).is_empty(), "no frame on a closed socket: {outputs:?}");
+    let Some(Output::WakeAt(retry_at)) = outputs.iter().find(|o| matches!(o, Output::WakeAt(_))).cloned() else {
+        panic!("a reconnect is scheduled: {outputs:?}");
+    };
+    agent.handle_input(retry_at, Input::Timeout).unwrap();
+    assert_eq!(drain(&mut agent), vec![Output::Connect]);
+    agent.handle_input(retry_at, Input::Connected).unwrap();
+    agent.handle_input(retry_at, Input::Frame(msg_frame("m1", "hello", json!({})))).unwrap();
+    assert_eq!(frames(&drain(&mut agent))[0]["type"], "ACK_READ");
+}
+
+#[test]
+fn accepted_receipts_age_out_by_count_and_time() {
+    let config = AgentConfig {
+        max_accepted_receipts: 3,
+        receipt_retention: Duration::from_secs(60),
+        ..AgentConfig::new("agent-1")
+    };
+    let mut agent = connected_agent(config);
+    for index in 0..5u64 {
+        let id = format!("m{index}");
+        receive(&mut agent, &id, "x", json!({}));
+        agent.accept(&id, at(1000 + index)).unwrap();
+    }
+    let kept: Vec<_> = agent.snapshot().receipts.keys().cloned().collect();
+    assert_eq!(kept, ["m2", "m3", "m4"]);
+    // A minute later, everything older than the window goes at the next acceptance.
+    receive(&mut agent, "late", "x", json!({}));
+    agent.accept("late", at(1000 + 61_000)).unwrap();
+    let kept: Vec<_> = agent.snapshot().receipts.keys().cloned().collect();
+    assert_eq!(kept, ["late"]);
+}
+
+#[test]
+fn a_restarted_agent_continues_from_its_snapshot() {
+    let mut first = agent();
+    first.handle_input(at(10), Input::Frame(msg_frame("m1", "hello", json!({"from_device_id": "phone"})))).unwrap();
+    // Everything the first agent asked to persist, applied to a store, is what the second loads.
+    let mut store = crate::store::MemoryStore::new();
+    for output in drain(&mut first) {
+        if let Output::Persist(changes) = output {
+            crate::store::AgentStore::apply(&mut store, &changes).unwrap();
+        }
+    }
+    let snapshot = crate::store::AgentStore::load(&mut store).unwrap();
+    assert_eq!(&snapshot, first.snapshot());
+    let mut second = Agent::new(AgentConfig::new("agent-1"), Box::new(rand::rngs::StdRng::seed_from_u64(7)), snapshot).unwrap();
+    second.start(at(0));
+    second.handle_input(at(1), Input::Connected).unwrap();
+    drain(&mut second);
+    // The pending message comes back from the relay and is handed out from the stored text.
+    second.handle_input(at(2), Input::Frame(msg_frame("m1", "hello", json!({"from_device_id": "phone"})))).unwrap();
+    let outputs = drain(&mut second);
+    assert!(!outputs.iter().any(|o| matches!(o, Output::Persist(_))));
+    assert_eq!(only_message(&outputs).text, "hello");
+    second.accept("m1", at(3)).unwrap();
+    assert_eq!(frames(&drain(&mut second))[0]["message_id"], "m1");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Arbitrary text never panics, and a refused frame leaves no output and no state change.
+    #[test]
+    fn arbitrary_frames_never_panic_or_corrupt(text in ".{0,200}") {
+        let mut agent = agent();
+        let before = agent.snapshot().clone();
+        if agent.handle_input(at(5), Input::Frame(text)).is_err() {
+            prop_assert!(agent.poll_output().is_none());
+            prop_assert_eq!(agent.snapshot(), &before);
+        }
+    }
+
+    /// Structurally valid messages with arbitrary field values never panic, and each id yields
+    /// at most one receipt.
+    #[test]
+    fn arbitrary_messages_are_handled(
+        id in "[a-z0-9]{0,4}",
+        payload in proptest::option::of(".{0,40}"),
+        device in proptest::option::of("[a-z]{0,3}"),
+        encrypted in any::<bool>(),
+        attachments in prop_oneof![Just(json!(null)), Just(json!([{"id": "a", "name": "n", "mime": "m", "blob_id": "b", "size": -1}])), Just(json!("x"))],
+    ) {
+        let mut agent = agent();
+        let frame = json!({
+            "type": "MSG", "id": id, "conversation_id": "c", "from": "u",
+            "payload_b64": payload.map(|p| STANDARD.encode(p)), "encrypted": encrypted,
+            "from_device_id": device, "attachments": attachments,
+        }).to_string();
+        for _ in 0..2 {
+            let _ = agent.handle_input(at(5), Input::Frame(frame.clone()));
+        }
+        prop_assert!(agent.snapshot().receipts.len() <= 1);
+    }
+}

@@ -1,0 +1,452 @@
+//! The person-side state machine: what a person's app does against the development relay.
+//!
+//! It drives the relay's person API ([`crate::wire::person`]): opening conversations, sending
+//! text and widget answers to agents, receiving agents' messages (widgets and updates read
+//! out), read receipts and relay errors. The relay's tests, the examples, the conformance suite
+//! and load tools are built on it. Same shape as [`crate::Agent`]: inputs in, outputs out.
+
+use crate::connection::{Backoff, Connection, Directive};
+use crate::message::{Attachment, WidgetUpdate};
+use crate::payload::{chat, parse_payload, widget};
+use crate::wire::http::{BlobUploaded, HttpMethod, HttpRequest, HttpResponse, RequestId, percent_encode};
+use crate::wire::person::{
+    ConversationCreated, CreateConversation, FetchedBundle, PersonInboundFrame, PersonInboundMsg, PersonOutboundMsg,
+    ReadReceipt, RelayErrorFrame,
+};
+use crate::wire::{AckRead, FrameError};
+use crate::{Rng, Timestamp, ids};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+/// How a person's client behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonConfig {
+    /// The person's id.
+    pub person_id: String,
+    /// This client's device id, sent with every message (replies come back to it).
+    pub device_id: Option<String>,
+    /// Reconnect policy.
+    pub backoff: Backoff,
+}
+
+impl PersonConfig {
+    /// Defaults for `person_id`, without a device id.
+    pub fn new(person_id: impl Into<String>) -> Self {
+        PersonConfig { person_id: person_id.into(), device_id: None, backoff: Backoff::default() }
+    }
+}
+
+/// Something that happened outside the person's state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersonInput {
+    /// The socket opened.
+    Connected,
+    /// The socket could not be opened, or closed.
+    Disconnected,
+    /// A text frame arrived.
+    Frame(String),
+    /// A deadline from [`PersonOutput::WakeAt`] passed.
+    Timeout,
+    /// An HTTP call finished (or failed to reach the relay: `Err` with the reason).
+    Http(RequestId, Result<HttpResponse, String>),
+}
+
+/// Something for the runtime to do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PersonOutput {
+    /// Open the socket (`{ws_base}/ws/person?token=...[&device_id=...]`).
+    Connect,
+    /// Close the socket.
+    Close,
+    /// Call back with [`PersonInput::Timeout`] at this time.
+    WakeAt(Timestamp),
+    /// Send this text frame.
+    Frame(String),
+    /// Make this HTTP call with the person's token and report it with [`PersonInput::Http`].
+    Http(HttpRequest),
+    /// Tell the app.
+    Event(PersonEvent),
+}
+
+/// A message an agent (or another person) sent to this person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersonMessage {
+    /// The message id.
+    pub id: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// The sender.
+    pub from: String,
+    /// The text, as an agent's handler would read it.
+    pub text: String,
+    /// Whether it arrived encrypted.
+    pub encrypted: bool,
+    /// A widget to show, when the payload is one.
+    pub widget: Option<widget::ReceivedWidget>,
+    /// A widget update, when the payload is one.
+    pub widget_update: Option<WidgetUpdate>,
+    /// The message it answers.
+    pub reply_to_message_id: Option<String>,
+    /// The device the sender addressed.
+    pub to_device_id: Option<String>,
+    /// Attachments (real metadata when the payload carried it).
+    pub attachments: Vec<Attachment>,
+    /// The frame as received.
+    pub frame: PersonInboundMsg,
+}
+
+/// What the person's app hears about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PersonEvent {
+    /// A message arrived (already acknowledged to the relay).
+    Message(PersonMessage),
+    /// An agent read (accepted) one of this person's messages.
+    Read(ReadReceipt),
+    /// An agent's identity key changed.
+    IdentityChanged {
+        /// The agent.
+        agent_id: String,
+    },
+    /// The relay refused one of this person's frames.
+    Refused(RelayErrorFrame),
+    /// A conversation was opened.
+    ConversationCreated {
+        /// The request.
+        request: RequestId,
+        /// The conversation's id.
+        conversation_id: String,
+    },
+    /// An agent's prekey bundle was fetched.
+    BundleFetched {
+        /// The request.
+        request: RequestId,
+        /// The bundle.
+        bundle: Box<FetchedBundle>,
+    },
+    /// A blob was uploaded.
+    BlobUploaded {
+        /// The request.
+        request: RequestId,
+        /// Its id and hash.
+        blob: BlobUploaded,
+    },
+    /// A blob was downloaded.
+    BlobDownloaded {
+        /// The request.
+        request: RequestId,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
+    /// An HTTP call failed.
+    RequestFailed {
+        /// The request.
+        request: RequestId,
+        /// The status (0 when the relay was not reached).
+        status: u16,
+        /// The relay's `error`, or the transport's reason.
+        error: String,
+    },
+}
+
+/// Why a person's command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PersonError {
+    /// The socket is not open.
+    #[error("person client is not connected")]
+    NotConnected,
+    /// A required field is empty.
+    #[error("`{0}` must not be empty")]
+    EmptyField(&'static str),
+    /// A frame could not be read.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The payload is not base64 of UTF-8 text.
+    #[error("message {message_id} has an undecodable payload")]
+    Undecodable {
+        /// The id.
+        message_id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Conversation,
+    Bundle,
+    BlobUpload,
+    BlobDownload,
+}
+
+/// The person-side state machine. See the [module docs](self).
+pub struct Person {
+    config: PersonConfig,
+    rng: Box<Rng>,
+    connection: Connection,
+    outputs: VecDeque<PersonOutput>,
+    next_request: u64,
+    pending: BTreeMap<RequestId, Pending>,
+    seen: HashSet<String>,
+}
+
+impl std::fmt::Debug for Person {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Person")
+            .field("person_id", &self.config.person_id)
+            .field("connection", &self.connection.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Person {
+    /// A person's client drawing ids and jitter from `rng`.
+    pub fn new(config: PersonConfig, rng: Box<Rng>) -> Self {
+        let connection = Connection::new(config.backoff);
+        Person {
+            config,
+            rng,
+            connection,
+            outputs: VecDeque::new(),
+            next_request: 1,
+            pending: BTreeMap::new(),
+            seen: HashSet::new(),
+        }
+    }
+
+    /// The person's id.
+    pub fn person_id(&self) -> &str {
+        &self.config.person_id
+    }
+
+    /// This client's device id.
+    pub fn device_id(&self) -> Option<&str> {
+        self.config.device_id.as_deref()
+    }
+
+    /// Whether the socket is open.
+    pub fn is_connected(&self) -> bool {
+        self.connection.is_connected()
+    }
+
+    /// Asks the runtime to connect.
+    pub fn start(&mut self) {
+        if let Some(directive) = self.connection.start() {
+            self.push_directive(directive);
+        }
+    }
+
+    /// Asks the runtime to close.
+    pub fn close(&mut self) {
+        if let Some(directive) = self.connection.close() {
+            self.push_directive(directive);
+        }
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_output(&mut self) -> Option<PersonOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// Feeds one input.
+    pub fn handle_input(&mut self, now: Timestamp, input: PersonInput) -> Result<(), PersonError> {
+        match input {
+            PersonInput::Connected => self.connection.connected(),
+            PersonInput::Disconnected => {
+                if let Some(directive) = self.connection.lost(now, &mut *self.rng) {
+                    self.push_directive(directive);
+                }
+            }
+            PersonInput::Timeout => {
+                if let Some(directive) = self.connection.timeout(now) {
+                    self.push_directive(directive);
+                }
+            }
+            PersonInput::Frame(text) => self.handle_frame(&text)?,
+            PersonInput::Http(request, result) => self.handle_http(request, result),
+        }
+        Ok(())
+    }
+
+    fn handle_frame(&mut self, text: &str) -> Result<(), PersonError> {
+        let event = match PersonInboundFrame::parse(text)? {
+            PersonInboundFrame::Msg(frame) => {
+                let message = self.read_message(frame)?;
+                let ack = AckRead {
+                    to: message.from.clone(),
+                    message_id: message.id.clone(),
+                    conversation_id: message.conversation_id.clone(),
+                };
+                self.outputs.push_back(PersonOutput::Frame(ack.to_frame()));
+                if !self.seen.insert(message.id.clone()) {
+                    // A replay of a message already shown: acknowledged again, not shown twice.
+                    return Ok(());
+                }
+                PersonEvent::Message(message)
+            }
+            PersonInboundFrame::Read(receipt) => PersonEvent::Read(receipt),
+            PersonInboundFrame::IdentityChanged { agent_id } => PersonEvent::IdentityChanged { agent_id },
+            PersonInboundFrame::Error(error) => PersonEvent::Refused(error),
+        };
+        self.outputs.push_back(PersonOutput::Event(event));
+        Ok(())
+    }
+
+    fn read_message(&self, frame: PersonInboundMsg) -> Result<PersonMessage, PersonError> {
+        let undecodable = || PersonError::Undecodable { message_id: frame.id.clone() };
+        if frame.encrypted {
+            // Encryption arrives with the Signal layer; until then an encrypted payload is
+            // unreadable here, which is reported instead of shown as garbage.
+            return Err(undecodable());
+        }
+        let bytes = STANDARD.decode(&frame.payload_b64).map_err(|_| undecodable())?;
+        let text = String::from_utf8(bytes).map_err(|_| undecodable())?;
+        let widget = widget::parse_standard(&text);
+        let parsed = parse_payload(&text);
+        Ok(PersonMessage {
+            id: frame.id.clone(),
+            conversation_id: frame.conversation_id.clone(),
+            from: frame.from.clone(),
+            text: if widget.is_some() { "Widget".to_owned() } else { parsed.text },
+            encrypted: frame.encrypted,
+            widget,
+            widget_update: parsed.widget_update,
+            reply_to_message_id: frame.reply_to_message_id.clone(),
+            to_device_id: frame.to_device_id.clone(),
+            attachments: chat::merge_attachments(frame.attachments.as_ref(), &parsed.secrets),
+            frame,
+        })
+    }
+
+    fn handle_http(&mut self, request: RequestId, result: Result<HttpResponse, String>) {
+        let Some(kind) = self.pending.remove(&request) else {
+            tracing::debug!(?request, "answer to an unknown request ignored");
+            return;
+        };
+        let event = match result {
+            Err(error) => PersonEvent::RequestFailed { request, status: 0, error },
+            Ok(response) if !response.is_success() => PersonEvent::RequestFailed {
+                request,
+                status: response.status,
+                error: response.error_message().unwrap_or_else(|| format!("HTTP {}", response.status)),
+            },
+            Ok(response) => {
+                let failed = |error: serde_json::Error| PersonEvent::RequestFailed {
+                    request,
+                    status: response.status,
+                    error: format!("unexpected answer: {error}"),
+                };
+                match kind {
+                    Pending::Conversation => match serde_json::from_slice::<ConversationCreated>(&response.body) {
+                        Ok(created) => {
+                            PersonEvent::ConversationCreated { request, conversation_id: created.conversation_id }
+                        }
+                        Err(error) => failed(error),
+                    },
+                    Pending::Bundle => match serde_json::from_slice::<FetchedBundle>(&response.body) {
+                        Ok(bundle) => PersonEvent::BundleFetched { request, bundle: Box::new(bundle) },
+                        Err(error) => failed(error),
+                    },
+                    Pending::BlobUpload => match serde_json::from_slice::<BlobUploaded>(&response.body) {
+                        Ok(blob) => PersonEvent::BlobUploaded { request, blob },
+                        Err(error) => failed(error),
+                    },
+                    Pending::BlobDownload => PersonEvent::BlobDownloaded { request, bytes: response.body },
+                }
+            }
+        };
+        self.outputs.push_back(PersonOutput::Event(event));
+    }
+
+    fn request(&mut self, kind: Pending, method: HttpMethod, path: String, content_type: Option<&'static str>, body: Vec<u8>) -> RequestId {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        self.pending.insert(id, kind);
+        self.outputs.push_back(PersonOutput::Http(HttpRequest { id, method, path, content_type, body }));
+        id
+    }
+
+    /// Opens a conversation with `members` (agents or persons); answered by
+    /// [`PersonEvent::ConversationCreated`].
+    pub fn create_conversation(&mut self, request: CreateConversation) -> RequestId {
+        let body = serde_json::to_vec(&request).unwrap_or_default();
+        self.request(Pending::Conversation, HttpMethod::Post, "/person/conversations".into(), Some("application/json"), body)
+    }
+
+    /// Fetches `agent_id`'s prekey bundle (consuming one one-time prekey); answered by
+    /// [`PersonEvent::BundleFetched`].
+    pub fn fetch_bundle(&mut self, agent_id: &str) -> RequestId {
+        let path = format!("/person/agents/{}/prekey-bundle", percent_encode(agent_id));
+        self.request(Pending::Bundle, HttpMethod::Get, path, None, Vec::new())
+    }
+
+    /// Uploads a blob; answered by [`PersonEvent::BlobUploaded`].
+    pub fn upload_blob(&mut self, bytes: Vec<u8>) -> RequestId {
+        self.request(Pending::BlobUpload, HttpMethod::Post, "/person/blobs".into(), Some("application/octet-stream"), bytes)
+    }
+
+    /// Downloads a blob; answered by [`PersonEvent::BlobDownloaded`].
+    pub fn download_blob(&mut self, blob_id: &str) -> RequestId {
+        let path = format!("/person/blobs/{}", percent_encode(blob_id));
+        self.request(Pending::BlobDownload, HttpMethod::Get, path, None, Vec::new())
+    }
+
+    /// Sends `text` to `to` (an agent, a person, or `group:{conversation_id}`); returns the
+    /// message id.
+    pub fn send_text(&mut self, conversation_id: &str, to: &str, text: &str) -> Result<String, PersonError> {
+        self.send_payload(conversation_id, to, text, None)
+    }
+
+    /// Sends `text` as a reply to `message_id`.
+    pub fn reply_text(&mut self, conversation_id: &str, to: &str, message_id: &str, text: &str) -> Result<String, PersonError> {
+        self.send_payload(conversation_id, to, text, Some(message_id.to_owned()))
+    }
+
+    /// Answers widget `widget_ref` with `value`; returns the message id.
+    pub fn answer_widget(&mut self, conversation_id: &str, to: &str, widget_ref: &str, value: Value) -> Result<String, PersonError> {
+        let response_id = ids::uuid_v4(&mut *self.rng);
+        let payload = widget::response_payload(&response_id, widget_ref, Some(value), false);
+        self.send_payload(conversation_id, to, &payload, None)
+    }
+
+    /// Dismisses widget `widget_ref` without answering; returns the message id.
+    pub fn cancel_widget(&mut self, conversation_id: &str, to: &str, widget_ref: &str) -> Result<String, PersonError> {
+        let response_id = ids::uuid_v4(&mut *self.rng);
+        let payload = widget::response_payload(&response_id, widget_ref, None, true);
+        self.send_payload(conversation_id, to, &payload, None)
+    }
+
+    fn send_payload(&mut self, conversation_id: &str, to: &str, text: &str, reply_to: Option<String>) -> Result<String, PersonError> {
+        if !self.connection.is_connected() {
+            return Err(PersonError::NotConnected);
+        }
+        if conversation_id.is_empty() {
+            return Err(PersonError::EmptyField("conversation_id"));
+        }
+        if to.is_empty() {
+            return Err(PersonError::EmptyField("to"));
+        }
+        let frame = PersonOutboundMsg {
+            id: ids::uuid_v4(&mut *self.rng),
+            conversation_id: conversation_id.to_owned(),
+            to: to.to_owned(),
+            payload_b64: STANDARD.encode(text.as_bytes()),
+            encrypted: false,
+            from_device_id: self.config.device_id.clone(),
+            reply_to_message_id: reply_to,
+            attachments: None,
+        };
+        self.outputs.push_back(PersonOutput::Frame(frame.to_frame()));
+        Ok(frame.id)
+    }
+
+    fn push_directive(&mut self, directive: Directive) {
+        self.outputs.push_back(match directive {
+            Directive::Connect => PersonOutput::Connect,
+            Directive::WakeAt(at) => PersonOutput::WakeAt(at),
+            Directive::Close => PersonOutput::Close,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

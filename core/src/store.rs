@@ -1,0 +1,144 @@
+//! What an agent must persist, as small changes rather than one snapshot.
+//!
+//! The official SDK rewrites one blob holding every receipt on each message, so its cost grows
+//! with history. The core instead emits [`StoreChanges`] (this receipt, that device) which a
+//! store applies in one transaction, and receipts age out after a bounded window. A runtime
+//! applies every change *before* acting on any later output: that ordering is what makes a
+//! message's acknowledgement follow its acceptance commit.
+
+use crate::Timestamp;
+use std::collections::BTreeMap;
+
+/// A message the agent has decrypted (pending) or whose handler returned (accepted).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The message id.
+    pub message_id: String,
+    /// Hex SHA-256 of the routing fields and payload (see [`crate::agent::message_digest`]).
+    pub digest: String,
+    /// The sender.
+    pub from: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// The sender's device, when named.
+    pub from_device_id: Option<String>,
+    /// Pending or accepted.
+    pub state: ReceiptState,
+}
+
+impl std::fmt::Debug for Receipt {
+    // A pending receipt holds decrypted text: keep it out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receipt")
+            .field("message_id", &self.message_id)
+            .field("from", &self.from)
+            .field("conversation_id", &self.conversation_id)
+            .field("state", &match &self.state {
+                ReceiptState::Pending { .. } => "pending".to_owned(),
+                ReceiptState::Accepted { at } => format!("accepted at {}", at.as_millis()),
+            })
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a message stands.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ReceiptState {
+    /// Decoded, handed to the app, not yet accepted. A replay reuses `text` and never decodes
+    /// (or decrypts) twice.
+    Pending {
+        /// The decoded payload text.
+        text: String,
+    },
+    /// The app's handler returned; replays are acknowledged again without a second event.
+    Accepted {
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// One batch of changes to apply atomically.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreChanges {
+    /// Receipts to insert or replace, by message id.
+    pub put_receipts: Vec<Receipt>,
+    /// Receipts to delete.
+    pub remove_receipts: Vec<String>,
+    /// The last device seen per (person, conversation).
+    pub put_last_devices: Vec<((String, String), String)>,
+}
+
+impl StoreChanges {
+    /// Whether there is nothing to apply.
+    pub fn is_empty(&self) -> bool {
+        self.put_receipts.is_empty() && self.remove_receipts.is_empty() && self.put_last_devices.is_empty()
+    }
+}
+
+/// Everything an agent persists, as loaded at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentSnapshot {
+    /// Receipts by message id.
+    pub receipts: BTreeMap<String, Receipt>,
+    /// Last device per (person, conversation).
+    pub last_devices: BTreeMap<(String, String), String>,
+}
+
+impl AgentSnapshot {
+    /// Applies `changes` to this snapshot (what an in-memory store does, and what every store
+    /// must be equivalent to).
+    pub fn apply(&mut self, changes: &StoreChanges) {
+        for receipt in &changes.put_receipts {
+            self.receipts.insert(receipt.message_id.clone(), receipt.clone());
+        }
+        for id in &changes.remove_receipts {
+            self.receipts.remove(id);
+        }
+        for (key, device) in &changes.put_last_devices {
+            self.last_devices.insert(key.clone(), device.clone());
+        }
+    }
+}
+
+/// Where an agent's state lives between runs.
+pub trait AgentStore: Send {
+    /// The store's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Everything persisted so far.
+    fn load(&mut self) -> Result<AgentSnapshot, Self::Error>;
+
+    /// Applies one batch, all or nothing.
+    fn apply(&mut self, changes: &StoreChanges) -> Result<(), Self::Error>;
+}
+
+/// A store in memory: for tests, and for agents that need no state across restarts.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    snapshot: AgentSnapshot,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What the store holds now.
+    pub fn snapshot(&self) -> &AgentSnapshot {
+        &self.snapshot
+    }
+}
+
+impl AgentStore for MemoryStore {
+    type Error = std::convert::Infallible;
+
+    fn load(&mut self) -> Result<AgentSnapshot, Self::Error> {
+        Ok(self.snapshot.clone())
+    }
+
+    fn apply(&mut self, changes: &StoreChanges) -> Result<(), Self::Error> {
+        self.snapshot.apply(changes);
+        Ok(())
+    }
+}
