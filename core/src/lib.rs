@@ -48,6 +48,7 @@
 
 pub mod aead;
 pub mod agent;
+pub mod config;
 pub mod connection;
 pub mod human;
 pub mod message;

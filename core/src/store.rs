@@ -142,3 +142,21 @@ impl AgentStore for MemoryStore {
         Ok(())
     }
 }
+
+/// An [`AgentStore`] with its error boxed, so runtimes can hold any store behind one type.
+pub trait DynAgentStore: Send {
+    /// See [`AgentStore::load`].
+    fn load(&mut self) -> Result<AgentSnapshot, Box<dyn std::error::Error + Send + Sync>>;
+    /// See [`AgentStore::apply`].
+    fn apply(&mut self, changes: &StoreChanges) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+impl<S: AgentStore> DynAgentStore for S {
+    fn load(&mut self) -> Result<AgentSnapshot, Box<dyn std::error::Error + Send + Sync>> {
+        AgentStore::load(self).map_err(Into::into)
+    }
+
+    fn apply(&mut self, changes: &StoreChanges) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        AgentStore::apply(self, changes).map_err(Into::into)
+    }
+}

@@ -1,0 +1,50 @@
+//! The Pacerelle agent SDK for Rust.
+//!
+//! Pacerelle relays conversations between people (in its app) and agents (programs people run
+//! on their own machines). An agent connects with its id and token, receives messages, replies,
+//! and drives widgets. The protocol lives in a state machine with no I/O ([`core`]); each
+//! runtime module is a thin adapter to one executor, chosen by feature:
+//!
+//! | feature | module | for |
+//! | --- | --- | --- |
+//! | `tokio` (default) | [`tokio`](crate::tokio) | async programs on tokio |
+//! | `blocking` | [`blocking`](crate::blocking) | scripts and programs without an async runtime |
+//!
+//! ```no_run
+//! # #[cfg(feature = "tokio")]
+//! # async fn run() -> Result<(), pacerelle::ClientError> {
+//! use pacerelle::tokio::{Client, FromEnv};
+//! use pacerelle::{ClientConfig, widget::Confirm};
+//!
+//! let mut client = Client::new(ClientConfig::from_env()?)?;
+//! client.on_message(|message, agent| async move {
+//!     if message.text == "deploy" {
+//!         agent.send_widget(&message.conversation_id, &message.from, Confirm::new("Deploy now?")).await?;
+//!     } else {
+//!         agent.reply(&message, format!("Received: {}", message.text)).await?;
+//!     }
+//!     Ok(())
+//! });
+//! client.connect().await
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub use pacerelle_core as core;
+pub use pacerelle_core::agent::OutgoingMessage;
+pub use pacerelle_core::config::ClientConfig;
+pub use pacerelle_core::{AgentMessage, Attachment, WidgetResponse, WidgetUpdate, widget};
+pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult};
+
+/// Agents on tokio.
+#[cfg(feature = "tokio")]
+pub mod tokio {
+    pub use pacerelle_tokio::{AgentHandle, Client, FromEnv, PersonClient, PersonClientConfig};
+}
+
+/// Agents without an async runtime.
+#[cfg(feature = "blocking")]
+pub mod blocking {
+    pub use pacerelle_blocking::{AgentHandle, Client, FromEnv};
+}

@@ -1,0 +1,331 @@
+//! The blocking agent client: one loop owns the socket; everything else goes through queues it
+//! drains between reads.
+
+use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, InputError, OutgoingMessage, Output};
+use pacerelle_core::config::ClientConfig;
+use pacerelle_core::store::{DynAgentStore, MemoryStore};
+use pacerelle_core::widget::{Widget, WidgetPatch};
+use pacerelle_core::{AgentMessage, Rng, Timestamp};
+use pacerelle_runtime_support::{self as support, ClientError, HandlerResult};
+use std::collections::VecDeque;
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+/// How long one read waits before the loop looks at its queues and deadlines again: the upper
+/// bound on the delay of a message sent from another thread.
+const TICK: Duration = Duration::from_millis(20);
+
+type MessageHandler = Box<dyn FnMut(AgentMessage, &AgentHandle) -> HandlerResult + Send>;
+type IdentityHandler = Box<dyn FnMut(String, &AgentHandle) -> HandlerResult + Send>;
+type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+
+enum Control {
+    Connect,
+    WakeAt(Timestamp),
+    Close,
+}
+
+struct Inner {
+    agent: Agent,
+    store: Box<dyn DynAgentStore>,
+    outbox: VecDeque<String>,
+    controls: VecDeque<Control>,
+    events: VecDeque<Event>,
+    fatal: Option<ClientError>,
+}
+
+impl Inner {
+    /// Carries out the core's outputs in order: store writes now, the rest queued for the loop.
+    fn dispatch(&mut self) {
+        while let Some(output) = self.agent.poll_output() {
+            match output {
+                Output::Persist(changes) => {
+                    if let Err(error) = self.store.apply(&changes) {
+                        tracing::error!(%error, "store failed; closing");
+                        self.fatal = Some(ClientError::Store(error));
+                        self.agent.close();
+                    }
+                }
+                Output::Frame(text) => self.outbox.push_back(text),
+                Output::Event(event) => self.events.push_back(event),
+                Output::Connect => self.controls.push_back(Control::Connect),
+                Output::WakeAt(at) => self.controls.push_back(Control::WakeAt(at)),
+                Output::Close => self.controls.push_back(Control::Close),
+            }
+        }
+    }
+
+    fn feed(&mut self, input: Input) {
+        if let Err(error) = self.agent.handle_input(support::now(), input) {
+            match &error {
+                InputError::Frame(frame) if frame.is_ignorable() => tracing::debug!(%error, "frame ignored"),
+                _ => tracing::warn!(%error, "input refused"),
+            }
+        }
+        self.dispatch();
+    }
+}
+
+/// A handle to a running agent: send, reply, show widgets, close. Cheap to clone, usable from
+/// any thread; handlers receive one.
+#[derive(Clone)]
+pub struct AgentHandle {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for AgentHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentHandle").field("agent_id", &self.agent_id()).finish()
+    }
+}
+
+impl AgentHandle {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn with_agent<T>(&self, f: impl FnOnce(&mut Agent) -> T) -> T {
+        let mut inner = self.lock();
+        let result = f(&mut inner.agent);
+        inner.dispatch();
+        result
+    }
+
+    /// The agent's id.
+    pub fn agent_id(&self) -> String {
+        self.lock().agent.agent_id().to_owned()
+    }
+
+    /// Whether the socket is open.
+    pub fn is_connected(&self) -> bool {
+        self.lock().agent.is_connected()
+    }
+
+    /// Sends a message; returns its id.
+    pub fn send_message(&self, message: OutgoingMessage) -> Result<String, ClientError> {
+        Ok(self.with_agent(|agent| agent.send_message(message))?)
+    }
+
+    /// Sends `text` to `to` in `conversation_id`; returns the message id.
+    pub fn send_text(&self, conversation_id: &str, to: &str, text: impl Into<String>) -> Result<String, ClientError> {
+        self.send_message(OutgoingMessage::new(conversation_id, to, text))
+    }
+
+    /// Replies to `message` in its conversation or group, to its device; returns the reply's id.
+    pub fn reply(&self, message: &AgentMessage, text: impl Into<String>) -> Result<String, ClientError> {
+        self.send_message(OutgoingMessage::reply(message, text))
+    }
+
+    /// Shows a widget; returns its id.
+    pub fn send_widget(&self, conversation_id: &str, to: &str, widget: impl Into<Widget>) -> Result<String, ClientError> {
+        let widget = widget.into();
+        Ok(self.with_agent(|agent| agent.send_widget(conversation_id, to, widget))?)
+    }
+
+    /// Changes a widget already shown; returns the update's id.
+    pub fn send_widget_update(&self, conversation_id: &str, to: &str, patch: WidgetPatch) -> Result<String, ClientError> {
+        Ok(self.with_agent(|agent| agent.send_widget_update(conversation_id, to, patch))?)
+    }
+
+    /// Stops the agent: [`Client::connect`] returns within a tick.
+    pub fn close(&self) {
+        self.with_agent(Agent::close);
+    }
+}
+
+/// A blocking agent client. Register handlers, then [`Client::connect`].
+pub struct Client {
+    config: ClientConfig,
+    handle: AgentHandle,
+    message_handler: Option<MessageHandler>,
+    identity_handler: Option<IdentityHandler>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client with an in-memory store (receipts do not survive a restart).
+    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        Self::with_store(config, MemoryStore::new())
+    }
+
+    /// A client continuing from `store`.
+    pub fn with_store(config: ClientConfig, store: impl DynAgentStore + 'static) -> Result<Self, ClientError> {
+        let agent_config = AgentConfig::new(config.agent_id.clone());
+        Self::with_parts(config, agent_config, Box::new(store), support::os_rng())
+    }
+
+    /// A client with full control over the core's configuration and randomness.
+    pub fn with_parts(
+        config: ClientConfig,
+        agent_config: AgentConfig,
+        mut store: Box<dyn DynAgentStore>,
+        rng: Box<Rng>,
+    ) -> Result<Self, ClientError> {
+        let agent_config = AgentConfig { agent_id: config.agent_id.clone(), e2ee: config.e2ee, ..agent_config };
+        let snapshot = store.load().map_err(ClientError::Store)?;
+        let agent = Agent::new(agent_config, rng, snapshot)?;
+        let inner = Inner {
+            agent,
+            store,
+            outbox: VecDeque::new(),
+            controls: VecDeque::new(),
+            events: VecDeque::new(),
+            fatal: None,
+        };
+        Ok(Client { config, handle: AgentHandle { inner: Arc::new(Mutex::new(inner)) }, message_handler: None, identity_handler: None })
+    }
+
+    /// A handle for sending and closing from other threads.
+    pub fn handle(&self) -> AgentHandle {
+        self.handle.clone()
+    }
+
+    /// Sets the message handler. `Ok` accepts the message (it is acknowledged); an error leaves
+    /// it unacknowledged, so the relay delivers it again after the next reconnect.
+    pub fn on_message(&mut self, handler: impl FnMut(AgentMessage, &AgentHandle) -> HandlerResult + Send + 'static) {
+        self.message_handler = Some(Box::new(handler));
+    }
+
+    /// Sets the handler for `IDENTITY_CHANGED`.
+    pub fn on_identity_changed(&mut self, handler: impl FnMut(String, &AgentHandle) -> HandlerResult + Send + 'static) {
+        self.identity_handler = Some(Box::new(handler));
+    }
+
+    /// Connects and serves on this thread until [`AgentHandle::close`]; reconnects with backoff
+    /// when the connection drops. Returns an error only when the store failed.
+    pub fn connect(mut self) -> Result<(), ClientError> {
+        let url = self.config.agent_socket_url();
+        let handle = self.handle.clone();
+        handle.with_agent(|agent| agent.start(support::now()));
+        let mut socket: Option<Socket> = None;
+        let mut wake: Option<Timestamp> = None;
+        'serve: loop {
+            // Queued work first: controls, outgoing frames, due deadlines, handler calls.
+            loop {
+                let control = handle.lock().controls.pop_front();
+                match control {
+                    Some(Control::Connect) => {
+                        socket = open_socket(&url);
+                        let input = if socket.is_some() { Input::Connected } else { Input::Disconnected };
+                        handle.lock().feed(input);
+                    }
+                    Some(Control::WakeAt(at)) => wake = Some(at),
+                    Some(Control::Close) => break 'serve,
+                    None => break,
+                }
+            }
+            let frames: Vec<String> = handle.lock().outbox.drain(..).collect();
+            for frame in frames {
+                match socket.as_mut() {
+                    Some(open) => {
+                        if let Err(error) = open.send(Message::text(frame)) {
+                            tracing::info!(%error, "connection lost while writing");
+                            socket = None;
+                            handle.lock().feed(Input::Disconnected);
+                        }
+                    }
+                    None => tracing::warn!("frame dropped: socket closed"),
+                }
+            }
+            if wake.is_some_and(|at| support::now() >= at) {
+                wake = None;
+                handle.lock().feed(Input::Timeout);
+            }
+            let event = handle.lock().events.pop_front();
+            if let Some(event) = event {
+                self.handle_event(event);
+                continue;
+            }
+            // Then wait for the socket (or a tick).
+            match socket.as_mut() {
+                Some(open) => match open.read() {
+                    Ok(Message::Text(text)) => handle.lock().feed(Input::Frame(text.as_str().to_owned())),
+                    Ok(Message::Close(_)) => {
+                        socket = None;
+                        handle.lock().feed(Input::Disconnected);
+                    }
+                    Ok(_) => {}
+                    Err(tungstenite::Error::Io(error))
+                        if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(error) => {
+                        tracing::info!(%error, "connection lost");
+                        socket = None;
+                        handle.lock().feed(Input::Disconnected);
+                    }
+                },
+                None => std::thread::sleep(wake.map_or(TICK, |at| support::until(at).min(TICK))),
+            }
+        }
+        if let Some(mut open) = socket {
+            let _ = open.close(None);
+            let _ = open.flush();
+        }
+        match handle.lock().fatal.take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        let handle = self.handle.clone();
+        match event {
+            Event::Message(message) => {
+                let id = message.id.clone();
+                let outcome = match self.message_handler.as_mut() {
+                    Some(handler) => handler(message, &handle),
+                    None => Ok(()),
+                };
+                match outcome {
+                    Ok(()) => {
+                        if let Err(error) = handle.with_agent(|agent| agent.accept(&id, support::now())) {
+                            tracing::warn!(%error, "accept failed");
+                        }
+                    }
+                    Err(error) => tracing::warn!(message = %id, %error, "handler failed; message left unacknowledged"),
+                }
+            }
+            Event::IdentityChanged { peer_id } => {
+                tracing::info!(peer = %peer_id, "peer identity changed");
+                if let Some(handler) = self.identity_handler.as_mut()
+                    && let Err(error) = handler(peer_id, &handle)
+                {
+                    tracing::warn!(%error, "identity handler failed");
+                }
+            }
+        }
+    }
+}
+
+/// Opens the socket with a read timeout of one tick; `None` (after logging why) on failure.
+fn open_socket(url: &str) -> Option<Socket> {
+    let (socket, _response) = match tungstenite::connect(url) {
+        Ok(opened) => opened,
+        // The URL carries the token: log the error alone.
+        Err(error) => {
+            tracing::warn!(%error, "connect failed");
+            return None;
+        }
+    };
+    let stream = match socket.get_ref() {
+        MaybeTlsStream::Plain(stream) => stream,
+        MaybeTlsStream::Rustls(stream) => stream.get_ref(),
+        _ => {
+            tracing::warn!("unsupported stream type");
+            return None;
+        }
+    };
+    if let Err(error) = stream.set_read_timeout(Some(TICK)) {
+        tracing::warn!(%error, "cannot set a read timeout");
+        return None;
+    }
+    tracing::info!("connected");
+    Some(socket)
+}

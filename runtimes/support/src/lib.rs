@@ -1,0 +1,146 @@
+//! What every runtime adapter shares, so that each adapter only does what is specific to its
+//! executor: the HTTP executor, the clock, OS randomness, and the common error type.
+//!
+//! # Dependencies
+//! ureq (with rustls and ring, the project's one TLS stack) makes the few HTTP calls the
+//! protocol needs; async runtimes run it on their blocking pool, which costs a thread per call
+//! in flight and saves a second HTTP client and its dependency tree. tungstenite provides the
+//! WebSocket error type every adapter's client wraps. rand seeds the state machines from the
+//! operating system.
+
+#![forbid(unsafe_code)]
+
+use pacerelle_core::config::ConfigError;
+use pacerelle_core::wire::{HttpMethod, HttpRequest, HttpResponse};
+use pacerelle_core::{Rng, Timestamp};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Largest HTTP response body read (blobs included).
+pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+/// How long one HTTP call may take in all.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long opening the WebSocket may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The current wall-clock time as the core counts it.
+pub fn now() -> Timestamp {
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    Timestamp::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+}
+
+/// How long from now until `at` (zero if past).
+pub fn until(at: Timestamp) -> Duration {
+    at.saturating_since(now())
+}
+
+/// A generator seeded from the operating system.
+pub fn os_rng() -> Box<Rng> {
+    Box::new(rand::make_rng::<rand::rngs::StdRng>())
+}
+
+/// Makes the relay's HTTP calls: adds the base URL, bearer token and `User-Agent`.
+#[derive(Clone)]
+pub struct HttpExecutor {
+    agent: ureq::Agent,
+    base_url: String,
+    authorization: String,
+}
+
+impl std::fmt::Debug for HttpExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpExecutor").field("base_url", &self.base_url).finish_non_exhaustive()
+    }
+}
+
+impl HttpExecutor {
+    /// An executor for `base_url` authenticating with `token`.
+    pub fn new(base_url: &str, token: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            // 4xx/5xx answers carry the relay's JSON error; the core reads them.
+            .http_status_as_error(false)
+            .timeout_global(Some(HTTP_TIMEOUT))
+            .user_agent(pacerelle_core::config::user_agent())
+            .build()
+            .into();
+        HttpExecutor { agent, base_url: base_url.trim_end_matches('/').to_owned(), authorization: format!("Bearer {token}") }
+    }
+
+    /// Performs `request`, blocking. `Err` means the relay was not reached or the answer could not
+    /// be read; HTTP error statuses are `Ok` responses.
+    pub fn execute(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
+        let url = format!("{}{}", self.base_url, request.path);
+        tracing::debug!(method = request.method.as_str(), path = %request.path, bytes = request.body.len(), "HTTP request");
+        let result = match request.method {
+            HttpMethod::Get => self.agent.get(&url).header("Authorization", &self.authorization).call(),
+            HttpMethod::Post | HttpMethod::Put => {
+                let builder = if request.method == HttpMethod::Post { self.agent.post(&url) } else { self.agent.put(&url) };
+                let builder = builder.header("Authorization", &self.authorization);
+                let builder = match request.content_type {
+                    Some(content_type) => builder.content_type(content_type),
+                    None => builder,
+                };
+                builder.send(&request.body[..])
+            }
+        };
+        let mut response = result.map_err(|error| error.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .map_err(|error| error.to_string())?;
+        tracing::debug!(status, bytes = body.len(), "HTTP response");
+        Ok(HttpResponse { status, body })
+    }
+}
+
+/// A handler's failure: any error. The message is then not acknowledged and comes back when
+/// the relay replays it.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a handler returns.
+pub type HandlerResult = Result<(), HandlerError>;
+
+/// Errors of the runtime clients.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The agent could not be created.
+    #[error(transparent)]
+    Agent(#[from] pacerelle_core::agent::ConfigError),
+    /// A message could not be sent.
+    #[error(transparent)]
+    Send(#[from] pacerelle_core::agent::SendError),
+    /// A person's command was refused.
+    #[error(transparent)]
+    Person(#[from] pacerelle_core::human::PersonError),
+    /// The store failed; the client stopped rather than act on unpersisted state.
+    #[error("store failed: {0}")]
+    Store(HandlerError),
+    /// The WebSocket failed.
+    #[error("WebSocket: {0}")]
+    WebSocket(#[from] Box<tungstenite::Error>),
+    /// An HTTP call failed.
+    #[error("HTTP {status}: {message}")]
+    Http {
+        /// The status (0 when the relay was not reached).
+        status: u16,
+        /// The relay's error or the transport's reason.
+        message: String,
+    },
+    /// The client was closed.
+    #[error("client is closed")]
+    Closed,
+    /// Waited too long for an answer.
+    #[error("timed out waiting for {0}")]
+    TimedOut(&'static str),
+}
+
+impl From<tungstenite::Error> for ClientError {
+    fn from(error: tungstenite::Error) -> Self {
+        ClientError::WebSocket(Box::new(error))
+    }
+}

@@ -1,0 +1,354 @@
+//! The person-side client on tokio: a scripted person for examples, tests, the conformance
+//! suite and load tools, driving [`pacerelle_core::human::Person`].
+
+use crate::socket;
+use pacerelle_core::human::{Person, PersonConfig, PersonEvent, PersonInput, PersonMessage, PersonOutput};
+use pacerelle_core::wire::http::{BlobUploaded, RequestId, percent_encode};
+use pacerelle_core::wire::person::{CreateConversation, FetchedBundle};
+use pacerelle_core::{Rng, Timestamp};
+use pacerelle_runtime_support::{self as support, ClientError, HttpExecutor};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::{oneshot, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+/// How a person's client reaches the development relay.
+#[derive(Clone)]
+pub struct PersonClientConfig {
+    /// The person's id.
+    pub person_id: String,
+    /// The person's token (secret).
+    pub token: String,
+    /// The relay, e.g. `http://127.0.0.1:8080`.
+    pub base_url: String,
+    /// This client's device id.
+    pub device_id: Option<String>,
+}
+
+impl std::fmt::Debug for PersonClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersonClientConfig")
+            .field("person_id", &self.person_id)
+            .field("token", &"<redacted>")
+            .field("base_url", &self.base_url)
+            .field("device_id", &self.device_id)
+            .finish()
+    }
+}
+
+impl PersonClientConfig {
+    /// A configuration for `person_id` with `token` against `base_url`.
+    pub fn new(person_id: impl Into<String>, token: impl Into<String>, base_url: impl Into<String>) -> Self {
+        PersonClientConfig { person_id: person_id.into(), token: token.into(), base_url: base_url.into(), device_id: None }
+    }
+
+    /// The same with a device id.
+    pub fn device(mut self, device_id: impl Into<String>) -> Self {
+        self.device_id = Some(device_id.into());
+        self
+    }
+
+    fn socket_url(&self) -> String {
+        let base = self.base_url.trim_end_matches('/').replacen("http", "ws", 1);
+        let mut url = format!("{base}/ws/person?token={}", percent_encode(&self.token));
+        if let Some(device) = &self.device_id {
+            url.push_str(&format!("&device_id={}", percent_encode(device)));
+        }
+        url
+    }
+}
+
+enum Control {
+    Connect,
+    WakeAt(Timestamp),
+    Close,
+}
+
+struct Inner {
+    person: Person,
+    writer: Option<UnboundedSender<Message>>,
+    /// Commands waiting for their HTTP answer.
+    waiting: HashMap<RequestId, oneshot::Sender<PersonEvent>>,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    control: UnboundedSender<Control>,
+    events: UnboundedSender<PersonEvent>,
+    http: HttpExecutor,
+    connected: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn with_person<T>(self: &Arc<Self>, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let mut inner = self.lock();
+        let result = f(&mut inner);
+        self.dispatch(&mut inner);
+        result
+    }
+
+    fn dispatch(self: &Arc<Self>, inner: &mut Inner) {
+        while let Some(output) = inner.person.poll_output() {
+            match output {
+                PersonOutput::Frame(text) => {
+                    if !inner.writer.as_ref().is_some_and(|writer| writer.send(Message::text(text)).is_ok()) {
+                        tracing::warn!("frame dropped: socket closed");
+                    }
+                }
+                PersonOutput::Http(request) => {
+                    let shared = self.clone();
+                    tokio::spawn(async move {
+                        let http = shared.http.clone();
+                        let id = request.id;
+                        let result = tokio::task::spawn_blocking(move || http.execute(&request))
+                            .await
+                            .unwrap_or_else(|error| Err(error.to_string()));
+                        shared.feed(PersonInput::Http(id, result));
+                    });
+                }
+                PersonOutput::Event(event) => {
+                    let request = match &event {
+                        PersonEvent::ConversationCreated { request, .. }
+                        | PersonEvent::BundleFetched { request, .. }
+                        | PersonEvent::BlobUploaded { request, .. }
+                        | PersonEvent::BlobDownloaded { request, .. }
+                        | PersonEvent::RequestFailed { request, .. } => Some(*request),
+                        _ => None,
+                    };
+                    match request.and_then(|request| inner.waiting.remove(&request)) {
+                        Some(waiter) => {
+                            let _ = waiter.send(event);
+                        }
+                        None => {
+                            let _ = self.events.send(event);
+                        }
+                    }
+                }
+                PersonOutput::Connect => {
+                    let _ = self.control.send(Control::Connect);
+                }
+                PersonOutput::WakeAt(at) => {
+                    let _ = self.control.send(Control::WakeAt(at));
+                }
+                PersonOutput::Close => {
+                    let _ = self.control.send(Control::Close);
+                }
+            }
+        }
+    }
+
+    fn feed(self: &Arc<Self>, input: PersonInput) {
+        self.with_person(|inner| {
+            if let Err(error) = inner.person.handle_input(support::now(), input) {
+                tracing::warn!(%error, "person input refused");
+            }
+        });
+    }
+}
+
+/// A person connected to the development relay.
+pub struct PersonClient {
+    shared: Arc<Shared>,
+    events: tokio::sync::Mutex<UnboundedReceiver<PersonEvent>>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for PersonClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersonClient").field("person", &self.shared.lock().person).finish()
+    }
+}
+
+/// How long commands wait for the relay by default.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl PersonClient {
+    /// Connects (and keeps reconnecting) with OS randomness; returns once the socket is open.
+    pub async fn connect(config: PersonClientConfig) -> Result<Self, ClientError> {
+        Self::connect_with_rng(config, support::os_rng()).await
+    }
+
+    /// Like [`PersonClient::connect`] with the given randomness.
+    pub async fn connect_with_rng(config: PersonClientConfig, rng: Box<Rng>) -> Result<Self, ClientError> {
+        let person_config = PersonConfig { device_id: config.device_id.clone(), ..PersonConfig::new(config.person_id.clone()) };
+        let (control_tx, mut control) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (connected, mut connected_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner { person: Person::new(person_config, rng), writer: None, waiting: HashMap::new() }),
+            control: control_tx,
+            events: events_tx,
+            http: HttpExecutor::new(&config.base_url, &config.token),
+            connected,
+        });
+        let url = config.socket_url();
+        let driver_shared = shared.clone();
+        let driver = tokio::spawn(async move {
+            let shared = driver_shared;
+            let mut reader: Option<socket::Reader> = None;
+            let mut wake = None;
+            loop {
+                tokio::select! {
+                    command = control.recv() => match command {
+                        Some(Control::Connect) => {
+                            let opened = socket::open(&url).await;
+                            let input = if opened.is_some() { PersonInput::Connected } else { PersonInput::Disconnected };
+                            if let Some((stream, writer)) = opened {
+                                reader = Some(stream);
+                                shared.lock().writer = Some(writer);
+                            }
+                            shared.feed(input);
+                            shared.connected.send_replace(reader.is_some());
+                        }
+                        Some(Control::WakeAt(at)) => wake = Some(tokio::time::Instant::now() + support::until(at)),
+                        Some(Control::Close) | None => break,
+                    },
+                    frame = socket::next_frame(&mut reader) => match frame {
+                        Some(text) => shared.feed(PersonInput::Frame(text)),
+                        None => {
+                            reader = None;
+                            shared.lock().writer = None;
+                            shared.connected.send_replace(false);
+                            shared.feed(PersonInput::Disconnected);
+                        }
+                    },
+                    () = socket::sleep_until(wake) => {
+                        wake = None;
+                        shared.feed(PersonInput::Timeout);
+                    }
+                }
+            }
+            shared.lock().writer = None;
+            shared.connected.send_replace(false);
+        });
+        shared.with_person(|inner| inner.person.start());
+        let client = PersonClient { shared, events: tokio::sync::Mutex::new(events), driver };
+        tokio::time::timeout(ANSWER_TIMEOUT, connected_rx.wait_for(|connected| *connected))
+            .await
+            .map_err(|_| ClientError::TimedOut("the person socket to open"))?
+            .map_err(|_| ClientError::Closed)?;
+        Ok(client)
+    }
+
+    /// The person's id.
+    pub fn person_id(&self) -> String {
+        self.shared.lock().person.person_id().to_owned()
+    }
+
+    /// Waits until the socket is open again (after a drop).
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
+        let mut connected = self.shared.connected.subscribe();
+        tokio::time::timeout(timeout, connected.wait_for(|connected| *connected))
+            .await
+            .map_err(|_| ClientError::TimedOut("the person socket to open"))?
+            .map(|_| ())
+            .map_err(|_| ClientError::Closed)
+    }
+
+    async fn request(&self, start: impl FnOnce(&mut Person) -> RequestId) -> Result<PersonEvent, ClientError> {
+        let (waiter, answer) = oneshot::channel();
+        self.shared.with_person(|inner| {
+            let id = start(&mut inner.person);
+            inner.waiting.insert(id, waiter);
+        });
+        let event = tokio::time::timeout(ANSWER_TIMEOUT, answer)
+            .await
+            .map_err(|_| ClientError::TimedOut("the relay's HTTP answer"))?
+            .map_err(|_| ClientError::Closed)?;
+        match event {
+            PersonEvent::RequestFailed { status, error, .. } => Err(ClientError::Http { status, message: error }),
+            event => Ok(event),
+        }
+    }
+
+    /// Opens a conversation with `members`; returns its id.
+    pub async fn create_conversation(&self, members: &[&str], group: bool) -> Result<String, ClientError> {
+        let request = CreateConversation { members: members.iter().map(|m| (*m).to_owned()).collect(), group, conversation_id: None };
+        match self.request(|person| person.create_conversation(request)).await? {
+            PersonEvent::ConversationCreated { conversation_id, .. } => Ok(conversation_id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Fetches an agent's prekey bundle (consuming one one-time prekey).
+    pub async fn fetch_bundle(&self, agent_id: &str) -> Result<FetchedBundle, ClientError> {
+        match self.request(|person| person.fetch_bundle(agent_id)).await? {
+            PersonEvent::BundleFetched { bundle, .. } => Ok(*bundle),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Uploads a blob.
+    pub async fn upload_blob(&self, bytes: Vec<u8>) -> Result<BlobUploaded, ClientError> {
+        match self.request(|person| person.upload_blob(bytes)).await? {
+            PersonEvent::BlobUploaded { blob, .. } => Ok(blob),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Downloads a blob.
+    pub async fn download_blob(&self, blob_id: &str) -> Result<Vec<u8>, ClientError> {
+        match self.request(|person| person.download_blob(blob_id)).await? {
+            PersonEvent::BlobDownloaded { bytes, .. } => Ok(bytes),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends `text` to `to` in `conversation_id`; returns the message id.
+    pub fn send_text(&self, conversation_id: &str, to: &str, text: &str) -> Result<String, ClientError> {
+        Ok(self.shared.with_person(|inner| inner.person.send_text(conversation_id, to, text))?)
+    }
+
+    /// Sends `text` as a reply to `message_id`.
+    pub fn reply_text(&self, conversation_id: &str, to: &str, message_id: &str, text: &str) -> Result<String, ClientError> {
+        Ok(self.shared.with_person(|inner| inner.person.reply_text(conversation_id, to, message_id, text))?)
+    }
+
+    /// Answers widget `widget_ref` with `value`.
+    pub fn answer_widget(&self, conversation_id: &str, to: &str, widget_ref: &str, value: Value) -> Result<String, ClientError> {
+        Ok(self.shared.with_person(|inner| inner.person.answer_widget(conversation_id, to, widget_ref, value))?)
+    }
+
+    /// Dismisses widget `widget_ref`.
+    pub fn cancel_widget(&self, conversation_id: &str, to: &str, widget_ref: &str) -> Result<String, ClientError> {
+        Ok(self.shared.with_person(|inner| inner.person.cancel_widget(conversation_id, to, widget_ref))?)
+    }
+
+    /// The next event (messages, read receipts, identity changes, refusals), waiting at most
+    /// `timeout`.
+    pub async fn next_event(&self, timeout: Duration) -> Result<PersonEvent, ClientError> {
+        let mut events = self.events.lock().await;
+        tokio::time::timeout(timeout, events.recv())
+            .await
+            .map_err(|_| ClientError::TimedOut("an event"))?
+            .ok_or(ClientError::Closed)
+    }
+
+    /// The next message, waiting at most `timeout`; other events before it are dropped.
+    pub async fn next_message(&self, timeout: Duration) -> Result<PersonMessage, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let PersonEvent::Message(message) = self.next_event(left).await? {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// Closes the socket and stops reconnecting.
+    pub async fn close(self) {
+        self.shared.with_person(|inner| inner.person.close());
+        let _ = self.driver.await;
+    }
+}
+
+fn unexpected(event: PersonEvent) -> ClientError {
+    ClientError::Http { status: 0, message: format!("unexpected answer: {event:?}") }
+}
