@@ -84,7 +84,8 @@ impl ClientConfig {
     /// # Ok::<(), pacerelle_core::config::ConfigError>(())
     /// ```
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| lookup(name).filter(|v| !v.is_empty()).ok_or(ConfigError::MissingVariable(name));
+        let required =
+            |name: &'static str| lookup(name).filter(|v| !v.is_empty()).ok_or(ConfigError::MissingVariable(name));
         let config = ClientConfig::new(required(env::AGENT_ID)?, required(env::AGENT_TOKEN)?);
         match lookup(env::BASE_URL).filter(|v| !v.is_empty()) {
             Some(base_url) => config.with_base_url(base_url),

@@ -6,8 +6,5 @@ use crate::Rng;
 pub(crate) fn uuid_v4(rng: &mut Rng) -> String {
     let mut bytes = [0u8; 16];
     rng.fill_bytes(&mut bytes);
-    uuid::Builder::from_random_bytes(bytes)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
+    uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string()
 }

@@ -35,9 +35,7 @@ pub struct AgentMessage {
 impl AgentMessage {
     /// Whether the message was sent to the conversation's group.
     pub fn is_group(&self) -> bool {
-        self.to
-            .as_deref()
-            .is_some_and(|to| crate::wire::agent::is_group_target(to, &self.conversation_id))
+        self.to.as_deref().is_some_and(|to| crate::wire::agent::is_group_target(to, &self.conversation_id))
     }
 }
 

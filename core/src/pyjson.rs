@@ -110,7 +110,13 @@ fn write_string(out: &mut String, text: &str) {
 fn write_float(out: &mut String, value: f64) {
     if !value.is_finite() {
         // serde_json cannot hold these; Python would write NaN/Infinity.
-        out.push_str(if value.is_nan() { "NaN" } else if value > 0.0 { "Infinity" } else { "-Infinity" });
+        out.push_str(if value.is_nan() {
+            "NaN"
+        } else if value > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        });
         return;
     }
     // `{:e}` yields the shortest round-trip digits, like Python's repr, in the form `d.ddde±x`.
@@ -189,9 +195,6 @@ mod tests {
     #[test]
     fn sorted_compact_sorts_nested_objects() {
         let value = json!({"z": {"b": [1, {"d": null, "c": true}], "a": false}, "y": -3});
-        assert_eq!(
-            dumps(&value, Style::SORTED_COMPACT),
-            r#"{"y":-3,"z":{"a":false,"b":[1,{"c":true,"d":null}]}}"#
-        );
+        assert_eq!(dumps(&value, Style::SORTED_COMPACT), r#"{"y":-3,"z":{"a":false,"b":[1,{"c":true,"d":null}]}}"#);
     }
 }

@@ -33,10 +33,13 @@ impl std::fmt::Debug for Receipt {
             .field("message_id", &self.message_id)
             .field("from", &self.from)
             .field("conversation_id", &self.conversation_id)
-            .field("state", &match &self.state {
-                ReceiptState::Pending { .. } => "pending".to_owned(),
-                ReceiptState::Accepted { at } => format!("accepted at {}", at.as_millis()),
-            })
+            .field(
+                "state",
+                &match &self.state {
+                    ReceiptState::Pending { .. } => "pending".to_owned(),
+                    ReceiptState::Accepted { at } => format!("accepted at {}", at.as_millis()),
+                },
+            )
             .finish_non_exhaustive()
     }
 }

@@ -25,10 +25,8 @@ const FIELDS: [&str; 8] = [
 /// assert_eq!(digest.len(), 64);
 /// ```
 pub fn message_digest(frame: &Map<String, Value>) -> String {
-    let covered: Map<String, Value> = FIELDS
-        .iter()
-        .map(|field| ((*field).to_owned(), frame.get(*field).cloned().unwrap_or(Value::Null)))
-        .collect();
+    let covered: Map<String, Value> =
+        FIELDS.iter().map(|field| ((*field).to_owned(), frame.get(*field).cloned().unwrap_or(Value::Null))).collect();
     let text = pyjson::dumps(&Value::Object(covered), pyjson::Style::SORTED_COMPACT);
     Sha256::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -73,6 +73,9 @@ pub enum Input {
 }
 
 /// Something for the runtime to do, in order.
+// Moved once through a queue, never stored in bulk: boxing the large variant would only add
+// an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// Open the socket (`{ws_base}/ws/agent?token=...`), then report [`Input::Connected`] or
@@ -91,6 +94,9 @@ pub enum Output {
 }
 
 /// What the app hears about.
+// Moved once through a queue, never stored in bulk: boxing the large variant would only add
+// an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A message to handle; accept it when the handler has returned.
@@ -406,13 +412,9 @@ impl Agent {
         let to_device_id = if group {
             None
         } else {
-            message
-                .to_device_id
-                .clone()
-                .or_else(|| source.and_then(|source| source.from_device_id.clone()))
-                .or_else(|| {
-                    self.state.last_devices.get(&(message.to.clone(), message.conversation_id.clone())).cloned()
-                })
+            message.to_device_id.clone().or_else(|| source.and_then(|source| source.from_device_id.clone())).or_else(
+                || self.state.last_devices.get(&(message.to.clone(), message.conversation_id.clone())).cloned(),
+            )
         };
         let plaintext = chat::encode_chat_payload(&message.text, &message.attachments);
         let attachments = (!message.attachments.is_empty())
@@ -472,7 +474,11 @@ impl Agent {
             // then, from the accepted receipt.
             return;
         }
-        let ack = AckRead { to: from.to_owned(), message_id: message_id.to_owned(), conversation_id: conversation_id.to_owned() };
+        let ack = AckRead {
+            to: from.to_owned(),
+            message_id: message_id.to_owned(),
+            conversation_id: conversation_id.to_owned(),
+        };
         self.outputs.push_back(Output::Frame(ack.to_frame()));
     }
 

@@ -11,7 +11,8 @@ fn at(millis: u64) -> Timestamp {
 }
 
 fn connected_agent(config: AgentConfig) -> Agent {
-    let mut agent = Agent::new(config, Box::new(rand::rngs::StdRng::seed_from_u64(42)), AgentSnapshot::default()).unwrap();
+    let mut agent =
+        Agent::new(config, Box::new(rand::rngs::StdRng::seed_from_u64(42)), AgentSnapshot::default()).unwrap();
     agent.start(at(0));
     assert_eq!(agent.poll_output(), Some(Output::Connect));
     agent.handle_input(at(1), Input::Connected).unwrap();
@@ -173,7 +174,8 @@ fn identity_changes_and_ignorable_frames() {
 #[test]
 fn messages_carry_widget_answers_updates_and_attachments() {
     let mut agent = agent();
-    let answer = receive(&mut agent, "m1", r#"{"type":"widget.response","id":"r1","ref":"w1","value":"yes"}"#, json!({}));
+    let answer =
+        receive(&mut agent, "m1", r#"{"type":"widget.response","id":"r1","ref":"w1","value":"yes"}"#, json!({}));
     assert_eq!(answer.text, "Widget response");
     assert_eq!(answer.widget_response.unwrap().value, Some(json!("yes")));
     let update = receive(&mut agent, "m2", r#"{"type":"widget.update","id":"u1","ref":"w1","patch":{}}"#, json!({}));
@@ -211,7 +213,9 @@ fn replies_route_to_the_source_device_and_are_checked() {
     assert!(frames(&drain(&mut agent))[0].get("to_device_id").is_none());
 
     // A reply to m1 in another conversation, or to another person, is refused.
-    for wrong in [OutgoingMessage::new("c2", "u1", "x").reply_to("m1"), OutgoingMessage::new("c1", "u2", "x").reply_to("m1")] {
+    for wrong in
+        [OutgoingMessage::new("c2", "u1", "x").reply_to("m1"), OutgoingMessage::new("c1", "u2", "x").reply_to("m1")]
+    {
         assert_eq!(agent.send_message(wrong), Err(SendError::ReplyMismatch { message_id: "m1".into() }));
     }
     assert!(drain(&mut agent).is_empty());
@@ -237,7 +241,8 @@ fn widgets_and_updates_return_their_ids() {
     let widget = crate::widget::parse_standard(&payload).unwrap();
     assert_eq!(widget.id, id);
     assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4);
-    let update_id = agent.send_widget_update("c1", "u1", WidgetPatch::new(&id).expires_at("2030-01-01T00:00:00Z")).unwrap();
+    let update_id =
+        agent.send_widget_update("c1", "u1", WidgetPatch::new(&id).expires_at("2030-01-01T00:00:00Z")).unwrap();
     let sent = frames(&drain(&mut agent));
     let payload = String::from_utf8(STANDARD.decode(sent[0]["payload_b64"].as_str().unwrap()).unwrap()).unwrap();
     let update = parse_payload(&payload).widget_update.unwrap();
@@ -246,7 +251,9 @@ fn widgets_and_updates_return_their_ids() {
 
 #[test]
 fn sending_needs_a_connection_and_addresses() {
-    let mut agent = Agent::new(AgentConfig::new("a"), Box::new(rand::rngs::StdRng::seed_from_u64(1)), AgentSnapshot::default()).unwrap();
+    let mut agent =
+        Agent::new(AgentConfig::new("a"), Box::new(rand::rngs::StdRng::seed_from_u64(1)), AgentSnapshot::default())
+            .unwrap();
     assert_eq!(agent.send_message(OutgoingMessage::new("c", "u", "x")), Err(SendError::NotConnected));
     let mut agent = self::agent();
     assert_eq!(agent.send_message(OutgoingMessage::new("", "u", "x")), Err(SendError::EmptyField("conversation_id")));
@@ -257,7 +264,10 @@ fn sending_needs_a_connection_and_addresses() {
 #[test]
 fn configuration_is_checked() {
     let rng = || -> Box<crate::Rng> { Box::new(rand::rngs::StdRng::seed_from_u64(1)) };
-    assert_eq!(Agent::new(AgentConfig::new(""), rng(), AgentSnapshot::default()).unwrap_err(), ConfigError::EmptyAgentId);
+    assert_eq!(
+        Agent::new(AgentConfig::new(""), rng(), AgentSnapshot::default()).unwrap_err(),
+        ConfigError::EmptyAgentId
+    );
     let e2ee = AgentConfig { e2ee: true, ..AgentConfig::new("a") };
     assert_eq!(Agent::new(e2ee, rng(), AgentSnapshot::default()).unwrap_err(), ConfigError::E2eeUnavailable);
 }
@@ -315,7 +325,8 @@ fn a_restarted_agent_continues_from_its_snapshot() {
     }
     let snapshot = crate::store::AgentStore::load(&mut store).unwrap();
     assert_eq!(&snapshot, first.snapshot());
-    let mut second = Agent::new(AgentConfig::new("agent-1"), Box::new(rand::rngs::StdRng::seed_from_u64(7)), snapshot).unwrap();
+    let mut second =
+        Agent::new(AgentConfig::new("agent-1"), Box::new(rand::rngs::StdRng::seed_from_u64(7)), snapshot).unwrap();
     second.start(at(0));
     second.handle_input(at(1), Input::Connected).unwrap();
     drain(&mut second);

@@ -54,6 +54,9 @@ pub enum PersonInput {
 }
 
 /// Something for the runtime to do, in order.
+// Moved once through a queue, never stored in bulk: boxing the large variant would only add
+// an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum PersonOutput {
     /// Open the socket (`{ws_base}/ws/person?token=...[&device_id=...]`).
@@ -98,6 +101,9 @@ pub struct PersonMessage {
 }
 
 /// What the person's app hears about.
+// Moved once through a queue, never stored in bulk: boxing the large variant would only add
+// an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum PersonEvent {
     /// A message arrived (already acknowledged to the relay).
@@ -357,7 +363,14 @@ impl Person {
         self.outputs.push_back(PersonOutput::Event(event));
     }
 
-    fn request(&mut self, kind: Pending, method: HttpMethod, path: String, content_type: Option<&'static str>, body: Vec<u8>) -> RequestId {
+    fn request(
+        &mut self,
+        kind: Pending,
+        method: HttpMethod,
+        path: String,
+        content_type: Option<&'static str>,
+        body: Vec<u8>,
+    ) -> RequestId {
         let id = RequestId(self.next_request);
         self.next_request += 1;
         self.pending.insert(id, kind);
@@ -369,7 +382,13 @@ impl Person {
     /// [`PersonEvent::ConversationCreated`].
     pub fn create_conversation(&mut self, request: CreateConversation) -> RequestId {
         let body = serde_json::to_vec(&request).unwrap_or_default();
-        self.request(Pending::Conversation, HttpMethod::Post, "/person/conversations".into(), Some("application/json"), body)
+        self.request(
+            Pending::Conversation,
+            HttpMethod::Post,
+            "/person/conversations".into(),
+            Some("application/json"),
+            body,
+        )
     }
 
     /// Fetches `agent_id`'s prekey bundle (consuming one one-time prekey); answered by
@@ -381,7 +400,13 @@ impl Person {
 
     /// Uploads a blob; answered by [`PersonEvent::BlobUploaded`].
     pub fn upload_blob(&mut self, bytes: Vec<u8>) -> RequestId {
-        self.request(Pending::BlobUpload, HttpMethod::Post, "/person/blobs".into(), Some("application/octet-stream"), bytes)
+        self.request(
+            Pending::BlobUpload,
+            HttpMethod::Post,
+            "/person/blobs".into(),
+            Some("application/octet-stream"),
+            bytes,
+        )
     }
 
     /// Downloads a blob; answered by [`PersonEvent::BlobDownloaded`].
@@ -397,12 +422,24 @@ impl Person {
     }
 
     /// Sends `text` as a reply to `message_id`.
-    pub fn reply_text(&mut self, conversation_id: &str, to: &str, message_id: &str, text: &str) -> Result<String, PersonError> {
+    pub fn reply_text(
+        &mut self,
+        conversation_id: &str,
+        to: &str,
+        message_id: &str,
+        text: &str,
+    ) -> Result<String, PersonError> {
         self.send_payload(conversation_id, to, text, Some(message_id.to_owned()))
     }
 
     /// Answers widget `widget_ref` with `value`; returns the message id.
-    pub fn answer_widget(&mut self, conversation_id: &str, to: &str, widget_ref: &str, value: Value) -> Result<String, PersonError> {
+    pub fn answer_widget(
+        &mut self,
+        conversation_id: &str,
+        to: &str,
+        widget_ref: &str,
+        value: Value,
+    ) -> Result<String, PersonError> {
         let response_id = ids::uuid_v4(&mut *self.rng);
         let payload = widget::response_payload(&response_id, widget_ref, Some(value), false);
         self.send_payload(conversation_id, to, &payload, None)
@@ -415,7 +452,13 @@ impl Person {
         self.send_payload(conversation_id, to, &payload, None)
     }
 
-    fn send_payload(&mut self, conversation_id: &str, to: &str, text: &str, reply_to: Option<String>) -> Result<String, PersonError> {
+    fn send_payload(
+        &mut self,
+        conversation_id: &str,
+        to: &str,
+        text: &str,
+        reply_to: Option<String>,
+    ) -> Result<String, PersonError> {
         if !self.connection.is_connected() {
             return Err(PersonError::NotConnected);
         }

@@ -62,7 +62,11 @@ fn sends_carry_the_device_and_widget_answers() {
 #[test]
 fn http_answers_become_events_and_failures_are_precise() {
     let mut person = person();
-    let request = person.create_conversation(CreateConversation { members: vec!["agent-1".into()], group: false, conversation_id: None });
+    let request = person.create_conversation(CreateConversation {
+        members: vec!["agent-1".into()],
+        group: false,
+        conversation_id: None,
+    });
     let PersonOutput::Http(http) = &drain(&mut person)[0] else { panic!() };
     assert_eq!((http.method, http.path.as_str()), (HttpMethod::Post, "/person/conversations"));
     let ok = HttpResponse { status: 200, body: br#"{"conversation_id":"c9"}"#.to_vec() };
@@ -85,7 +89,12 @@ fn http_answers_become_events_and_failures_are_precise() {
 #[test]
 fn relay_frames_and_bad_input() {
     let mut person = person();
-    person.handle_input(Timestamp::from_millis(1), PersonInput::Frame(r#"{"type":"READ","message_id":"m","conversation_id":"c","by":"a"}"#.into())).unwrap();
+    person
+        .handle_input(
+            Timestamp::from_millis(1),
+            PersonInput::Frame(r#"{"type":"READ","message_id":"m","conversation_id":"c","by":"a"}"#.into()),
+        )
+        .unwrap();
     assert!(matches!(&drain(&mut person)[0], PersonOutput::Event(PersonEvent::Read(receipt)) if receipt.by == "a"));
     assert!(person.handle_input(Timestamp::from_millis(1), PersonInput::Frame("garbage".into())).is_err());
     let encrypted = json!({"type": "MSG", "id": "m", "conversation_id": "c", "from": "a", "to": "u1", "payload_b64": "AAAA", "encrypted": true});

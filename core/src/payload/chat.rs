@@ -108,11 +108,9 @@ pub fn encode_chat_payload(text: &str, attachments: &[Attachment]) -> String {
             entry.insert("name".into(), json!(attachment.name));
             entry.insert("mime".into(), json!(attachment.mime));
             entry.insert("size".into(), json!(attachment.size));
-            for (field, value) in [
-                ("width", attachment.width),
-                ("height", attachment.height),
-                ("duration_ms", attachment.duration_ms),
-            ] {
+            for (field, value) in
+                [("width", attachment.width), ("height", attachment.height), ("duration_ms", attachment.duration_ms)]
+            {
                 if let Some(value) = value {
                     entry.insert(field.into(), json!(value));
                 }

@@ -113,7 +113,9 @@ mod tests {
     fn bad_deliveries_and_keys_are_errors() {
         let good_key = json!({"key_id": "k1", "epoch": 1, "raw_key_b64": KEY});
         let delivery = |v: Value, body: Value, key: Value| {
-            unwrap_delivery(&json!({"type": "pacerelle.delivery", "v": v, "body": body, "history_key": key}).to_string())
+            unwrap_delivery(
+                &json!({"type": "pacerelle.delivery", "v": v, "body": body, "history_key": key}).to_string(),
+            )
         };
         assert_eq!(delivery(json!(2), json!("b"), good_key.clone()), Err(DeliveryError::InvalidDelivery));
         assert_eq!(delivery(json!(1), json!(5), good_key.clone()), Err(DeliveryError::InvalidDelivery));

@@ -171,12 +171,7 @@ mod tests {
     use super::*;
 
     fn key(epoch: u64) -> GroupKey {
-        GroupKey {
-            conversation_id: "g1".into(),
-            key_id: "k1".into(),
-            epoch,
-            raw_key: Zeroizing::new([5u8; 32]),
-        }
+        GroupKey { conversation_id: "g1".into(), key_id: "k1".into(), epoch, raw_key: Zeroizing::new([5u8; 32]) }
     }
 
     #[test]
@@ -192,7 +187,12 @@ mod tests {
     fn sender_keys_need_the_exact_shape() {
         let good = r#"{"type":"pacerelle.group.sender_key","v":1,"alg":"AES-256-GCM","conversation_id":"g","key_id":"k","epoch":1,"raw_key_b64":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}"#;
         assert_eq!(parse_sender_key(good).unwrap().epoch, 1);
-        for (from, to) in [("\"epoch\":1", "\"epoch\":0"), ("\"epoch\":1", "\"epoch\":1.0"), ("AES-256-GCM", "AES-128-GCM"), ("Hh8=", "Hg==")] {
+        for (from, to) in [
+            ("\"epoch\":1", "\"epoch\":0"),
+            ("\"epoch\":1", "\"epoch\":1.0"),
+            ("AES-256-GCM", "AES-128-GCM"),
+            ("Hh8=", "Hg=="),
+        ] {
             assert!(parse_sender_key(&good.replace(from, to)).is_none(), "{to}");
         }
         assert!(!format!("{:?}", parse_sender_key(good).unwrap()).contains("AAECAw"));

@@ -110,7 +110,8 @@ mod tests {
         assert!(response.cancelled);
         assert_eq!(response.value, None);
         // Only JSON `true` cancels.
-        let not_cancelled = parse_payload(r#"{"type":"widget.response","id":"r","ref":"w","cancelled":"true","value":{"a":1}}"#);
+        let not_cancelled =
+            parse_payload(r#"{"type":"widget.response","id":"r","ref":"w","cancelled":"true","value":{"a":1}}"#);
         assert_eq!(not_cancelled.text, "Widget response");
         assert_eq!(not_cancelled.widget_response.unwrap().value, Some(json!({"a": 1})));
         // A non-string ref is plain text.
@@ -129,7 +130,9 @@ mod tests {
 
     #[test]
     fn non_payload_json_is_plain_text() {
-        for text in ["{}", "[1,2]", "{\"kind\":\"chat.message\",\"text\":5}", "{\"kind\":\"other\",\"text\":\"x\"}", "{", " {}"] {
+        for text in
+            ["{}", "[1,2]", "{\"kind\":\"chat.message\",\"text\":5}", "{\"kind\":\"other\",\"text\":\"x\"}", "{", " {}"]
+        {
             assert_eq!(parse_payload(text), ParsedPayload::plain(text), "{text}");
         }
     }

@@ -603,15 +603,26 @@ mod tests {
             r#"{"type": "widget.standard", "id": "fresh", "v": 1, "kind": "confirm", "spec": {"title": "Go?", "danger": false}}"#
         );
         assert_eq!(
-            encode(Choice::new("Pick", [ChoiceOption::new("a", "A")]).extra("multi", true).response_mode(ResponseMode::Individual)),
+            encode(
+                Choice::new("Pick", [ChoiceOption::new("a", "A")])
+                    .extra("multi", true)
+                    .response_mode(ResponseMode::Individual)
+            ),
             r#"{"type": "widget.standard", "id": "fresh", "v": 1, "kind": "choice", "spec": {"title": "Pick", "options": [{"id": "a", "label": "A"}], "multi": true}, "response_mode": "individual"}"#
         );
         assert_eq!(
-            encode(Permission::new("Read files").scopes([PermissionScope::Once, PermissionScope::Session]).expires_at("2030-01-01T00:00:00Z")),
+            encode(
+                Permission::new("Read files")
+                    .scopes([PermissionScope::Once, PermissionScope::Session])
+                    .expires_at("2030-01-01T00:00:00Z")
+            ),
             r#"{"type": "widget.standard", "id": "fresh", "v": 1, "kind": "permission", "spec": {"title": "Read files", "scopes": ["once", "session"]}, "expires_at": "2030-01-01T00:00:00Z"}"#
         );
         assert_eq!(
-            encode(Form::new("About you", [FormField::new("age", "Age", "number").required(true)]).option("submitLabel", "Send")),
+            encode(
+                Form::new("About you", [FormField::new("age", "Age", "number").required(true)])
+                    .option("submitLabel", "Send")
+            ),
             r#"{"type": "widget.standard", "id": "fresh", "v": 1, "kind": "form", "spec": {"title": "About you", "fields": [{"name": "age", "label": "Age", "type": "number", "required": true}], "submitLabel": "Send"}}"#
         );
         assert_eq!(
@@ -639,14 +650,18 @@ mod tests {
     fn updates_keep_empty_values() {
         let (id, payload) = WidgetPatch::new("w1").spec(Map::new()).expires_at("").encode(|| "u1".into());
         assert_eq!(id, "u1");
-        assert_eq!(payload, r#"{"type": "widget.update", "id": "u1", "v": 1, "ref": "w1", "patch": {"spec": {}, "expires_at": ""}}"#);
+        assert_eq!(
+            payload,
+            r#"{"type": "widget.update", "id": "u1", "v": 1, "ref": "w1", "patch": {"spec": {}, "expires_at": ""}}"#
+        );
         let parsed = super::super::parse_payload(&payload).widget_update.unwrap();
         assert_eq!(parsed.widget_ref, "w1");
     }
 
     #[test]
     fn persons_read_widgets_and_answer_them() {
-        let (_, payload) = Widget::from(Confirm::new("Go?").response_mode(ResponseMode::Collective)).encode(|| "w".into());
+        let (_, payload) =
+            Widget::from(Confirm::new("Go?").response_mode(ResponseMode::Collective)).encode(|| "w".into());
         let widget = parse_standard(&payload).unwrap();
         assert_eq!((widget.kind, widget.response_mode), (WidgetKind::Confirm, Some(ResponseMode::Collective)));
         let answer = response_payload("r1", &widget.id, Some(json!(true)), false);

@@ -1,12 +1,15 @@
 //! Frames on the agent's socket, `GET {ws_base}/ws/agent?token=...`.
 
 use super::{FieldProblem, FrameError, optional_str, parse_object, required_str};
-use crate::payload::history::HistoryRecord;
 use crate::payload::chat::PublicAttachment;
+use crate::payload::history::HistoryRecord;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// A frame the relay sends to an agent.
+// Moved once through a queue, never stored in bulk: boxing the large variant would only add
+// an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum InboundFrame {
     /// A message from a person (or another agent) in a conversation.
@@ -201,8 +204,16 @@ mod tests {
             (r#"{"type":"MSG","id":7,"conversation_id":"c","from":"u"}"#, "id", FieldProblem::WrongType),
             (r#"{"type":"MSG","id":"m","conversation_id":null,"from":"u"}"#, "conversation_id", FieldProblem::Missing),
             (r#"{"type":"MSG","id":"m","conversation_id":"c","from":["u"]}"#, "from", FieldProblem::WrongType),
-            (r#"{"type":"MSG","id":"m","conversation_id":"c","from":"u","payload_b64":5}"#, "payload_b64", FieldProblem::WrongType),
-            (r#"{"type":"MSG","id":"m","conversation_id":"c","from":"u","from_device_id":3}"#, "from_device_id", FieldProblem::WrongType),
+            (
+                r#"{"type":"MSG","id":"m","conversation_id":"c","from":"u","payload_b64":5}"#,
+                "payload_b64",
+                FieldProblem::WrongType,
+            ),
+            (
+                r#"{"type":"MSG","id":"m","conversation_id":"c","from":"u","from_device_id":3}"#,
+                "from_device_id",
+                FieldProblem::WrongType,
+            ),
         ] {
             assert_eq!(parse_msg(frame).unwrap_err(), FrameError::InvalidField { field, problem }, "{frame}");
         }
@@ -210,7 +221,8 @@ mod tests {
 
     #[test]
     fn encrypted_is_only_json_true() {
-        for (value, expected) in [("true", true), ("false", false), ("1", false), ("\"true\"", false), ("null", false)] {
+        for (value, expected) in [("true", true), ("false", false), ("1", false), ("\"true\"", false), ("null", false)]
+        {
             let frame = format!(r#"{{"type":"MSG","id":"m","conversation_id":"c","from":"u","encrypted":{value}}}"#);
             assert_eq!(parse_msg(&frame).unwrap().encrypted, expected, "{value}");
         }

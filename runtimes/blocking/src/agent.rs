@@ -120,13 +120,23 @@ impl AgentHandle {
     }
 
     /// Shows a widget; returns its id.
-    pub fn send_widget(&self, conversation_id: &str, to: &str, widget: impl Into<Widget>) -> Result<String, ClientError> {
+    pub fn send_widget(
+        &self,
+        conversation_id: &str,
+        to: &str,
+        widget: impl Into<Widget>,
+    ) -> Result<String, ClientError> {
         let widget = widget.into();
         Ok(self.with_agent(|agent| agent.send_widget(conversation_id, to, widget))?)
     }
 
     /// Changes a widget already shown; returns the update's id.
-    pub fn send_widget_update(&self, conversation_id: &str, to: &str, patch: WidgetPatch) -> Result<String, ClientError> {
+    pub fn send_widget_update(
+        &self,
+        conversation_id: &str,
+        to: &str,
+        patch: WidgetPatch,
+    ) -> Result<String, ClientError> {
         Ok(self.with_agent(|agent| agent.send_widget_update(conversation_id, to, patch))?)
     }
 
@@ -180,7 +190,12 @@ impl Client {
             events: VecDeque::new(),
             fatal: None,
         };
-        Ok(Client { config, handle: AgentHandle { inner: Arc::new(Mutex::new(inner)) }, message_handler: None, identity_handler: None })
+        Ok(Client {
+            config,
+            handle: AgentHandle { inner: Arc::new(Mutex::new(inner)) },
+            message_handler: None,
+            identity_handler: None,
+        })
     }
 
     /// A handle for sending and closing from other threads.
@@ -304,13 +319,27 @@ impl Client {
     }
 }
 
-/// Opens the socket with a read timeout of one tick; `None` (after logging why) on failure.
+/// Opens the socket with a connect deadline and a read timeout of one tick; `None` (after
+/// logging why) on failure.
 fn open_socket(url: &str) -> Option<Socket> {
-    let (socket, _response) = match tungstenite::connect(url) {
-        Ok(opened) => opened,
-        // The URL carries the token: log the error alone.
+    // tungstenite's own `connect` waits as long as the OS lets a TCP connect hang; connect the
+    // stream ourselves with a deadline, then run TLS and the WebSocket handshake over it.
+    let stream = match connect_tcp(url) {
+        Ok(stream) => stream,
         Err(error) => {
             tracing::warn!(%error, "connect failed");
+            return None;
+        }
+    };
+    if let Err(error) = stream.set_read_timeout(Some(support::CONNECT_TIMEOUT)) {
+        tracing::warn!(%error, "cannot set a read timeout");
+        return None;
+    }
+    let socket = match tungstenite::client_tls_with_config(url, stream, None, None) {
+        Ok((socket, _response)) => socket,
+        // The URL carries the token: log the error alone.
+        Err(error) => {
+            tracing::warn!(%error, "WebSocket handshake failed");
             return None;
         }
     };
@@ -328,4 +357,28 @@ fn open_socket(url: &str) -> Option<Socket> {
     }
     tracing::info!("connected");
     Some(socket)
+}
+
+/// Connects TCP to the URL's host and port within [`support::CONNECT_TIMEOUT`], trying each
+/// resolved address in turn.
+fn connect_tcp(url: &str) -> std::io::Result<TcpStream> {
+    use std::net::ToSocketAddrs as _;
+    let invalid = |reason: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, reason.to_owned());
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid("URL without a scheme"))?;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let default_port = if scheme == "wss" { 443 } else { 80 };
+    let has_port =
+        authority.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok() && !authority.ends_with(']'));
+    let target = if has_port { authority.to_owned() } else { format!("{authority}:{default_port}") };
+    let mut last_error = invalid("host resolved to no address");
+    for address in target.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&address, support::CONNECT_TIMEOUT) {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(error) => last_error = error,
+        }
+    }
+    Err(last_error)
 }

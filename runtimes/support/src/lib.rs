@@ -62,7 +62,11 @@ impl HttpExecutor {
             .user_agent(pacerelle_core::config::user_agent())
             .build()
             .into();
-        HttpExecutor { agent, base_url: base_url.trim_end_matches('/').to_owned(), authorization: format!("Bearer {token}") }
+        HttpExecutor {
+            agent,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            authorization: format!("Bearer {token}"),
+        }
     }
 
     /// Performs `request`, blocking. `Err` means the relay was not reached or the answer could not
@@ -73,7 +77,8 @@ impl HttpExecutor {
         let result = match request.method {
             HttpMethod::Get => self.agent.get(&url).header("Authorization", &self.authorization).call(),
             HttpMethod::Post | HttpMethod::Put => {
-                let builder = if request.method == HttpMethod::Post { self.agent.post(&url) } else { self.agent.put(&url) };
+                let builder =
+                    if request.method == HttpMethod::Post { self.agent.post(&url) } else { self.agent.put(&url) };
                 let builder = builder.header("Authorization", &self.authorization);
                 let builder = match request.content_type {
                     Some(content_type) => builder.content_type(content_type),

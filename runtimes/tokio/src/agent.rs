@@ -136,7 +136,12 @@ impl AgentHandle {
     }
 
     /// Sends `text` to `to` in `conversation_id`; returns the message id.
-    pub async fn send_text(&self, conversation_id: &str, to: &str, text: impl Into<String>) -> Result<String, ClientError> {
+    pub async fn send_text(
+        &self,
+        conversation_id: &str,
+        to: &str,
+        text: impl Into<String>,
+    ) -> Result<String, ClientError> {
         self.send_message(OutgoingMessage::new(conversation_id, to, text)).await
     }
 
@@ -147,13 +152,23 @@ impl AgentHandle {
 
     /// Shows a widget ([`pacerelle_core::widget::Confirm`], `Choice`, `Permission`, `Form`,
     /// `Progress`, `FilePicker`, `DateTime`); returns its id.
-    pub async fn send_widget(&self, conversation_id: &str, to: &str, widget: impl Into<Widget>) -> Result<String, ClientError> {
+    pub async fn send_widget(
+        &self,
+        conversation_id: &str,
+        to: &str,
+        widget: impl Into<Widget>,
+    ) -> Result<String, ClientError> {
         let widget = widget.into();
         Ok(self.shared.with_agent(|agent| agent.send_widget(conversation_id, to, widget))?)
     }
 
     /// Changes a widget already shown; returns the update's id.
-    pub async fn send_widget_update(&self, conversation_id: &str, to: &str, patch: WidgetPatch) -> Result<String, ClientError> {
+    pub async fn send_widget_update(
+        &self,
+        conversation_id: &str,
+        to: &str,
+        patch: WidgetPatch,
+    ) -> Result<String, ClientError> {
         Ok(self.shared.with_agent(|agent| agent.send_widget_update(conversation_id, to, patch))?)
     }
 
@@ -209,7 +224,14 @@ impl Client {
             control: control_tx,
             events: events_tx,
         });
-        Ok(Client { config, handle: AgentHandle { shared }, control, events, message_handler: None, identity_handler: None })
+        Ok(Client {
+            config,
+            handle: AgentHandle { shared },
+            control,
+            events,
+            message_handler: None,
+            identity_handler: None,
+        })
     }
 
     /// A handle for sending and closing from outside handlers (e.g. on Ctrl-C).

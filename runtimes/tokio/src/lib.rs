@@ -19,8 +19,8 @@
 #![forbid(unsafe_code)]
 
 mod agent;
-mod socket;
 mod person;
+mod socket;
 
 pub use agent::{AgentHandle, Client};
 pub use pacerelle_core::agent::OutgoingMessage;

@@ -42,7 +42,12 @@ impl std::fmt::Debug for PersonClientConfig {
 impl PersonClientConfig {
     /// A configuration for `person_id` with `token` against `base_url`.
     pub fn new(person_id: impl Into<String>, token: impl Into<String>, base_url: impl Into<String>) -> Self {
-        PersonClientConfig { person_id: person_id.into(), token: token.into(), base_url: base_url.into(), device_id: None }
+        PersonClientConfig {
+            person_id: person_id.into(),
+            token: token.into(),
+            base_url: base_url.into(),
+            device_id: None,
+        }
     }
 
     /// The same with a device id.
@@ -98,7 +103,7 @@ impl Shared {
         while let Some(output) = inner.person.poll_output() {
             match output {
                 PersonOutput::Frame(text) => {
-                    if !inner.writer.as_ref().is_some_and(|writer| writer.send(Message::text(text)).is_ok()) {
+                    if inner.writer.as_ref().is_none_or(|writer| writer.send(Message::text(text)).is_err()) {
                         tracing::warn!("frame dropped: socket closed");
                     }
                 }
@@ -177,7 +182,8 @@ impl PersonClient {
 
     /// Like [`PersonClient::connect`] with the given randomness.
     pub async fn connect_with_rng(config: PersonClientConfig, rng: Box<Rng>) -> Result<Self, ClientError> {
-        let person_config = PersonConfig { device_id: config.device_id.clone(), ..PersonConfig::new(config.person_id.clone()) };
+        let person_config =
+            PersonConfig { device_id: config.device_id.clone(), ..PersonConfig::new(config.person_id.clone()) };
         let (control_tx, mut control) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
         let (connected, mut connected_rx) = watch::channel(false);
@@ -270,7 +276,11 @@ impl PersonClient {
 
     /// Opens a conversation with `members`; returns its id.
     pub async fn create_conversation(&self, members: &[&str], group: bool) -> Result<String, ClientError> {
-        let request = CreateConversation { members: members.iter().map(|m| (*m).to_owned()).collect(), group, conversation_id: None };
+        let request = CreateConversation {
+            members: members.iter().map(|m| (*m).to_owned()).collect(),
+            group,
+            conversation_id: None,
+        };
         match self.request(|person| person.create_conversation(request)).await? {
             PersonEvent::ConversationCreated { conversation_id, .. } => Ok(conversation_id),
             other => Err(unexpected(other)),
@@ -307,12 +317,24 @@ impl PersonClient {
     }
 
     /// Sends `text` as a reply to `message_id`.
-    pub fn reply_text(&self, conversation_id: &str, to: &str, message_id: &str, text: &str) -> Result<String, ClientError> {
+    pub fn reply_text(
+        &self,
+        conversation_id: &str,
+        to: &str,
+        message_id: &str,
+        text: &str,
+    ) -> Result<String, ClientError> {
         Ok(self.shared.with_person(|inner| inner.person.reply_text(conversation_id, to, message_id, text))?)
     }
 
     /// Answers widget `widget_ref` with `value`.
-    pub fn answer_widget(&self, conversation_id: &str, to: &str, widget_ref: &str, value: Value) -> Result<String, ClientError> {
+    pub fn answer_widget(
+        &self,
+        conversation_id: &str,
+        to: &str,
+        widget_ref: &str,
+        value: Value,
+    ) -> Result<String, ClientError> {
         Ok(self.shared.with_person(|inner| inner.person.answer_widget(conversation_id, to, widget_ref, value))?)
     }
 

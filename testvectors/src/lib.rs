@@ -1,0 +1,69 @@
+//! Conformance with the official SDK (`pacerelle` 0.1.0a8 on PyPI), the oracle this SDK is
+//! checked against.
+//!
+//! - `tests/vectors.rs` checks our codecs against every vector in this folder's `*.json`, which
+//!   `oracle/generate_vectors.py` produced from the official SDK's own functions; it also
+//!   regenerates them with the installed SDK and fails if the committed files are stale.
+//! - `tests/official_agent.rs` runs the official Python agent against our relay and converses
+//!   with it through our person-side client.
+//!
+//! The oracle is installed by the tests themselves (see [`oracle_dir`]); when it cannot be
+//! installed, the tests fail: they never skip.
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// This crate's folder, where the vectors live.
+pub fn vectors_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The target folder the oracle is installed under (`$CARGO_TARGET_DIR` or the workspace's).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| vectors_dir().join("..").join("target"))
+}
+
+/// Installs the official SDK (once per process; the script itself is idempotent and locked
+/// across processes) and returns its folder, for `PYTHONPATH`.
+///
+/// # Panics
+/// When it cannot be installed: conformance must fail loudly, not skip.
+pub fn oracle_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = target_dir().join("oracle");
+        let script = vectors_dir().join("oracle").join("install.sh");
+        let output = Command::new("bash")
+            .arg(&script)
+            .arg(&dir)
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
+        assert!(
+            output.status.success(),
+            "installing the official SDK (the conformance oracle) failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        dir
+    })
+}
+
+/// A `python3` command with the oracle on its path.
+pub fn python() -> Command {
+    let mut command = Command::new("python3");
+    command.env("PYTHONPATH", oracle_dir()).env("PYTHONDONTWRITEBYTECODE", "1");
+    command
+}
+
+/// Reads the vector file `name` (e.g. `parse_payload.json`).
+///
+/// # Panics
+/// When the file is missing or not JSON.
+pub fn load_vectors(name: &str) -> serde_json::Value {
+    let path = vectors_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{} is not JSON: {error}", path.display()))
+}
