@@ -39,7 +39,7 @@ pub async fn start_relay() -> Result<(RelayHandle, Credentials), Box<dyn std::er
 
 /// A fresh token from OS randomness.
 fn random_token() -> String {
-    use rand::Rng as _;
+    use rand::RngExt as _;
     let bytes: [u8; 16] = rand::rng().random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -295,7 +295,12 @@ impl Client {
             Event::Message(message) => {
                 let id = message.id.clone();
                 let outcome = match self.message_handler.as_mut() {
-                    Some(handler) => handler(message, &handle),
+                    // A panicking handler is a failed handler: the message stays unacknowledged
+                    // and the agent keeps serving.
+                    Some(handler) => {
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(message, &handle)))
+                            .unwrap_or_else(|_| Err("message handler panicked".into()))
+                    }
                     None => Ok(()),
                 };
                 match outcome {
@@ -310,7 +315,9 @@ impl Client {
             Event::IdentityChanged { peer_id } => {
                 tracing::info!(peer = %peer_id, "peer identity changed");
                 if let Some(handler) = self.identity_handler.as_mut()
-                    && let Err(error) = handler(peer_id, &handle)
+                    && let Err(error) =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(peer_id, &handle)))
+                            .unwrap_or_else(|_| Err("identity handler panicked".into()))
                 {
                     tracing::warn!(%error, "identity handler failed");
                 }

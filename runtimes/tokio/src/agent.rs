@@ -6,6 +6,7 @@
 //! as much as it likes before it returns.
 
 use crate::socket;
+use futures_util::FutureExt as _;
 use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, OutgoingMessage, Output};
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::store::{DynAgentStore, MemoryStore};
@@ -324,7 +325,12 @@ async fn run_handlers(
             Event::Message(message) => {
                 let id = message.id.clone();
                 let outcome = match &message_handler {
-                    Some(handler) => handler(message, handle.clone()).await,
+                    // A panicking handler is a failed handler: the message stays unacknowledged
+                    // and the agent keeps serving.
+                    Some(handler) => std::panic::AssertUnwindSafe(handler(message, handle.clone()))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| Err("message handler panicked".into())),
                     None => Ok(()),
                 };
                 match outcome {
@@ -339,7 +345,10 @@ async fn run_handlers(
             Event::IdentityChanged { peer_id } => {
                 tracing::info!(peer = %peer_id, "peer identity changed");
                 if let Some(handler) = &identity_handler
-                    && let Err(error) = handler(peer_id, handle.clone()).await
+                    && let Err(error) = std::panic::AssertUnwindSafe(handler(peer_id, handle.clone()))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| Err("identity handler panicked".into()))
                 {
                     tracing::warn!(%error, "identity handler failed");
                 }

@@ -1,0 +1,84 @@
+//! What a relay is started with: where it listens, who may connect, and its limits.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// Largest JSON request body accepted.
+pub const DEFAULT_MAX_JSON_BYTES: usize = 256 * 1024;
+/// Largest blob accepted.
+pub const DEFAULT_MAX_BLOB_BYTES: usize = 16 * 1024 * 1024;
+/// Largest WebSocket frame accepted.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// A relay's configuration.
+///
+/// ```
+/// let config = pacerelle_relay::RelayConfig::loopback_ephemeral().agent("echo", "t1").person("alice", "t2");
+/// assert_eq!(config.agents["echo"], "t1");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// Where to listen; loopback by default.
+    pub listen: SocketAddr,
+    /// Agents: id → token.
+    pub agents: BTreeMap<String, String>,
+    /// Persons: id → token.
+    pub persons: BTreeMap<String, String>,
+    /// Largest JSON body (413 beyond).
+    pub max_json_bytes: usize,
+    /// Largest blob (413 beyond).
+    pub max_blob_bytes: usize,
+    /// Largest socket frame (the socket is closed beyond).
+    pub max_frame_bytes: usize,
+}
+
+impl std::fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayConfig")
+            .field("listen", &self.listen)
+            .field("agents", &self.agents.keys().collect::<Vec<_>>())
+            .field("persons", &self.persons.keys().collect::<Vec<_>>())
+            .field("max_json_bytes", &self.max_json_bytes)
+            .field("max_blob_bytes", &self.max_blob_bytes)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .finish()
+    }
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            agents: BTreeMap::new(),
+            persons: BTreeMap::new(),
+            max_json_bytes: DEFAULT_MAX_JSON_BYTES,
+            max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+        }
+    }
+}
+
+impl RelayConfig {
+    /// Loopback, on a port the OS picks: for tests and examples.
+    pub fn loopback_ephemeral() -> Self {
+        RelayConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..Self::default() }
+    }
+
+    /// Listen on `address`.
+    pub fn listen(mut self, address: SocketAddr) -> Self {
+        self.listen = address;
+        self
+    }
+
+    /// Adds an agent.
+    pub fn agent(mut self, id: impl Into<String>, token: impl Into<String>) -> Self {
+        self.agents.insert(id.into(), token.into());
+        self
+    }
+
+    /// Adds a person.
+    pub fn person(mut self, id: impl Into<String>, token: impl Into<String>) -> Self {
+        self.persons.insert(id.into(), token.into());
+        self
+    }
+}

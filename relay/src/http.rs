@@ -1,0 +1,215 @@
+//! The HTTP API: routes, authentication, body limits, and JSON answers (errors included).
+
+use crate::error::ApiError;
+use crate::server::App;
+use crate::socket;
+use crate::state::Party;
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use pacerelle_core::wire::http::{BlobUploaded, GroupKeyEnvelope, OneTimePrekeysBody, PrekeyBundleBody};
+use pacerelle_core::wire::person::{
+    ConversationCreated, CreateConversation, DistributeGroupKeys, FetchedBundle, PublishIdentity,
+};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// Every route of the relay.
+pub(crate) fn router(app: App) -> Router {
+    let blob_limit = DefaultBodyLimit::max(app.limits.max_blob_bytes);
+    Router::new()
+        .route("/agent/prekey-bundle", put(publish_bundle))
+        .route("/agent/one-time-prekeys", post(add_one_time_prekeys))
+        .route("/agent/blobs", post(agent_upload).layer(blob_limit))
+        .route("/agent/blobs/{blob_id}", get(agent_download))
+        .route("/agent/group-keys", get(agent_group_keys))
+        .route("/ws/agent", get(agent_socket))
+        .route("/person/conversations", post(create_conversation))
+        .route("/person/agents/{agent_id}/prekey-bundle", get(fetch_bundle))
+        .route("/person/identity", put(publish_identity))
+        .route("/person/blobs", post(person_upload).layer(blob_limit))
+        .route("/person/blobs/{blob_id}", get(person_download))
+        .route("/person/group-keys", post(distribute_group_keys))
+        .route("/ws/person", get(person_socket))
+        .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(app.limits.max_json_bytes))
+        .with_state(app)
+}
+
+type Body = Result<Bytes, BytesRejection>;
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
+fn agent(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+    bearer(headers).and_then(|token| app.lock().agent_by_token(token)).ok_or(ApiError::Unauthorized)
+}
+
+fn person(app: &App, headers: &HeaderMap) -> Result<String, ApiError> {
+    bearer(headers).and_then(|token| app.lock().person_by_token(token)).ok_or(ApiError::Unauthorized)
+}
+
+/// The body's bytes, or 413/400.
+fn bytes(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(limit)
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })
+}
+
+/// The body parsed as `T`, or 413/400 with serde's reason.
+fn json_body<T: DeserializeOwned>(app: &App, body: Body) -> Result<T, ApiError> {
+    let bytes = bytes(body, app.limits.max_json_bytes)?;
+    serde_json::from_slice(&bytes).map_err(|error| ApiError::BadRequest(format!("invalid JSON body: {error}")))
+}
+
+async fn publish_bundle(State(app): State<App>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+    let agent = agent(&app, &headers)?;
+    let bundle: PrekeyBundleBody = json_body(&app, body)?;
+    app.lock().publish_bundle(&agent, bundle);
+    Ok(Json(json!({"status": "ok"})))
+}
+
+async fn add_one_time_prekeys(State(app): State<App>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+    let agent = agent(&app, &headers)?;
+    let keys: OneTimePrekeysBody = json_body(&app, body)?;
+    let held = app.lock().add_one_time_prekeys(&agent, keys.one_time_prekeys);
+    Ok(Json(json!({"held": held})))
+}
+
+fn upload(app: &App, body: Body) -> Result<Json<BlobUploaded>, ApiError> {
+    let bytes = bytes(body, app.limits.max_blob_bytes)?;
+    let (id, sha256) = app.lock().store_blob(bytes.to_vec());
+    Ok(Json(BlobUploaded { id, sha256: Some(sha256) }))
+}
+
+fn download(app: &App, blob_id: &str) -> Result<Response, ApiError> {
+    let state = app.lock();
+    let blob = state.blob(blob_id).ok_or(ApiError::NotFound("blob"))?;
+    Ok(([(CONTENT_TYPE, "application/octet-stream")], blob.to_vec()).into_response())
+}
+
+async fn agent_upload(State(app): State<App>, headers: HeaderMap, body: Body) -> Result<Json<BlobUploaded>, ApiError> {
+    agent(&app, &headers)?;
+    upload(&app, body)
+}
+
+async fn agent_download(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(blob_id): Path<String>,
+) -> Result<Response, ApiError> {
+    agent(&app, &headers)?;
+    download(&app, &blob_id)
+}
+
+#[derive(Deserialize)]
+struct GroupKeysQuery {
+    conversation_id: String,
+}
+
+async fn agent_group_keys(
+    State(app): State<App>,
+    headers: HeaderMap,
+    query: Result<Query<GroupKeysQuery>, QueryRejection>,
+) -> Result<Json<Vec<GroupKeyEnvelope>>, ApiError> {
+    let agent = agent(&app, &headers)?;
+    let Query(query) = query.map_err(|_| ApiError::BadRequest("conversation_id is required".into()))?;
+    Ok(Json(app.lock().group_keys_for(&agent, &query.conversation_id)?))
+}
+
+async fn create_conversation(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ConversationCreated>, ApiError> {
+    let person = person(&app, &headers)?;
+    let request: CreateConversation = json_body(&app, body)?;
+    let conversation_id = app.lock().create_conversation(&person, request)?;
+    Ok(Json(ConversationCreated { conversation_id }))
+}
+
+async fn fetch_bundle(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(agent_id): Path<String>,
+) -> Result<Json<FetchedBundle>, ApiError> {
+    person(&app, &headers)?;
+    Ok(Json(app.lock().fetch_bundle(&agent_id)?))
+}
+
+async fn publish_identity(State(app): State<App>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+    let person = person(&app, &headers)?;
+    let request: PublishIdentity = json_body(&app, body)?;
+    app.lock().publish_identity(&person, request.identity_key);
+    Ok(Json(json!({"status": "ok"})))
+}
+
+async fn person_upload(State(app): State<App>, headers: HeaderMap, body: Body) -> Result<Json<BlobUploaded>, ApiError> {
+    person(&app, &headers)?;
+    upload(&app, body)
+}
+
+async fn person_download(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(blob_id): Path<String>,
+) -> Result<Response, ApiError> {
+    person(&app, &headers)?;
+    download(&app, &blob_id)
+}
+
+async fn distribute_group_keys(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let person = person(&app, &headers)?;
+    let request: DistributeGroupKeys = json_body(&app, body)?;
+    let stored = app.lock().distribute_group_keys(&person, request)?;
+    Ok(Json(json!({"stored": stored})))
+}
+
+#[derive(Deserialize)]
+struct SocketQuery {
+    token: Option<String>,
+    device_id: Option<String>,
+}
+
+type Upgrade = Result<axum::extract::WebSocketUpgrade, WebSocketUpgradeRejection>;
+
+async fn agent_socket(
+    State(app): State<App>,
+    query: Result<Query<SocketQuery>, QueryRejection>,
+    upgrade: Upgrade,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|_| ApiError::Unauthorized)?;
+    let agent = query.token.and_then(|token| app.lock().agent_by_token(&token)).ok_or(ApiError::Unauthorized)?;
+    let upgrade = upgrade.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    Ok(socket::accept(app, upgrade, Party::Agent(agent), None))
+}
+
+async fn person_socket(
+    State(app): State<App>,
+    query: Result<Query<SocketQuery>, QueryRejection>,
+    upgrade: Upgrade,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|_| ApiError::Unauthorized)?;
+    let person = query.token.and_then(|token| app.lock().person_by_token(&token)).ok_or(ApiError::Unauthorized)?;
+    let upgrade = upgrade.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let device = query.device_id.filter(|device| !device.is_empty());
+    Ok(socket::accept(app, upgrade, Party::Person(person), device))
+}

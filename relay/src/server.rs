@@ -1,0 +1,202 @@
+//! Starting, observing and stopping a relay: in a tokio program ([`Relay::spawn`]) or, for
+//! programs without one, on a runtime of its own ([`BackgroundRelay`]).
+
+use crate::config::RelayConfig;
+use crate::error::RelayError;
+use crate::state::{Party, State};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Body and frame limits, shared by the handlers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_json_bytes: usize,
+    pub(crate) max_blob_bytes: usize,
+    pub(crate) max_frame_bytes: usize,
+}
+
+/// What every handler holds: the state and the limits.
+#[derive(Clone)]
+pub(crate) struct App {
+    state: Arc<Mutex<State>>,
+    pub(crate) limits: Limits,
+}
+
+impl App {
+    /// The state. Never held across an `.await`.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // No code path panics while holding the lock, so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Starts relays.
+#[derive(Debug)]
+pub struct Relay;
+
+impl Relay {
+    /// Binds `config.listen` and serves on the current tokio runtime until
+    /// [`RelayHandle::shutdown`].
+    pub async fn spawn(config: RelayConfig) -> Result<RelayHandle, RelayError> {
+        let mut state = State::default();
+        for (id, token) in &config.agents {
+            state.add_agent(id, token);
+        }
+        for (id, token) in &config.persons {
+            state.add_person(id, token);
+        }
+        let app = App {
+            state: Arc::new(Mutex::new(state)),
+            limits: Limits {
+                max_json_bytes: config.max_json_bytes,
+                max_blob_bytes: config.max_blob_bytes,
+                max_frame_bytes: config.max_frame_bytes,
+            },
+        };
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| RelayError::Bind { address: config.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| RelayError::Bind { address: config.listen, source })?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let router = crate::http::router(app.clone());
+        let server = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+                tracing::error!(%error, "relay stopped with an error");
+            }
+        });
+        tracing::info!(%addr, "relay listening");
+        Ok(RelayHandle { addr, app, stop: Some(stop), server })
+    }
+}
+
+/// A running relay.
+pub struct RelayHandle {
+    addr: SocketAddr,
+    app: App,
+    stop: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for RelayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayHandle").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl RelayHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://{addr}`, the base URL clients use.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Lets another agent in.
+    pub fn add_agent(&self, id: &str, token: &str) {
+        self.app.lock().add_agent(id, token);
+    }
+
+    /// Lets another person in.
+    pub fn add_person(&self, id: &str, token: &str) {
+        self.app.lock().add_person(id, token);
+    }
+
+    /// Drops every connection of agent `id`, as a network failure would (for reconnect tests).
+    pub async fn disconnect_agent(&self, id: &str) {
+        self.app.lock().disconnect(&Party::Agent(id.to_owned()));
+    }
+
+    /// Drops every connection of person `id`.
+    pub async fn disconnect_person(&self, id: &str) {
+        self.app.lock().disconnect(&Party::Person(id.to_owned()));
+    }
+
+    /// How many messages wait for agent `id` to acknowledge them.
+    pub fn pending_for_agent(&self, id: &str) -> usize {
+        self.app.lock().pending_for(&Party::Agent(id.to_owned()))
+    }
+
+    /// Every socket frame and blob body the relay received, in order: what crossed it.
+    pub fn observed(&self) -> Vec<Vec<u8>> {
+        self.app.lock().observed.clone()
+    }
+
+    /// Stops accepting, closes every socket, and waits (briefly) for the server to finish.
+    pub async fn shutdown(mut self) {
+        self.app.lock().disconnect_all();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.server).await.is_err() {
+            self.server.abort();
+        }
+        tracing::info!(addr = %self.addr, "relay stopped");
+    }
+}
+
+/// A relay on a runtime of its own, for programs and tests without tokio.
+pub struct BackgroundRelay {
+    handle: Option<RelayHandle>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for BackgroundRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackgroundRelay").field("handle", &self.handle).finish()
+    }
+}
+
+impl BackgroundRelay {
+    /// Starts a relay on a new two-thread runtime. Call it outside any async context.
+    pub fn start(config: RelayConfig) -> Result<Self, RelayError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pacerelle-relay")
+            .enable_all()
+            .build()
+            .map_err(RelayError::Runtime)?;
+        let handle = runtime.block_on(Relay::spawn(config))?;
+        Ok(BackgroundRelay { handle: Some(handle), runtime: Some(runtime) })
+    }
+
+    /// The running relay.
+    pub fn handle(&self) -> &RelayHandle {
+        self.handle.as_ref().expect("present until shutdown")
+    }
+
+    /// `http://{addr}`.
+    pub fn base_url(&self) -> String {
+        self.handle().base_url()
+    }
+
+    /// Drops every connection of agent `id`.
+    pub fn disconnect_agent(&self, id: &str) {
+        self.handle().app.lock().disconnect(&Party::Agent(id.to_owned()));
+    }
+
+    /// Stops the relay and its runtime.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let (Some(handle), Some(runtime)) = (self.handle.take(), self.runtime.take()) {
+            runtime.block_on(handle.shutdown());
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for BackgroundRelay {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

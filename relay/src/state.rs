@@ -1,0 +1,539 @@
+//! Everything the relay knows, and the routing rules, behind one lock and free of I/O: the
+//! HTTP and socket layers call in with parsed requests and get answers or frames to send.
+
+use crate::error::ApiError;
+use pacerelle_core::wire::http::{GroupKeyEnvelope, OneTimePrekey, PrekeyBundleBody};
+use pacerelle_core::wire::person::{
+    AgentOutboundMsg, CreateConversation, DistributeGroupKeys, FetchedBundle, PersonInboundMsg, PersonOutboundMsg,
+    ReadReceipt,
+};
+use pacerelle_core::wire::{AckRead, agent::is_group_target};
+use serde_json::{Map, Value, json};
+use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use subtle::ConstantTimeEq as _;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Who is speaking: an agent or a person, by id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Party {
+    Agent(String),
+    Person(String),
+}
+
+impl Party {
+    pub(crate) fn id(&self) -> &str {
+        match self {
+            Party::Agent(id) | Party::Person(id) => id,
+        }
+    }
+}
+
+#[derive(Default)]
+struct AgentRecord {
+    token: String,
+    bundle: Option<PrekeyBundleBody>,
+    one_time_prekeys: VecDeque<OneTimePrekey>,
+}
+
+#[derive(Default)]
+struct PersonRecord {
+    token: String,
+    identity_key: Option<String>,
+}
+
+struct Conversation {
+    members: BTreeSet<String>,
+    group: bool,
+}
+
+/// A message waiting for its recipient's acknowledgement.
+struct Queued {
+    message_id: String,
+    conversation_id: String,
+    sender: Party,
+    /// For persons: the device it is meant for (`None`: any).
+    device: Option<String>,
+    frame: String,
+}
+
+/// An open socket: where to send its frames, and for persons, its device.
+struct SocketEntry {
+    id: u64,
+    device: Option<String>,
+    sender: UnboundedSender<String>,
+}
+
+/// The relay's whole state.
+#[derive(Default)]
+pub(crate) struct State {
+    agents: HashMap<String, AgentRecord>,
+    persons: HashMap<String, PersonRecord>,
+    conversations: HashMap<String, Conversation>,
+    blobs: HashMap<String, Vec<u8>>,
+    group_keys: HashMap<String, Vec<GroupKeyEnvelope>>,
+    queues: HashMap<Party, VecDeque<Queued>>,
+    sockets: HashMap<Party, Vec<SocketEntry>>,
+    next_socket: u64,
+    /// Every frame received on a socket and every blob body, in order, for tests that check
+    /// what crossed the relay.
+    pub(crate) observed: Vec<Vec<u8>>,
+}
+
+impl State {
+    pub(crate) fn add_agent(&mut self, id: &str, token: &str) {
+        self.agents.entry(id.to_owned()).or_default().token = token.to_owned();
+    }
+
+    pub(crate) fn add_person(&mut self, id: &str, token: &str) {
+        self.persons.entry(id.to_owned()).or_default().token = token.to_owned();
+    }
+
+    /// The agent whose token this is.
+    pub(crate) fn agent_by_token(&self, token: &str) -> Option<String> {
+        // Every token is compared, in constant time, so timing tells nothing about which matched.
+        let mut found = None;
+        for (id, record) in &self.agents {
+            if bool::from(record.token.as_bytes().ct_eq(token.as_bytes())) {
+                found = Some(id.clone());
+            }
+        }
+        found
+    }
+
+    /// The person whose token this is.
+    pub(crate) fn person_by_token(&self, token: &str) -> Option<String> {
+        let mut found = None;
+        for (id, record) in &self.persons {
+            if bool::from(record.token.as_bytes().ct_eq(token.as_bytes())) {
+                found = Some(id.clone());
+            }
+        }
+        found
+    }
+
+    fn party(&self, id: &str) -> Option<Party> {
+        if self.agents.contains_key(id) {
+            Some(Party::Agent(id.to_owned()))
+        } else if self.persons.contains_key(id) {
+            Some(Party::Person(id.to_owned()))
+        } else {
+            None
+        }
+    }
+
+    /// Conversations `id` belongs to.
+    fn peers_of(&self, id: &str) -> BTreeSet<String> {
+        self.conversations
+            .values()
+            .filter(|conversation| conversation.members.contains(id))
+            .flat_map(|conversation| conversation.members.iter().cloned())
+            .filter(|member| member != id)
+            .collect()
+    }
+
+    // ---- agent HTTP ----
+
+    /// Stores an agent's bundle; tells its peers when its identity key changed.
+    pub(crate) fn publish_bundle(&mut self, agent: &str, bundle: PrekeyBundleBody) {
+        let record = self.agents.entry(agent.to_owned()).or_default();
+        let changed = record.bundle.as_ref().is_some_and(|old| old.identity_key != bundle.identity_key);
+        record.bundle = Some(bundle);
+        if changed {
+            let frame = json!({"type": "IDENTITY_CHANGED", "agent_id": agent}).to_string();
+            for peer in self.peers_of(agent) {
+                if let Some(party @ Party::Person(_)) = self.party(&peer) {
+                    self.send_live(&party, None, &frame);
+                }
+            }
+        }
+    }
+
+    /// Adds one-time prekeys (a key with an id already held replaces it).
+    pub(crate) fn add_one_time_prekeys(&mut self, agent: &str, keys: Vec<OneTimePrekey>) -> usize {
+        let record = self.agents.entry(agent.to_owned()).or_default();
+        for key in keys {
+            record.one_time_prekeys.retain(|held| held.prekey_id != key.prekey_id);
+            record.one_time_prekeys.push_back(key);
+        }
+        record.one_time_prekeys.len()
+    }
+
+    pub(crate) fn store_blob(&mut self, bytes: Vec<u8>) -> (String, String) {
+        let id = uuid::Uuid::new_v4().to_string();
+        let sha256 = hex(&Sha256::digest(&bytes));
+        self.observed.push(bytes.clone());
+        self.blobs.insert(id.clone(), bytes);
+        (id, sha256)
+    }
+
+    pub(crate) fn blob(&self, id: &str) -> Option<&[u8]> {
+        self.blobs.get(id).map(Vec::as_slice)
+    }
+
+    pub(crate) fn group_keys_for(&self, agent: &str, conversation_id: &str) -> Result<Vec<GroupKeyEnvelope>, ApiError> {
+        let conversation = self.conversations.get(conversation_id).ok_or(ApiError::NotFound("conversation"))?;
+        if !conversation.members.contains(agent) {
+            return Err(ApiError::Forbidden("not a member of this conversation"));
+        }
+        Ok(self
+            .group_keys
+            .get(agent)
+            .map(|envelopes| envelopes.iter().filter(|e| e.conversation_id == conversation_id).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    // ---- person HTTP ----
+
+    pub(crate) fn create_conversation(
+        &mut self,
+        person: &str,
+        request: CreateConversation,
+    ) -> Result<String, ApiError> {
+        let mut members: BTreeSet<String> = request.members.into_iter().collect();
+        for member in &members {
+            if self.party(member).is_none() {
+                return Err(ApiError::NotFound("member"));
+            }
+        }
+        members.insert(person.to_owned());
+        if members.len() < 2 {
+            return Err(ApiError::BadRequest("a conversation needs another member".into()));
+        }
+        match request.conversation_id {
+            Some(id) if id.is_empty() => Err(ApiError::BadRequest("conversation_id is empty".into())),
+            Some(id) => match self.conversations.get(&id) {
+                Some(existing) if existing.members == members && existing.group == request.group => Ok(id),
+                Some(_) => Err(ApiError::Conflict("a conversation with this id has other members")),
+                None => {
+                    self.conversations.insert(id.clone(), Conversation { members, group: request.group });
+                    Ok(id)
+                }
+            },
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                self.conversations.insert(id.clone(), Conversation { members, group: request.group });
+                Ok(id)
+            }
+        }
+    }
+
+    /// An agent's bundle with one of its one-time prekeys, which is handed out only once.
+    pub(crate) fn fetch_bundle(&mut self, agent: &str) -> Result<FetchedBundle, ApiError> {
+        let record = self.agents.get_mut(agent).ok_or(ApiError::NotFound("agent"))?;
+        let bundle = record.bundle.clone().ok_or(ApiError::NotFound("prekey bundle"))?;
+        let one_time = record.one_time_prekeys.pop_front();
+        Ok(FetchedBundle {
+            bundle,
+            prekey_id: one_time.as_ref().map(|key| key.prekey_id),
+            prekey_public: one_time.map(|key| key.public_key),
+        })
+    }
+
+    pub(crate) fn publish_identity(&mut self, person: &str, identity_key: String) {
+        let record = self.persons.entry(person.to_owned()).or_default();
+        let changed = record.identity_key.as_ref().is_some_and(|old| *old != identity_key);
+        record.identity_key = Some(identity_key);
+        if changed {
+            let frame = json!({"type": "IDENTITY_CHANGED", "user_id": person}).to_string();
+            for peer in self.peers_of(person) {
+                if let Some(party @ Party::Agent(_)) = self.party(&peer) {
+                    self.send_live(&party, None, &frame);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn distribute_group_keys(
+        &mut self,
+        person: &str,
+        request: DistributeGroupKeys,
+    ) -> Result<usize, ApiError> {
+        // Check everything first so that a bad envelope stores none of the batch.
+        for envelope in &request.envelopes {
+            let conversation =
+                self.conversations.get(&envelope.conversation_id).ok_or(ApiError::NotFound("conversation"))?;
+            if !conversation.members.contains(person) {
+                return Err(ApiError::Forbidden("not a member of this conversation"));
+            }
+            if !conversation.members.contains(&envelope.recipient_id)
+                || !self.agents.contains_key(&envelope.recipient_id)
+            {
+                return Err(ApiError::BadRequest(format!(
+                    "{} is not an agent of this conversation",
+                    envelope.recipient_id
+                )));
+            }
+            if envelope.epoch == 0 {
+                return Err(ApiError::BadRequest("epoch must be at least 1".into()));
+            }
+        }
+        let count = request.envelopes.len();
+        for envelope in request.envelopes {
+            let held = self.group_keys.entry(envelope.recipient_id).or_default();
+            held.retain(|e| {
+                !(e.conversation_id == envelope.conversation_id
+                    && e.key_id == envelope.key_id
+                    && e.epoch == envelope.epoch)
+            });
+            held.push(GroupKeyEnvelope {
+                conversation_id: envelope.conversation_id,
+                key_id: envelope.key_id,
+                epoch: envelope.epoch,
+                sender_id: person.to_owned(),
+                sender_device_id: envelope.sender_device_id,
+                envelope_b64: envelope.envelope_b64,
+            });
+        }
+        Ok(count)
+    }
+
+    // ---- sockets ----
+
+    /// Registers a socket and hands it everything queued for it.
+    pub(crate) fn open_socket(
+        &mut self,
+        party: &Party,
+        device: Option<String>,
+        sender: UnboundedSender<String>,
+    ) -> u64 {
+        self.next_socket += 1;
+        let id = self.next_socket;
+        if let Some(queue) = self.queues.get(party) {
+            for queued in queue {
+                if device_matches(device.as_deref(), queued.device.as_deref()) {
+                    let _ = sender.send(queued.frame.clone());
+                }
+            }
+        }
+        self.sockets.entry(party.clone()).or_default().push(SocketEntry { id, device, sender });
+        id
+    }
+
+    pub(crate) fn close_socket(&mut self, party: &Party, socket: u64) {
+        if let Some(entries) = self.sockets.get_mut(party) {
+            entries.retain(|entry| entry.id != socket);
+        }
+    }
+
+    /// Drops every socket of `party` (their connections close).
+    pub(crate) fn disconnect(&mut self, party: &Party) {
+        self.sockets.remove(party);
+    }
+
+    /// Drops every socket.
+    pub(crate) fn disconnect_all(&mut self) {
+        self.sockets.clear();
+    }
+
+    /// Routes a person's `MSG`.
+    pub(crate) fn route_from_person(
+        &mut self,
+        person: &str,
+        socket_device: Option<&str>,
+        msg: PersonOutboundMsg,
+    ) -> Result<(), String> {
+        let sender = Party::Person(person.to_owned());
+        let recipients = self.recipients(&sender, &msg.conversation_id, &msg.to)?;
+        let from_device_id = msg.from_device_id.clone().or_else(|| socket_device.map(str::to_owned));
+        for recipient in recipients {
+            let frame = match &recipient {
+                Party::Agent(_) => agent_msg(
+                    &msg.id,
+                    &msg.conversation_id,
+                    person,
+                    &msg.to,
+                    &msg.payload_b64,
+                    msg.encrypted,
+                    from_device_id.as_deref(),
+                    msg.reply_to_message_id.as_deref(),
+                    msg.attachments.as_ref(),
+                ),
+                Party::Person(_) => PersonInboundMsg {
+                    id: msg.id.clone(),
+                    conversation_id: msg.conversation_id.clone(),
+                    from: person.to_owned(),
+                    to: msg.to.clone(),
+                    payload_b64: msg.payload_b64.clone(),
+                    encrypted: msg.encrypted,
+                    from_device_id: from_device_id.clone(),
+                    to_device_id: None,
+                    reply_to_message_id: msg.reply_to_message_id.clone(),
+                    attachments: msg.attachments.clone(),
+                    history_record: None,
+                }
+                .to_frame(),
+            };
+            self.enqueue(
+                &recipient,
+                Queued {
+                    message_id: msg.id.clone(),
+                    conversation_id: msg.conversation_id.clone(),
+                    sender: sender.clone(),
+                    device: None,
+                    frame,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Routes an agent's `MSG`.
+    pub(crate) fn route_from_agent(&mut self, agent: &str, msg: AgentOutboundMsg) -> Result<(), String> {
+        let sender = Party::Agent(agent.to_owned());
+        let recipients = self.recipients(&sender, &msg.conversation_id, &msg.to)?;
+        for recipient in recipients {
+            let (frame, device) = match &recipient {
+                Party::Agent(_) => (
+                    agent_msg(
+                        &msg.id,
+                        &msg.conversation_id,
+                        agent,
+                        &msg.to,
+                        &msg.payload_b64,
+                        msg.encrypted,
+                        None,
+                        msg.reply_to_message_id.as_deref(),
+                        msg.attachments.as_ref(),
+                    ),
+                    None,
+                ),
+                Party::Person(_) => (
+                    PersonInboundMsg {
+                        id: msg.id.clone(),
+                        conversation_id: msg.conversation_id.clone(),
+                        from: agent.to_owned(),
+                        to: msg.to.clone(),
+                        payload_b64: msg.payload_b64.clone(),
+                        encrypted: msg.encrypted,
+                        from_device_id: None,
+                        to_device_id: msg.to_device_id.clone(),
+                        reply_to_message_id: msg.reply_to_message_id.clone(),
+                        attachments: msg.attachments.clone(),
+                        history_record: msg.history_record.clone(),
+                    }
+                    .to_frame(),
+                    msg.to_device_id.clone(),
+                ),
+            };
+            self.enqueue(
+                &recipient,
+                Queued {
+                    message_id: msg.id.clone(),
+                    conversation_id: msg.conversation_id.clone(),
+                    sender: sender.clone(),
+                    device,
+                    frame,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Who receives a message from `sender` to `to` in `conversation_id`, or why not.
+    fn recipients(&self, sender: &Party, conversation_id: &str, to: &str) -> Result<Vec<Party>, String> {
+        let conversation = self.conversations.get(conversation_id).ok_or("unknown conversation")?;
+        if !conversation.members.contains(sender.id()) {
+            return Err("sender is not a member of this conversation".into());
+        }
+        let ids: Vec<&String> = if is_group_target(to, conversation_id) {
+            if !conversation.group {
+                return Err("not a group conversation".into());
+            }
+            conversation.members.iter().filter(|member| *member != sender.id()).collect()
+        } else {
+            let recipient = conversation.members.get(to).ok_or("recipient is not a member of this conversation")?;
+            if recipient == sender.id() {
+                return Err("cannot send to oneself".into());
+            }
+            vec![recipient]
+        };
+        Ok(ids.into_iter().filter_map(|id| self.party(id)).collect())
+    }
+
+    /// Queues a message for `recipient` (once per id) and sends it to its matching sockets.
+    fn enqueue(&mut self, recipient: &Party, queued: Queued) {
+        let queue = self.queues.entry(recipient.clone()).or_default();
+        if queue.iter().any(|held| held.message_id == queued.message_id) {
+            return;
+        }
+        self.send_live(recipient, queued.device.as_deref(), &queued.frame);
+        self.queues.entry(recipient.clone()).or_default().push_back(queued);
+    }
+
+    /// Sends a frame to `party`'s sockets for `device` (all of them when `None`).
+    fn send_live(&self, party: &Party, device: Option<&str>, frame: &str) {
+        for entry in self.sockets.get(party).into_iter().flatten() {
+            if device_matches(entry.device.as_deref(), device) {
+                let _ = entry.sender.send(frame.to_owned());
+            }
+        }
+    }
+
+    /// An acknowledgement from `party`: the message leaves its queue, and when an agent read a
+    /// person's message, the person gets `READ`.
+    pub(crate) fn acknowledge(&mut self, party: &Party, ack: &AckRead) {
+        let Some(queue) = self.queues.get_mut(party) else { return };
+        let Some(position) = queue.iter().position(|held| held.message_id == ack.message_id) else { return };
+        let Some(removed) = queue.remove(position) else { return };
+        if let (Party::Agent(agent), Party::Person(_)) = (party, &removed.sender) {
+            let receipt = ReadReceipt {
+                message_id: removed.message_id,
+                conversation_id: removed.conversation_id,
+                by: agent.clone(),
+            };
+            self.send_live(&removed.sender, None, &receipt.to_frame());
+        }
+    }
+
+    /// How many messages wait for `party`'s acknowledgement.
+    pub(crate) fn pending_for(&self, party: &Party) -> usize {
+        self.queues.get(party).map_or(0, VecDeque::len)
+    }
+}
+
+/// Whether a socket of `socket_device` should get a message meant for `target` device: a socket
+/// without a device gets everything; an untargeted message goes to every socket.
+fn device_matches(socket_device: Option<&str>, target: Option<&str>) -> bool {
+    match (socket_device, target) {
+        (None, _) | (_, None) => true,
+        (Some(socket), Some(target)) => socket == target,
+    }
+}
+
+/// An inbound `MSG` as agents receive it (PROTOCOL.md), optional fields only when present.
+#[allow(clippy::too_many_arguments)]
+fn agent_msg(
+    id: &str,
+    conversation_id: &str,
+    from: &str,
+    to: &str,
+    payload_b64: &str,
+    encrypted: bool,
+    from_device_id: Option<&str>,
+    reply_to_message_id: Option<&str>,
+    attachments: Option<&Value>,
+) -> String {
+    let mut frame = Map::new();
+    frame.insert("type".into(), json!("MSG"));
+    frame.insert("id".into(), json!(id));
+    frame.insert("conversation_id".into(), json!(conversation_id));
+    frame.insert("from".into(), json!(from));
+    frame.insert("to".into(), json!(to));
+    frame.insert("payload_b64".into(), json!(payload_b64));
+    frame.insert("encrypted".into(), json!(encrypted));
+    if let Some(device) = from_device_id {
+        frame.insert("from_device_id".into(), json!(device));
+    }
+    if let Some(attachments) = attachments {
+        frame.insert("attachments".into(), attachments.clone());
+    }
+    if let Some(reply_to) = reply_to_message_id {
+        frame.insert("reply_to_message_id".into(), json!(reply_to));
+    }
+    Value::Object(frame).to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
