@@ -25,7 +25,8 @@ fn client(base_url: &str) -> Client {
         backoff: Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(200) },
         ..AgentConfig::new(AGENT)
     };
-    Client::with_parts(config, core, Box::new(MemoryStore::new()), Box::new(rand::rngs::StdRng::seed_from_u64(5))).unwrap()
+    Client::with_parts(config, core, Box::new(MemoryStore::new()), Box::new(rand::rngs::StdRng::seed_from_u64(5)))
+        .unwrap()
 }
 
 fn wait_until(what: &str, condition: impl Fn() -> bool) {
@@ -38,7 +39,10 @@ fn wait_until(what: &str, condition: impl Fn() -> bool) {
 
 #[test]
 fn a_failed_handler_gets_the_message_again_after_a_drop_and_other_threads_can_send() {
-    let relay = BackgroundRelay::start(RelayConfig::loopback_ephemeral().agent(AGENT, AGENT_TOKEN).person(PERSON, PERSON_TOKEN)).unwrap();
+    let relay = BackgroundRelay::start(
+        RelayConfig::loopback_ephemeral().agent(AGENT, AGENT_TOKEN).person(PERSON, PERSON_TOKEN),
+    )
+    .unwrap();
     let person_runtime = tokio::runtime::Runtime::new().unwrap();
     let person = person_runtime
         .block_on(PersonClient::connect(PersonClientConfig::new(PERSON, PERSON_TOKEN, relay.base_url())))
