@@ -87,7 +87,9 @@ async fn official_agent_converses_with_our_person_client_through_our_relay() {
     let agent = tokio::task::spawn_blocking(move || OfficialAgent::start(&base_url)).await.unwrap();
 
     let person =
-        PersonClient::connect(PersonClientConfig::new(PERSON, PERSON_TOKEN, relay.base_url()).device("laptop")).await.unwrap();
+        PersonClient::connect(PersonClientConfig::new(PERSON, PERSON_TOKEN, relay.base_url()).device("laptop"))
+            .await
+            .unwrap();
     let conversation = person.create_conversation(&[AGENT], false).await.unwrap();
     let mut reads = Vec::new();
     let mut sent = Vec::new();
