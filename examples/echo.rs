@@ -7,7 +7,7 @@
 //! With `PACERELLE_AGENT_ID` and `PACERELLE_AGENT_TOKEN` (and optionally `PACERELLE_BASE_URL`)
 //! set, it serves that relay as the echo agent until Ctrl-C.
 
-use pacerelle::tokio::{Client, FromEnv};
+use pacerelle::tokio::Client;
 use pacerelle::{ClientConfig, ClientError};
 use pacerelle_examples::{echo, init_logging, script};
 use std::process::ExitCode;

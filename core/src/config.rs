@@ -93,6 +93,12 @@ impl ClientConfig {
         }
     }
 
+    /// Reads `PACERELLE_AGENT_ID`, `PACERELLE_AGENT_TOKEN` and, when set, `PACERELLE_BASE_URL`
+    /// from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
     /// The same configuration against `base_url` (trailing slashes dropped).
     pub fn with_base_url(mut self, base_url: impl Into<String>) -> Result<Self, ConfigError> {
         let base_url = base_url.into();

@@ -13,7 +13,7 @@
 //! ```no_run
 //! # #[cfg(feature = "tokio")]
 //! # async fn run() -> Result<(), pacerelle::ClientError> {
-//! use pacerelle::tokio::{Client, FromEnv};
+//! use pacerelle::tokio::Client;
 //! use pacerelle::{ClientConfig, widget::Confirm};
 //!
 //! let mut client = Client::new(ClientConfig::from_env()?)?;
@@ -40,11 +40,16 @@ pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult};
 /// Agents on tokio.
 #[cfg(feature = "tokio")]
 pub mod tokio {
-    pub use pacerelle_tokio::{AgentHandle, Client, FromEnv, PersonClient, PersonClientConfig};
+    pub use pacerelle_tokio::{AgentHandle, Client, PersonClient, PersonClientConfig};
 }
 
 /// Agents without an async runtime.
 #[cfg(feature = "blocking")]
 pub mod blocking {
-    pub use pacerelle_blocking::{AgentHandle, Client, FromEnv};
+    pub use pacerelle_blocking::{AgentHandle, Client};
 }
+
+/// The README's code blocks, compiled as doctests so the front page never drifts from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

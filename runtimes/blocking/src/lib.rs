@@ -5,7 +5,7 @@
 //! and carries out the core's outputs in order.
 //!
 //! ```no_run
-//! use pacerelle_blocking::{Client, ClientConfig, FromEnv};
+//! use pacerelle_blocking::{Client, ClientConfig};
 //!
 //! # fn run() -> Result<(), pacerelle_blocking::ClientError> {
 //! let mut client = Client::new(ClientConfig::from_env()?)?;
@@ -26,16 +26,3 @@ pub use pacerelle_core::agent::OutgoingMessage;
 pub use pacerelle_core::config::ClientConfig;
 pub use pacerelle_core::{AgentMessage, Attachment, widget};
 pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult};
-
-/// Reads the client configuration from the environment (`PACERELLE_AGENT_ID`,
-/// `PACERELLE_AGENT_TOKEN`, optional `PACERELLE_BASE_URL`).
-pub trait FromEnv: Sized {
-    /// See the trait docs.
-    fn from_env() -> Result<Self, ClientError>;
-}
-
-impl FromEnv for ClientConfig {
-    fn from_env() -> Result<Self, ClientError> {
-        Ok(ClientConfig::from_lookup(|name| std::env::var(name).ok())?)
-    }
-}

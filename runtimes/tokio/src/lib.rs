@@ -28,16 +28,3 @@ pub use pacerelle_core::config::ClientConfig;
 pub use pacerelle_core::{AgentMessage, Attachment, widget};
 pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult};
 pub use person::{PersonClient, PersonClientConfig};
-
-/// Reads the client configuration from the environment (`PACERELLE_AGENT_ID`,
-/// `PACERELLE_AGENT_TOKEN`, optional `PACERELLE_BASE_URL`).
-pub trait FromEnv: Sized {
-    /// See the trait docs.
-    fn from_env() -> Result<Self, ClientError>;
-}
-
-impl FromEnv for ClientConfig {
-    fn from_env() -> Result<Self, ClientError> {
-        Ok(ClientConfig::from_lookup(|name| std::env::var(name).ok())?)
-    }
-}
