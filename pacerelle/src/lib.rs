@@ -9,6 +9,7 @@
 //! | --- | --- | --- |
 //! | `tokio` (default) | [`tokio`](crate::tokio) | async programs on tokio |
 //! | `blocking` | [`blocking`](crate::blocking) | scripts and programs without an async runtime |
+//! | `sqlite` | [`store`](crate::store)`::SqliteStore` | state that survives restarts |
 //!
 //! ```no_run
 //! # #[cfg(feature = "tokio")]
@@ -36,6 +37,14 @@ pub use pacerelle_core::agent::OutgoingMessage;
 pub use pacerelle_core::config::ClientConfig;
 pub use pacerelle_core::{AgentMessage, Attachment, WidgetResponse, WidgetUpdate, widget};
 pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult};
+
+/// Where an agent's state lives between runs: in memory (the default), or in SQLite with the
+/// `sqlite` feature (`Client::with_store(config, SqliteStore::open_in(root, agent_id)?)`).
+pub mod store {
+    pub use pacerelle_core::store::{AgentSnapshot, AgentStore, MemoryStore, StoreChanges};
+    #[cfg(feature = "sqlite")]
+    pub use pacerelle_store_sqlite::{SqliteStore, StoreError};
+}
 
 /// Agents on tokio.
 #[cfg(feature = "tokio")]

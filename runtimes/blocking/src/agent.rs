@@ -172,7 +172,9 @@ impl Client {
         Self::with_parts(config, agent_config, Box::new(store), support::os_rng())
     }
 
-    /// A client with full control over the core's configuration and randomness.
+    /// A client with full control over the core's configuration and randomness. Message ids come
+    /// from `rng`: a seeded generator must never be reused across runs of one agent, or its new
+    /// messages repeat old ids.
     pub fn with_parts(
         config: ClientConfig,
         agent_config: AgentConfig,

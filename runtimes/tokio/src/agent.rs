@@ -208,7 +208,8 @@ impl Client {
     }
 
     /// A client with full control over the core's configuration and randomness (tests pass a
-    /// seeded generator and short backoffs here).
+    /// seeded generator and short backoffs here). Message ids come from `rng`: a seeded generator
+    /// must never be reused across runs of one agent, or its new messages repeat old ids.
     pub fn with_parts(
         config: ClientConfig,
         agent_config: AgentConfig,

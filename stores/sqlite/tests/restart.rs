@@ -1,0 +1,117 @@
+//! An agent restarted from its SQLite store: a message whose handler failed comes back from the
+//! stored text and is handled; an accepted one is never handled again, even when the relay
+//! delivers it once more.
+
+use pacerelle_core::agent::AgentConfig;
+use pacerelle_core::connection::Backoff;
+use pacerelle_core::store::{AgentStore as _, ReceiptState};
+use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
+use pacerelle_store_sqlite::SqliteStore;
+use pacerelle_tokio::{Client, ClientConfig, PersonClient, PersonClientConfig};
+use rand::SeedableRng;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+const AGENT: &str = "agent-1";
+const AGENT_TOKEN: &str = "agent-token";
+const PERSON: &str = "alice";
+const PERSON_TOKEN: &str = "alice-token";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Runs an agent on `store_root` whose handler succeeds only when `succeed`; returns once it has
+/// handled `expected_calls` messages, then stops it. Each run seeds its generator differently:
+/// a restarted agent that drew the same ids again would send replies its peers take for replays.
+async fn run_agent(
+    relay: &RelayHandle,
+    store_root: &Path,
+    succeed: bool,
+    calls: Arc<AtomicUsize>,
+    expected_calls: usize,
+) {
+    let store = SqliteStore::open_in(store_root, AGENT).unwrap();
+    let config = ClientConfig::new(AGENT, AGENT_TOKEN).with_base_url(relay.base_url()).unwrap();
+    let core = AgentConfig {
+        backoff: Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(100) },
+        ..AgentConfig::new(AGENT)
+    };
+    let mut client = Client::with_parts(
+        config,
+        core,
+        Box::new(store),
+        Box::new(rand::rngs::StdRng::seed_from_u64(expected_calls as u64)),
+    )
+    .unwrap();
+    let seen = calls.clone();
+    client.on_message(move |message, agent| {
+        let seen = seen.clone();
+        async move {
+            seen.fetch_add(1, Ordering::SeqCst);
+            if !succeed {
+                return Err("not this time".into());
+            }
+            agent.reply(&message, format!("handled {}", message.text)).await?;
+            Ok(())
+        }
+    });
+    let handle = client.handle();
+    let serving = tokio::spawn(client.connect());
+    tokio::time::timeout(WAIT, async {
+        while calls.load(Ordering::SeqCst) < expected_calls {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the handler runs");
+    // Let an acceptance reach the store and the relay before stopping.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    handle.close();
+    tokio::time::timeout(WAIT, serving).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_resume_from_the_store() {
+    let root = std::env::temp_dir().join(format!("pacerelle-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let relay = Relay::spawn(RelayConfig::loopback_ephemeral().agent(AGENT, AGENT_TOKEN).person(PERSON, PERSON_TOKEN))
+        .await
+        .unwrap();
+    let person = PersonClient::connect(PersonClientConfig::new(PERSON, PERSON_TOKEN, relay.base_url())).await.unwrap();
+    let conversation = person.create_conversation(&[AGENT], false).await.unwrap();
+    let sent = person.send_text(&conversation, AGENT, "persist me").unwrap();
+
+    // First run: the handler fails; the receipt stays pending on disk with its text.
+    let calls = Arc::new(AtomicUsize::new(0));
+    run_agent(&relay, &root, false, calls.clone(), 1).await;
+    {
+        let snapshot = SqliteStore::open_in(&root, AGENT).unwrap().load().unwrap();
+        assert!(matches!(&snapshot.receipts[&sent].state, ReceiptState::Pending { text } if text == "persist me"));
+    }
+    assert_eq!(relay.pending_for_agent(AGENT), 1);
+
+    // Second run, a new process as far as the agent knows: the relay replays, the stored text is
+    // handed out, the handler succeeds, the message is acknowledged.
+    run_agent(&relay, &root, true, calls.clone(), 2).await;
+    let reply = person.next_message(WAIT).await.unwrap();
+    assert_eq!(
+        (reply.text.as_str(), reply.reply_to_message_id.as_deref()),
+        ("handled persist me", Some(sent.as_str()))
+    );
+    assert_eq!(relay.pending_for_agent(AGENT), 0);
+    {
+        let snapshot = SqliteStore::open_in(&root, AGENT).unwrap().load().unwrap();
+        assert!(matches!(snapshot.receipts[&sent].state, ReceiptState::Accepted { .. }));
+    }
+
+    // Third run: a new message is handled once; the old one, already accepted, is not handled again.
+    let second = person.send_text(&conversation, AGENT, "second").unwrap();
+    run_agent(&relay, &root, true, calls.clone(), 3).await;
+    let reply = person.next_message(WAIT).await.unwrap();
+    assert_eq!(reply.reply_to_message_id.as_deref(), Some(second.as_str()));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+    person.close().await;
+    relay.shutdown().await;
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -1,0 +1,103 @@
+//! The SQLite store: what is applied is what loads, across reopening; one process at a time;
+//! files private to their owner.
+
+use pacerelle_core::Timestamp;
+use pacerelle_core::store::{AgentSnapshot, AgentStore, Receipt, ReceiptState, StoreChanges};
+use pacerelle_store_sqlite::{SqliteStore, StoreError};
+use std::path::PathBuf;
+
+fn temp_root(name: &str) -> PathBuf {
+    let root = std::env::temp_dir().join(format!("pacerelle-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    root
+}
+
+fn receipt(id: &str, state: ReceiptState) -> Receipt {
+    Receipt {
+        message_id: id.into(),
+        digest: format!("digest-{id}"),
+        from: "u1".into(),
+        conversation_id: "c1".into(),
+        from_device_id: Some("phone".into()),
+        state,
+    }
+}
+
+#[test]
+fn applied_changes_load_back_and_survive_reopening() {
+    let root = temp_root("roundtrip");
+    let mut expected = AgentSnapshot::default();
+    {
+        let mut store = SqliteStore::open_in(&root, "agent-1").unwrap();
+        let steps = [
+            StoreChanges {
+                put_receipts: vec![
+                    receipt("m1", ReceiptState::Pending { text: "héllo 👋".into() }),
+                    receipt("m2", ReceiptState::Pending { text: String::new() }),
+                ],
+                put_last_devices: vec![(("u1".into(), "c1".into()), "phone".into())],
+                ..Default::default()
+            },
+            StoreChanges {
+                put_receipts: vec![receipt(
+                    "m1",
+                    ReceiptState::Accepted { at: Timestamp::from_millis(1_700_000_000_123) },
+                )],
+                put_last_devices: vec![(("u1".into(), "c1".into()), "laptop".into())],
+                ..Default::default()
+            },
+            StoreChanges { remove_receipts: vec!["m2".into(), "never-there".into()], ..Default::default() },
+        ];
+        for changes in &steps {
+            store.apply(changes).unwrap();
+            expected.apply(changes);
+            assert_eq!(store.load().unwrap(), expected);
+        }
+        assert_eq!(store.receipt_count().unwrap(), 1);
+    }
+    let mut reopened = SqliteStore::open_in(&root, "agent-1").unwrap();
+    assert_eq!(reopened.load().unwrap(), expected);
+    assert_eq!(expected.last_devices[&("u1".to_owned(), "c1".to_owned())], "laptop");
+    drop(reopened);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_second_opener_is_refused_while_the_first_holds_it() {
+    let root = temp_root("exclusive");
+    let first = SqliteStore::open_in(&root, "agent-1").unwrap();
+    let second = SqliteStore::open_in(&root, "agent-1");
+    assert!(matches!(second, Err(StoreError::InUse(_))), "{second:?}");
+    drop(first);
+    SqliteStore::open_in(&root, "agent-1").expect("free again once closed");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn bad_agent_ids_and_newer_schemas_are_refused() {
+    let root = temp_root("refusals");
+    for id in ["", "..", "a/b"] {
+        assert!(SqliteStore::open_in(&root, id).is_err(), "{id:?}");
+    }
+    let store = SqliteStore::open_in(&root, "agent-1").unwrap();
+    let path = store.path().to_owned();
+    drop(store);
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection.pragma_update(None, "user_version", 99).unwrap();
+    drop(connection);
+    assert!(matches!(SqliteStore::open(&path), Err(StoreError::NewerSchema { found: 99, .. })));
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = temp_root("private");
+    let store = SqliteStore::open_in(&root, "agent-1").unwrap();
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(store.path()), 0o600);
+    assert_eq!(mode(store.path().parent().unwrap()), 0o700);
+    drop(store);
+    std::fs::remove_dir_all(&root).unwrap();
+}
