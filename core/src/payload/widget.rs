@@ -87,6 +87,15 @@ impl ResponseMode {
             ResponseMode::Collective => "collective",
         }
     }
+
+    /// The mode named `name` on the wire; no other names exist.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "individual" => Some(ResponseMode::Individual),
+            "collective" => Some(ResponseMode::Collective),
+            _ => None,
+        }
+    }
 }
 
 /// How long a permission holds.
@@ -129,6 +138,18 @@ impl Widget {
         &self.spec
     }
 
+    /// The same widget with this id instead of a fresh UUID.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The same widget expiring at `at` (an RFC 3339 time; left out when empty).
+    pub fn with_expires_at(mut self, at: impl Into<String>) -> Self {
+        self.expires_at = Some(at.into());
+        self
+    }
+
     /// The payload text and the widget's id: the one given, or `fresh_id()`.
     pub fn encode(self, fresh_id: impl FnOnce() -> String) -> (String, String) {
         let id = self.id.filter(|id| !id.is_empty()).unwrap_or_else(fresh_id);
@@ -154,13 +175,13 @@ macro_rules! common_options {
         impl $builder {
             /// Use this id instead of a fresh UUID (to update the widget later by a known id).
             pub fn id(mut self, id: impl Into<String>) -> Self {
-                self.widget.id = Some(id.into());
+                self.widget = self.widget.with_id(id);
                 self
             }
 
             /// When the widget stops accepting answers (an RFC 3339 time).
             pub fn expires_at(mut self, at: impl Into<String>) -> Self {
-                self.widget.expires_at = Some(at.into());
+                self.widget = self.widget.with_expires_at(at);
                 self
             }
         }
@@ -580,11 +601,7 @@ pub fn parse_standard(text: &str) -> Option<ReceivedWidget> {
         kind: WidgetKind::from_name(object.get("kind")?.as_str()?)?,
         spec: object.get("spec")?.as_object()?.clone(),
         expires_at: object.get("expires_at").and_then(Value::as_str).map(str::to_owned),
-        response_mode: match object.get("response_mode").and_then(Value::as_str) {
-            Some("individual") => Some(ResponseMode::Individual),
-            Some("collective") => Some(ResponseMode::Collective),
-            _ => None,
-        },
+        response_mode: object.get("response_mode").and_then(Value::as_str).and_then(ResponseMode::from_name),
     })
 }
 

@@ -1,0 +1,265 @@
+"""Reference vectors from the official Pacerelle SDK's own functions.
+
+    PYTHONPATH=<oracle> python3 testvectors/oracle/vectors.py [DIR]          write DIR/*.json
+    PYTHONPATH=<oracle> python3 testvectors/oracle/vectors.py --check DIR    exit 1 if stale
+
+DIR defaults to testvectors/vectors. Every case is computed by calling the installed SDK
+(pacerelle 0.1.0a8); nothing here re-implements its logic. Output is deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import difflib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import agent_gateway_sdk as sdk
+from agent_gateway_sdk import AgentAttachment, AgentGatewayClient
+
+SDK_VERSION = "0.1.0a8"
+HEADER = {"generator": "testvectors/oracle/vectors.py", "sdk_version": SDK_VERSION}
+
+
+def attachment(**fields):
+    base = {"id": "a1", "name": "report.pdf", "mime": "application/pdf", "size": 1234, "blob_id": "b1"}
+    base.update(fields)
+    return base
+
+
+KEYED = {"key_b64": "a2V5LWtleS1rZXk=", "iv_b64": "aXYtaXYtaXY="}
+
+
+def chat_payload_cases():
+    cases = [
+        ("no attachments", "hello", []),
+        ("empty text, no attachments", "", []),
+        ("keyless attachment stays plain text", "see file", [attachment()]),
+        ("one keyed attachment", "see file", [attachment(**KEYED)]),
+        ("media dimensions", "photo", [attachment(name="p.jpg", mime="image/jpeg", width=640, height=480, **KEYED)]),
+        ("audio duration", "", [attachment(name="a.ogg", mime="audio/ogg", duration_ms=1500, **KEYED)]),
+        ("zero dimensions kept", "z", [attachment(width=0, height=0, duration_ms=0, **KEYED)]),
+        ("two attachments, one keyless", "two", [attachment(**KEYED), attachment(id="a2", blob_id="b2")]),
+        ("unicode and quotes", 'Café "naïve" 👋\n\ttab', [attachment(name='résumé "final".pdf', **KEYED)]),
+        ("sha and thumbnail are not secrets", "t", [attachment(sha256="ff", thumbnail_blob_id="t1", **KEYED)]),
+        ("empty key is not keyed", "t", [attachment(key_b64="", iv_b64="aXY=")]),
+    ]
+    return [
+        {"name": name, "text": text, "attachments": items,
+         "expected": sdk._encode_chat_payload(text, [AgentAttachment(**item) for item in items])}
+        for name, text, items in cases
+    ]
+
+
+def parse_payload_cases():
+    def chat(attachments, text="hi"):
+        return json.dumps({"kind": "chat.message", "text": text, "attachments": attachments})
+
+    secret = {"id": "a1", "key_b64": "k", "iv_b64": "i"}
+    payloads = {
+        "plain text": "hello",
+        "empty": "",
+        "leading space before brace": ' {"kind":"chat.message","text":"x"}',
+        "brace but not json": "{not json",
+        "json array": "[1, 2]",
+        "empty object": "{}",
+        "chat message without attachments": '{"kind":"chat.message","text":"hi"}',
+        "chat message with secret": chat([dict(secret, name="r.pdf", mime="application/pdf", size=3)]),
+        "chat text not a string": '{"kind":"chat.message","text":5}',
+        "other kind": '{"kind":"other","text":"x"}',
+        "secret without key": chat([{"id": "a1", "iv_b64": "i"}]),
+        "secret without iv": chat([{"id": "a1", "key_b64": "k"}]),
+        "secret id not a string": chat([{"id": 1, "key_b64": "k", "iv_b64": "i"}]),
+        "attachments not a list": chat({"id": "a1"}),
+        "attachment entry not an object": chat(["a1", secret]),
+        "name of 512 characters": chat([dict(secret, name="é" * 512)]),
+        "name of 513 characters": chat([dict(secret, name="x" * 513)]),
+        "empty name and mime": chat([dict(secret, name="", mime="")]),
+        "name not a string": chat([dict(secret, name=5, mime=None)]),
+        "negative size": chat([dict(secret, size=-1)]),
+        "float size": chat([dict(secret, size=1.5)]),
+        "integral float size": chat([dict(secret, size=2.0)]),
+        "bool counts": chat([dict(secret, size=True, width=False)]),
+        "string counts": chat([dict(secret, size="3", height="4")]),
+        "large count": chat([dict(secret, size=2**63, duration_ms=0)]),
+        "duplicate secret ids, last wins": chat([dict(secret, name="first"), dict(secret, name="second")]),
+        "widget response": '{"type":"widget.response","id":"r1","ref":"w1","value":{"a":[1,2]}}',
+        "widget response cancelled": '{"type":"widget.response","id":"r1","ref":"w1","cancelled":true}',
+        "widget response cancelled string": '{"type":"widget.response","id":"r1","ref":"w1","cancelled":"true","value":1}',
+        "widget response cancelled one": '{"type":"widget.response","id":"r1","ref":"w1","cancelled":1}',
+        "widget response null value": '{"type":"widget.response","id":"r1","ref":"w1","value":null}',
+        "widget response empty ids": '{"type":"widget.response","id":"","ref":""}',
+        "widget response ref not a string": '{"type":"widget.response","id":"r1","ref":7}',
+        "widget response beats chat": '{"type":"widget.response","id":"r","ref":"w","kind":"chat.message","text":"x"}',
+        "widget update": '{"type":"widget.update","id":"u1","ref":"w1","patch":{"spec":{"title":"t"}}}',
+        "widget update patch list": '{"type":"widget.update","id":"u1","ref":"w1","patch":[1]}',
+        "widget update without patch": '{"type":"widget.update","id":"u1","ref":"w1"}',
+        "widget update falls through to chat": '{"type":"widget.update","id":"u","ref":"w","patch":1,"kind":"chat.message","text":"x"}',
+        "emoji text": "👋🏽 héllo",
+        "nested json text": '{"kind":"chat.message","text":"{\\"kind\\":\\"chat.message\\"}"}',
+    }
+
+    def expected(parsed):
+        return {
+            "text": parsed["text"],
+            "secrets": parsed["secrets"],
+            "widget_response": dataclasses.asdict(parsed["widget_response"]) if parsed["widget_response"] else None,
+            "widget_update": dataclasses.asdict(parsed["widget_update"]) if parsed["widget_update"] else None,
+        }
+
+    return [{"name": name, "payload": text, "expected": expected(sdk._parse_payload_parts(text))}
+            for name, text in payloads.items()]
+
+
+def attachment_cases():
+    full = dict(attachment(sha256="abc", thumbnail_blob_id="t1", width=1, height=2, duration_ms=3), **KEYED)
+    public = [
+        {"name": "full attachment", "attachment": full},
+        {"name": "minimal attachment", "attachment": attachment()},
+        {"name": "empty sha and thumbnail left out", "attachment": attachment(sha256="", thumbnail_blob_id="")},
+    ]
+    for case in public:
+        case["expected"] = sdk._attachment_public(AgentAttachment(**case["attachment"]))
+    envelope = {"id": "a1", "name": "attachment", "mime": "application/octet-stream", "size": 10, "blob_id": "b1"}
+    secret = {"key_b64": "k", "iv_b64": "i", "name": "real.txt", "mime": "text/plain", "size": 4, "width": 9}
+    merge = [
+        ("valid entry without secret", [envelope], {}),
+        ("secret overrides envelope", [envelope], {"a1": secret}),
+        ("secret with only key and iv", [envelope], {"a1": {"key_b64": "k", "iv_b64": "i"}}),
+        ("envelope extras", [dict(envelope, sha256="ff", thumbnail_blob_id="t", width=3, height=4, duration_ms=5)], {}),
+        ("envelope extras of wrong types", [dict(envelope, sha256=1, thumbnail_blob_id=2, width="3")], {}),
+        ("missing size", [{k: v for k, v in envelope.items() if k != "size"}], {}),
+        ("size as string", [dict(envelope, size="10")], {}),
+        ("size as float", [dict(envelope, size=10.0)], {}),
+        ("size as true", [dict(envelope, size=True)], {}),
+        ("missing blob id", [{k: v for k, v in envelope.items() if k != "blob_id"}], {}),
+        ("id not a string", [dict(envelope, id=1)], {}),
+        ("entry not an object", ["a1", envelope], {}),
+        ("raw not a list", {"id": "a1"}, {}),
+        ("raw null", None, {}),
+        ("secret for another id", [envelope], {"a2": secret}),
+    ]
+    merge_cases = [
+        {"name": name, "raw": raw, "secrets": secrets,
+         "expected": [dataclasses.asdict(item) for item in sdk._merge_attachments(raw, secrets)]}
+        for name, raw, secrets in merge
+    ]
+    return {"public": public, "merge": merge_cases}
+
+
+def widget_cases():
+    client = AgentGatewayClient(token="t", agent_id="a", e2ee=False)
+    captured = []
+
+    async def capture(**kwargs):
+        captured.append(kwargs["text"])
+
+    client.send_message = capture
+    base = {"conversation_id": "c", "to": "u", "widget_id": "w1"}
+    calls = [
+        ("confirm minimal", "send_confirm_widget", {"title": "Go?"}),
+        ("confirm full", "send_confirm_widget", {"title": "Déployer ?", "body": "Really", "danger": True,
+                                                "labels": {"yes": "Oui", "no": "Non"}, "expires_at": "2030-01-01T00:00:00Z",
+                                                "response_mode": "collective"}),
+        ("confirm empty options", "send_confirm_widget", {"title": "Go?", "body": "", "danger": False, "labels": {},
+                                                         "expires_at": "", "response_mode": "individual"}),
+        ("confirm invalid mode", "send_confirm_widget", {"title": "Go?", "response_mode": "everyone"}),
+        ("choice", "send_choice_widget", {"title": "Pick", "options": [{"id": "a", "label": "A"}, {"id": "b", "label": "B"}]}),
+        ("choice extras", "send_choice_widget", {"title": "Pick", "options": [], "multi": True, "response_mode": "individual"}),
+        ("permission full", "send_permission_widget", {"title": "Read files", "body": "Only docs", "scopes": ["once", "session"]}),
+        ("permission empty", "send_permission_widget", {"title": "Read files", "body": "", "scopes": []}),
+        ("form", "send_form_widget", {"title": "About you", "fields": [{"name": "age", "label": "Age", "type": "number", "required": True}],
+                                     "submitLabel": "Send"}),
+        ("progress int", "send_progress_widget", {"title": "Copying", "value": 50}),
+        ("progress float and options", "send_progress_widget", {"title": "Copying", "value": 0.5, "max": 1, "cancellable": True, "body": "b"}),
+        ("file picker full", "send_file_picker_widget", {"title": "Upload", "body": "PDF", "multiple": False, "accept": ["application/pdf"], "max_files": 0}),
+        ("file picker empty", "send_file_picker_widget", {"title": "Upload", "body": "", "accept": []}),
+        ("datetime", "send_datetime_widget", {"title": "When?", "mode": "date", "body": "b", "min": "2026-01-01", "max": "2026-12-31"}),
+        ("datetime empty bounds", "send_datetime_widget", {"title": "When?", "mode": "time", "min": "", "max": ""}),
+        ("update spec", "send_widget_update", {"ref": "w0", "spec": {"title": "New"}}),
+        ("update expiry", "send_widget_update", {"ref": "w0", "expires_at": "2030-01-01T00:00:00Z"}),
+        ("update empty values", "send_widget_update", {"ref": "w0", "spec": {}, "expires_at": ""}),
+        ("update nothing", "send_widget_update", {"ref": "w0"}),
+    ]
+    cases = []
+    for name, method, kwargs in calls:
+        captured.clear()
+        # The file is written with sorted keys; free options keep their order in the payload, so
+        # the call's argument order is recorded beside them.
+        case = {"name": name, "method": method, "kwargs": kwargs, "kwargs_order": list(kwargs)}
+        try:
+            returned = asyncio.run(getattr(client, method)(**base, **kwargs))
+            case["expected"] = captured[0]
+            case["returned_id"] = returned
+        except ValueError as error:
+            case["expected_error"] = str(error)
+        cases.append(case)
+    return cases
+
+
+def digest_cases():
+    base = {"type": "MSG", "id": "m1", "from": "u1", "conversation_id": "c1", "to": "agent-1",
+            "payload_b64": "aGk=", "encrypted": False}
+    frames = {
+        "minimal": {"type": "MSG", "id": "m1", "from": "u1", "conversation_id": "c1"},
+        "typical": base,
+        "null fields equal missing": dict(base, from_device_id=None, reply_to_message_id=None, attachments=None),
+        "all fields": dict(base, from_device_id="phone", reply_to_message_id="m0", encrypted=True,
+                           attachments=[{"size": 3, "id": "a1", "name": "attachment", "mime": "application/octet-stream", "blob_id": "b"}]),
+        "ignored fields do not count": dict(base, id="other", type="X", extra={"z": 1}),
+        "unicode is escaped": dict(base, **{"from": "Zoë 👋", "conversation_id": "c\u00e9"}),
+        "control characters": dict(base, payload_b64="a\nb\tc\u0001\u007f"),
+        "nested keys sorted": dict(base, attachments=[{"z": {"b": 1, "a": [True, None]}, "a": "x"}]),
+        "floats": dict(base, attachments=[{"values": [1.0, 1e16, 1e-7, 0.1, 6e81, -2.5, 123456789.125, 1e22, 5e-324]}]),
+        "big integers": dict(base, attachments=[{"n": 2**63 - 1, "m": -(2**63), "k": 0}]),
+        "booleans and empties": dict(base, encrypted=True, to="", payload_b64="", attachments=[]),
+        "encrypted as string": dict(base, encrypted="true"),
+    }
+    return [{"name": name, "frame": frame, "expected": sdk._message_digest(frame)} for name, frame in frames.items()]
+
+
+def write_all(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {
+        "chat_payload.json": chat_payload_cases(),
+        "parse_payload.json": parse_payload_cases(),
+        "attachments.json": attachment_cases(),
+        "widgets.json": widget_cases(),
+        "digest.json": digest_cases(),
+    }
+    for name, cases in files.items():
+        text = json.dumps(dict(HEADER, cases=cases), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+        (directory / name).write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str]) -> int:
+    if sdk.__version__ != SDK_VERSION:
+        print(f"vectors.py: needs pacerelle {SDK_VERSION}, found {sdk.__version__}", file=sys.stderr)
+        return 2
+    default = Path(__file__).resolve().parent.parent / "vectors"
+    if argv[:1] == ["--check"]:
+        committed = Path(argv[1]) if len(argv) > 1 else default
+        with tempfile.TemporaryDirectory() as fresh:
+            write_all(Path(fresh))
+            stale = []
+            for path in sorted(Path(fresh).glob("*.json")):
+                old = committed / path.name
+                new_text = path.read_text(encoding="utf-8")
+                old_text = old.read_text(encoding="utf-8") if old.exists() else ""
+                if new_text != old_text:
+                    stale.append(path.name)
+                    diff = difflib.unified_diff(old_text.splitlines(), new_text.splitlines(), str(old), "regenerated", lineterm="")
+                    print("\n".join(list(diff)[:40]), file=sys.stderr)
+            if stale:
+                print(f"vectors.py: stale vector files: {', '.join(stale)}", file=sys.stderr)
+                return 1
+        return 0
+    write_all(Path(argv[0]) if argv else default)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
