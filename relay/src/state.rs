@@ -91,25 +91,12 @@ impl State {
 
     /// The agent whose token this is.
     pub(crate) fn agent_by_token(&self, token: &str) -> Option<String> {
-        // Every token is compared, in constant time, so timing tells nothing about which matched.
-        let mut found = None;
-        for (id, record) in &self.agents {
-            if bool::from(record.token.as_bytes().ct_eq(token.as_bytes())) {
-                found = Some(id.clone());
-            }
-        }
-        found
+        owner_of(self.agents.iter().map(|(id, record)| (id, &record.token)), token)
     }
 
     /// The person whose token this is.
     pub(crate) fn person_by_token(&self, token: &str) -> Option<String> {
-        let mut found = None;
-        for (id, record) in &self.persons {
-            if bool::from(record.token.as_bytes().ct_eq(token.as_bytes())) {
-                found = Some(id.clone());
-            }
-        }
-        found
+        owner_of(self.persons.iter().map(|(id, record)| (id, &record.token)), token)
     }
 
     fn party(&self, id: &str) -> Option<Party> {
@@ -490,6 +477,18 @@ impl State {
     pub(crate) fn pending_for(&self, party: &Party) -> usize {
         self.queues.get(party).map_or(0, VecDeque::len)
     }
+}
+
+/// The id whose token is `token`. Every token is compared, in constant time, so timing tells
+/// nothing about which one matched or how much of it.
+fn owner_of<'a>(tokens: impl Iterator<Item = (&'a String, &'a String)>, token: &str) -> Option<String> {
+    let mut found = None;
+    for (id, candidate) in tokens {
+        if bool::from(candidate.as_bytes().ct_eq(token.as_bytes())) {
+            found = Some(id.clone());
+        }
+    }
+    found
 }
 
 /// Whether a socket of `socket_device` should get a message meant for `target` device: a socket

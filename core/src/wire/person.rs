@@ -276,11 +276,7 @@ impl PersonOutboundFrame {
                 required_str(&object, "to")?;
                 decode(object).map(PersonOutboundFrame::Msg)
             }
-            Some("ACK_READ") => Ok(PersonOutboundFrame::AckRead(super::AckRead {
-                to: required_str(&object, "to")?,
-                message_id: required_str(&object, "message_id")?,
-                conversation_id: required_str(&object, "conversation_id")?,
-            })),
+            Some("ACK_READ") => parse_ack(&object).map(PersonOutboundFrame::AckRead),
             _ => Err(FrameError::UnknownType(kind)),
         }
     }
@@ -338,14 +334,19 @@ impl AgentOutboundFrame {
                 required_str(&object, "to")?;
                 decode(object).map(AgentOutboundFrame::Msg)
             }
-            Some("ACK_READ") => Ok(AgentOutboundFrame::AckRead(super::AckRead {
-                to: required_str(&object, "to")?,
-                message_id: required_str(&object, "message_id")?,
-                conversation_id: required_str(&object, "conversation_id")?,
-            })),
+            Some("ACK_READ") => parse_ack(&object).map(AgentOutboundFrame::AckRead),
             _ => Err(FrameError::UnknownType(kind)),
         }
     }
+}
+
+/// An `ACK_READ` from either side: all three fields required.
+fn parse_ack(object: &Map<String, Value>) -> Result<super::AckRead, FrameError> {
+    Ok(super::AckRead {
+        to: required_str(object, "to")?,
+        message_id: required_str(object, "message_id")?,
+        conversation_id: required_str(object, "conversation_id")?,
+    })
 }
 
 fn decode<T: serde::de::DeserializeOwned>(object: Map<String, Value>) -> Result<T, FrameError> {
