@@ -221,6 +221,151 @@ def digest_cases():
     return [{"name": name, "frame": frame, "expected": sdk._message_digest(frame)} for name, frame in frames.items()]
 
 
+def history_cases():
+    import base64
+    from unittest import mock
+
+    from agent_gateway_sdk import history
+
+    def context(**fields):
+        base = {"conversation_id": "c1", "message_id": "m1", "sender_id": "agent-1", "sender_type": "agent",
+                "key_id": "k1", "epoch": 1}
+        base.update(fields)
+        return base
+
+    aad = []
+    for name, fields in [
+        ("agent sender", {}),
+        ("human sender", {"sender_type": "human", "sender_id": "u1"}),
+        ("largest epoch", {"epoch": 2**53 - 1}),
+        ("unicode identifiers", {"conversation_id": "conv-é", "key_id": "clé"}),
+        ("epoch zero", {"epoch": 0}),
+        ("epoch too large", {"epoch": 2**53}),
+        ("colon in key id", {"key_id": "k:1"}),
+        ("control character in message id", {"message_id": "m\n1"}),
+        ("delete character in sender", {"sender_id": "a\x7f"}),
+        ("empty conversation", {"conversation_id": ""}),
+    ]:
+        ctx = context(**fields)
+        try:
+            expected = history._aad(history.ConversationHistoryContext(**ctx)).decode()
+        except ValueError:
+            expected = None
+        aad.append({"name": name, "context": ctx, "expected": expected})
+
+    key = bytes(range(32))
+    key_b64 = base64.b64encode(key).decode()
+    seal = []
+    for name, plaintext, iv, ctx in [
+        ("ascii", "hello", bytes(range(12)), context()),
+        ("unicode", "héllo 👋", bytes([7] * 12), context(sender_type="human", sender_id="u1")),
+        ("empty", "", bytes(12), context(epoch=5)),
+    ]:
+        with mock.patch.object(history.secrets, "token_bytes", lambda n, iv=iv: iv):
+            envelope = history.seal_conversation_history(plaintext, key_b64, history.ConversationHistoryContext(**ctx))
+        seal.append({"name": name, "plaintext": plaintext, "key_b64": key_b64, "iv_b64": base64.b64encode(iv).decode(),
+                     "context": ctx, "expected": dict(envelope)})
+
+    sealed = seal[0]["expected"]
+    def tampered(**changes):
+        envelope = dict(sealed)
+        envelope.update(changes)
+        return envelope
+    flipped = bytearray(base64.b64decode(sealed["ciphertext_b64"]))
+    flipped[0] ^= 1
+    opened = []
+    for name, envelope, ctx, key_used in [
+        ("valid", sealed, context(), key_b64),
+        ("wrong message id", sealed, context(message_id="m2"), key_b64),
+        ("wrong epoch", sealed, context(epoch=2), key_b64),
+        ("wrong key id", sealed, context(key_id="k2"), key_b64),
+        ("aad version 2", tampered(aad_version=2), context(), key_b64),
+        ("aad version float", tampered(aad_version=1.0), context(), key_b64),
+        ("aad version true", tampered(aad_version=True), context(), key_b64),
+        ("short iv", tampered(iv_b64=base64.b64encode(b"short").decode()), context(), key_b64),
+        ("truncated ciphertext", tampered(ciphertext_b64=base64.b64encode(b"tiny").decode()), context(), key_b64),
+        ("flipped byte", tampered(ciphertext_b64=base64.b64encode(bytes(flipped)).decode()), context(), key_b64),
+        ("wrong key", sealed, context(), base64.b64encode(bytes(32)).decode()),
+    ]:
+        try:
+            expected = history.open_conversation_history(envelope, key_used, history.ConversationHistoryContext(**ctx))
+        except Exception as error:  # the class is recorded; any failure is a refusal
+            expected = None
+            failure = type(error).__name__
+        else:
+            failure = None
+        opened.append({"name": name, "envelope": envelope, "context": ctx, "key_b64": key_used,
+                       "expected": expected, "failure": failure})
+
+    keys = []
+    for name, value in [
+        ("valid", {"key_id": "k1", "epoch": 1, "raw_key_b64": key_b64}),
+        ("epoch 2", {"key_id": "k1", "epoch": 2, "raw_key_b64": key_b64}),
+        ("epoch true", {"key_id": "k1", "epoch": True, "raw_key_b64": key_b64}),
+        ("epoch float", {"key_id": "k1", "epoch": 1.0, "raw_key_b64": key_b64}),
+        ("extra field", {"key_id": "k1", "epoch": 1, "raw_key_b64": key_b64, "x": 1}),
+        ("missing field", {"key_id": "k1", "epoch": 1}),
+        ("colon in id", {"key_id": "k:1", "epoch": 1, "raw_key_b64": key_b64}),
+        ("empty id", {"key_id": "", "epoch": 1, "raw_key_b64": key_b64}),
+        ("short key", {"key_id": "k1", "epoch": 1, "raw_key_b64": base64.b64encode(bytes(16)).decode()}),
+        ("not an object", ["k1", 1, key_b64]),
+    ]:
+        try:
+            sdk._validate_history_key(value)
+            accepted = True
+        except Exception:
+            accepted = False
+        keys.append({"name": name, "value": value, "accepted": accepted})
+    return {"aad": aad, "seal": seal, "open": opened, "keys": keys}
+
+
+def group_cases():
+    import base64
+
+    key_b64 = base64.b64encode(bytes(range(32))).decode()
+    sender = {"type": "pacerelle.group.sender_key", "v": 1, "alg": "AES-256-GCM", "conversation_id": "g1",
+              "key_id": "k1", "epoch": 1, "raw_key_b64": key_b64}
+    sender_keys = []
+    for name, value in [
+        ("valid", sender),
+        ("version true", dict(sender, v=True)),
+        ("version float", dict(sender, v=1.0)),
+        ("version 2", dict(sender, v=2)),
+        ("other algorithm", dict(sender, alg="AES-128-GCM")),
+        ("epoch zero", dict(sender, epoch=0)),
+        ("epoch float", dict(sender, epoch=1.0)),
+        ("epoch true", dict(sender, epoch=True)),
+        ("short key", dict(sender, raw_key_b64=base64.b64encode(bytes(31)).decode())),
+        ("key not base64", dict(sender, raw_key_b64="!!!")),
+        ("key without padding", dict(sender, raw_key_b64=key_b64.rstrip("="))),
+        ("key id not a string", dict(sender, key_id=1)),
+        ("extra fields are dropped", dict(sender, extra="x")),
+    ]:
+        text = json.dumps(value)
+        parsed = sdk._parse_group_sender_key(text)
+        sender_keys.append({"name": name, "text": text, "expected": parsed})
+    sender_keys.append({"name": "not json", "text": "{", "expected": sdk._parse_group_sender_key("{")})
+
+    message = {"type": "pacerelle.group.message", "v": 1, "alg": "AES-256-GCM", "conversation_id": "g1",
+               "key_id": "k1", "epoch": 3, "iv_b64": "aXY=", "ciphertext_b64": "Y3Q="}
+    ciphertexts = []
+    for name, value in [
+        ("valid", message),
+        ("negative epoch", dict(message, epoch=-1)),
+        ("epoch true", dict(message, epoch=True)),
+        ("epoch string", dict(message, epoch="3")),
+        ("missing iv", {k: v for k, v in message.items() if k != "iv_b64"}),
+        ("other type", dict(message, type="pacerelle.group.sender_key")),
+        ("version true", dict(message, v=True)),
+    ]:
+        text = json.dumps(value, separators=(",", ":"))
+        ciphertexts.append({"name": name, "text": text, "accepted": sdk._parse_group_ciphertext(text) is not None})
+
+    aad = [{"conversation_id": c, "key_id": k, "epoch": e, "expected": sdk._group_additional_data(c, k, e).decode()}
+           for c, k, e in [("g1", "k1", 1), ("groupe-é", "clé", 42), ("g", "k", -1)]]
+    return {"sender_key": sender_keys, "ciphertext": ciphertexts, "aad": aad}
+
+
 def write_all(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     files = {
@@ -229,6 +374,8 @@ def write_all(directory: Path) -> None:
         "attachments.json": attachment_cases(),
         "widgets.json": widget_cases(),
         "digest.json": digest_cases(),
+        "history.json": history_cases(),
+        "group.json": group_cases(),
     }
     for name, cases in files.items():
         text = json.dumps(dict(HEADER, cases=cases), indent=1, sort_keys=True, ensure_ascii=False) + "\n"

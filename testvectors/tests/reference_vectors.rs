@@ -373,3 +373,107 @@ fn committed_vectors_are_what_the_official_sdk_produces() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+fn history_context(value: &Value) -> (Vec<String>, pacerelle_core::payload::history::SenderType, u64) {
+    use pacerelle_core::payload::history::SenderType;
+    let ids = ["conversation_id", "message_id", "sender_id", "key_id"].map(|f| value[f].as_str().unwrap().to_owned());
+    let sender_type = if value["sender_type"] == "human" { SenderType::Human } else { SenderType::Agent };
+    (ids.to_vec(), sender_type, value["epoch"].as_u64().unwrap())
+}
+
+macro_rules! with_context {
+    ($value:expr, |$context:ident| $body:expr) => {{
+        let (ids, sender_type, epoch) = history_context($value);
+        let $context = pacerelle_core::payload::history::HistoryContext {
+            conversation_id: &ids[0],
+            message_id: &ids[1],
+            sender_id: &ids[2],
+            sender_type,
+            key_id: &ids[3],
+            epoch,
+        };
+        $body
+    }};
+}
+
+fn decode(text: &Value) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text.as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn history_records_seal_and_open_as_the_official_sdk_does() {
+    use pacerelle_core::payload::delivery::validate_history_key;
+    use pacerelle_core::payload::history::{associated_data, open, seal};
+    let cases = cases("history.json");
+    let mut mismatches = Vec::new();
+    for case in list(&cases["aad"]) {
+        let ours = with_context!(&case["context"], |context| associated_data(&context).ok());
+        if ours.as_deref() != case["expected"].as_str() {
+            mismatches.push(format!("aad {}: expected {} got {ours:?}", name(case), case["expected"]));
+        }
+    }
+    for case in list(&cases["seal"]) {
+        let key: [u8; 32] = decode(&case["key_b64"]).try_into().unwrap();
+        let iv: [u8; 12] = decode(&case["iv_b64"]).try_into().unwrap();
+        let ours =
+            with_context!(&case["context"], |context| seal(case["plaintext"].as_str().unwrap(), &key, &iv, &context));
+        let ours = serde_json::to_value(ours.unwrap()).unwrap();
+        if ours != case["expected"] {
+            mismatches.push(format!("seal {}: expected {} got {ours}", name(case), case["expected"]));
+        }
+    }
+    for case in list(&cases["open"]) {
+        let key = decode(&case["key_b64"]);
+        let ours = with_context!(&case["context"], |context| open(&case["envelope"], &key, &context).ok());
+        if ours.as_deref() != case["expected"].as_str() {
+            mismatches.push(format!("open {}: expected {} got {ours:?}", name(case), case["expected"]));
+        }
+    }
+    for case in list(&cases["keys"]) {
+        let ours = validate_history_key(&case["value"]).is_ok();
+        if ours != case["accepted"].as_bool().unwrap() {
+            mismatches.push(format!("key {}: official accepted={} ours={ours}", name(case), case["accepted"]));
+        }
+    }
+    let count = ["aad", "seal", "open", "keys"].iter().map(|part| list(&cases[*part]).len()).sum();
+    report("history.json", count, mismatches);
+}
+
+#[test]
+fn group_payloads_are_read_as_the_official_sdk_reads_them() {
+    use base64::Engine as _;
+    use pacerelle_core::payload::group::{associated_data, parse_ciphertext, parse_sender_key};
+    let cases = cases("group.json");
+    let mut mismatches = Vec::new();
+    for case in list(&cases["sender_key"]) {
+        let ours = parse_sender_key(case["text"].as_str().unwrap()).map(|key| {
+            json!({
+                "type": "pacerelle.group.sender_key", "v": 1, "alg": "AES-256-GCM",
+                "conversation_id": key.conversation_id, "key_id": key.key_id, "epoch": key.epoch,
+                "raw_key_b64": base64::engine::general_purpose::STANDARD.encode(key.raw_key.as_slice()),
+            })
+        });
+        if ours.as_ref().unwrap_or(&Value::Null) != &case["expected"] {
+            mismatches.push(format!("sender key {}: expected {} got {ours:?}", name(case), case["expected"]));
+        }
+    }
+    for case in list(&cases["ciphertext"]) {
+        let ours = parse_ciphertext(case["text"].as_str().unwrap()).is_some();
+        if ours != case["accepted"].as_bool().unwrap() {
+            mismatches.push(format!("ciphertext {}: official accepted={} ours={ours}", name(case), case["accepted"]));
+        }
+    }
+    for case in list(&cases["aad"]) {
+        let ours = associated_data(
+            case["conversation_id"].as_str().unwrap(),
+            case["key_id"].as_str().unwrap(),
+            case["epoch"].as_i64().unwrap(),
+        );
+        if ours != case["expected"].as_str().unwrap() {
+            mismatches.push(format!("aad: expected {} got {ours}", case["expected"]));
+        }
+    }
+    let count = ["sender_key", "ciphertext", "aad"].iter().map(|part| list(&cases[*part]).len()).sum();
+    report("group.json", count, mismatches);
+}
