@@ -41,7 +41,8 @@
 //! serde and serde_json (with `preserve_order`, because payloads must keep the official key
 //! order), thiserror for error enums, tracing for logs, base64 and sha2 for the wire encodings and
 //! the message digest, aes-gcm for attachments, archive records and group messages (AES-256-GCM
-//! as PROTOCOL.md fixes it), zeroize so keys are wiped when dropped, rand_core so randomness comes from the caller, uuid for message ids built
+//! as PROTOCOL.md fixes it), curve25519-dalek and x25519-dalek for the Signal protocol's
+//! Curve25519 keys and XEdDSA signatures, zeroize so keys are wiped when dropped, rand_core so randomness comes from the caller, uuid for message ids built
 //! from that randomness.
 
 #![forbid(unsafe_code)]
@@ -50,6 +51,7 @@ pub mod aead;
 pub mod agent;
 pub mod config;
 pub mod connection;
+pub mod e2ee;
 pub mod human;
 pub mod message;
 pub mod payload;
