@@ -1,9 +1,11 @@
-//! XEdDSA against the official Signal runtime, both ways: every signature the runtime puts on a
-//! prekey bundle verifies with ours (and fails when changed), and the runtime accepts a bundle
-//! whose signatures we made (and refuses it when one bit of a signature changes).
+//! Keys, XEdDSA and prekey bundles against the official Signal runtime: every signature the
+//! runtime puts on a prekey bundle verifies with ours (and fails when changed); the runtime
+//! accepts a bundle whose signatures we made (and refuses it when one bit of a signature
+//! changes); and it starts a session from a publication made entirely here.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use pacerelle_core::e2ee::bundle::{PrekeyIds, Publication, registration_id};
 use pacerelle_core::e2ee::keys::{KeyPair, PublicKey};
 use pacerelle_core::e2ee::xeddsa;
 use rand::SeedableRng;
@@ -102,4 +104,29 @@ fn the_runtime_accepts_our_signatures() {
         bad[index] ^= flip;
         assert!(!runtime_accepts(&bundle(signed_signature, bad)).0, "a changed Kyber signature (byte {index})");
     }
+}
+
+#[test]
+fn the_runtime_starts_a_session_from_our_native_publication() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let identity = KeyPair::generate(&mut rng);
+    let mut ids = PrekeyIds::random(&mut rng);
+    let publication = Publication::generate(&identity, registration_id(&mut rng), &mut ids, &mut rng).unwrap();
+    let mut bundle = serde_json::to_value(&publication.bundle).unwrap();
+    // What a person's app gets: the published bundle plus one of the one-time prekeys.
+    bundle.as_object_mut().unwrap().remove("protocol_features");
+    let one_time = &publication.one_time_body.one_time_prekeys[17];
+    bundle["prekey_id"] = json!(one_time.prekey_id);
+    bundle["prekey_public"] = json!(one_time.public_key);
+    let (accepted, verdict) = runtime_accepts(&bundle);
+    assert!(accepted, "the runtime refused our publication: {verdict}");
+    assert_eq!(verdict["first_byte"], 1, "a session-starting PreKey message");
+
+    // Observed: the official binding cannot start a session without a one-time prekey (its C
+    // interface takes one unconditionally), so an agent must never run out of them.
+    bundle.as_object_mut().unwrap().remove("prekey_id");
+    bundle.as_object_mut().unwrap().remove("prekey_public");
+    let (accepted, verdict) = runtime_accepts(&bundle);
+    assert!(!accepted);
+    assert_eq!(verdict["error"], "ValueError: prekey_public is required", "{verdict}");
 }
