@@ -109,6 +109,23 @@ impl State {
         }
     }
 
+    /// Tells the other side of every conversation `who` is in that `who`'s identity key changed:
+    /// persons hear `agent_id`, agents hear `user_id`.
+    fn announce_identity_change(&self, who: &Party) {
+        let frame = match who {
+            Party::Agent(id) => json!({"type": "IDENTITY_CHANGED", "agent_id": id}),
+            Party::Person(id) => json!({"type": "IDENTITY_CHANGED", "user_id": id}),
+        }
+        .to_string();
+        for peer in self.peers_of(who.id()) {
+            match (who, self.party(&peer)) {
+                (Party::Agent(_), Some(party @ Party::Person(_)))
+                | (Party::Person(_), Some(party @ Party::Agent(_))) => self.send_live(&party, None, &frame),
+                _ => {}
+            }
+        }
+    }
+
     /// Conversations `id` belongs to.
     fn peers_of(&self, id: &str) -> BTreeSet<String> {
         self.conversations
@@ -127,12 +144,7 @@ impl State {
         let changed = record.bundle.as_ref().is_some_and(|old| old.identity_key != bundle.identity_key);
         record.bundle = Some(bundle);
         if changed {
-            let frame = json!({"type": "IDENTITY_CHANGED", "agent_id": agent}).to_string();
-            for peer in self.peers_of(agent) {
-                if let Some(party @ Party::Person(_)) = self.party(&peer) {
-                    self.send_live(&party, None, &frame);
-                }
-            }
+            self.announce_identity_change(&Party::Agent(agent.to_owned()));
         }
     }
 
@@ -222,12 +234,7 @@ impl State {
         let changed = record.identity_key.as_ref().is_some_and(|old| *old != identity_key);
         record.identity_key = Some(identity_key);
         if changed {
-            let frame = json!({"type": "IDENTITY_CHANGED", "user_id": person}).to_string();
-            for peer in self.peers_of(person) {
-                if let Some(party @ Party::Agent(_)) = self.party(&peer) {
-                    self.send_live(&party, None, &frame);
-                }
-            }
+            self.announce_identity_change(&Party::Person(person.to_owned()));
         }
     }
 
