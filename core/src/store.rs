@@ -8,6 +8,153 @@
 
 use crate::Timestamp;
 use std::collections::BTreeMap;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+/// Secret bytes on their way to or from a store (private keys, session records): wiped when
+/// dropped, never printed.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// Wraps `bytes`.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        SecretBytes(bytes)
+    }
+
+    /// The bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBytes(<{} bytes>)", self.0.len())
+    }
+}
+
+/// The agent's long-term identity, written once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIdentity {
+    /// The Curve25519 private key.
+    pub private_key: SecretBytes,
+    /// The registration id.
+    pub registration_id: u32,
+}
+
+/// Which kind of prekey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PrekeyKind {
+    /// A one-time Curve25519 prekey (deleted once used).
+    OneTime,
+    /// A signed Curve25519 prekey.
+    Signed,
+    /// A signed Kyber-1024 prekey.
+    Kyber,
+}
+
+impl PrekeyKind {
+    /// The kind's name in stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrekeyKind::OneTime => "one-time",
+            PrekeyKind::Signed => "signed",
+            PrekeyKind::Kyber => "kyber",
+        }
+    }
+
+    /// Reads [`Self::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        [PrekeyKind::OneTime, PrekeyKind::Signed, PrekeyKind::Kyber].into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+/// A private prekey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPrekey {
+    /// Its kind.
+    pub kind: PrekeyKind,
+    /// Its id (unique per kind).
+    pub id: u32,
+    /// The private key's bytes.
+    pub private_key: SecretBytes,
+}
+
+/// Changes to the end-to-end encryption state: keys and per-peer session records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct E2eeChanges {
+    /// The identity, when it was just created.
+    pub identity: Option<StoredIdentity>,
+    /// The last prekey id handed out.
+    pub prekey_counter: Option<u32>,
+    /// Prekeys to insert (their private halves persist before their public halves are published).
+    pub put_prekeys: Vec<StoredPrekey>,
+    /// Prekeys to delete (a one-time prekey once used, old signed and Kyber prekeys).
+    pub remove_prekeys: Vec<(PrekeyKind, u32)>,
+    /// Session records to insert or replace, by peer name.
+    pub put_sessions: Vec<(String, SecretBytes)>,
+}
+
+impl E2eeChanges {
+    /// Whether there is nothing to apply.
+    pub fn is_empty(&self) -> bool {
+        self.identity.is_none()
+            && self.prekey_counter.is_none()
+            && self.put_prekeys.is_empty()
+            && self.remove_prekeys.is_empty()
+            && self.put_sessions.is_empty()
+    }
+
+    /// Adds `later` after these changes (later changes win).
+    pub fn merge(&mut self, later: E2eeChanges) {
+        if later.identity.is_some() {
+            self.identity = later.identity.clone();
+        }
+        if later.prekey_counter.is_some() {
+            self.prekey_counter = later.prekey_counter;
+        }
+        self.put_prekeys.extend(later.put_prekeys.iter().cloned());
+        self.remove_prekeys.extend(later.remove_prekeys.iter().copied());
+        for (name, record) in &later.put_sessions {
+            self.put_sessions.retain(|(existing, _)| existing != name);
+            self.put_sessions.push((name.clone(), record.clone()));
+        }
+    }
+}
+
+/// The end-to-end encryption state as loaded at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct E2eeSnapshot {
+    /// The identity, once created.
+    pub identity: Option<StoredIdentity>,
+    /// The last prekey id handed out.
+    pub prekey_counter: Option<u32>,
+    /// Private prekeys by kind and id.
+    pub prekeys: BTreeMap<(PrekeyKind, u32), SecretBytes>,
+    /// Session records by peer name.
+    pub sessions: BTreeMap<String, SecretBytes>,
+}
+
+impl E2eeSnapshot {
+    /// Applies `changes`.
+    pub fn apply(&mut self, changes: &E2eeChanges) {
+        if let Some(identity) = &changes.identity {
+            self.identity = Some(identity.clone());
+        }
+        if let Some(counter) = changes.prekey_counter {
+            self.prekey_counter = Some(counter);
+        }
+        for prekey in &changes.put_prekeys {
+            self.prekeys.insert((prekey.kind, prekey.id), prekey.private_key.clone());
+        }
+        for key in &changes.remove_prekeys {
+            self.prekeys.remove(key);
+        }
+        for (name, record) in &changes.put_sessions {
+            self.sessions.insert(name.clone(), record.clone());
+        }
+    }
+}
 
 /// A message the agent has decrypted (pending) or whose handler returned (accepted).
 #[derive(Clone, PartialEq, Eq)]
@@ -69,12 +216,17 @@ pub struct StoreChanges {
     pub remove_receipts: Vec<String>,
     /// The last device seen per (person, conversation).
     pub put_last_devices: Vec<((String, String), String)>,
+    /// Keys and sessions.
+    pub e2ee: E2eeChanges,
 }
 
 impl StoreChanges {
     /// Whether there is nothing to apply.
     pub fn is_empty(&self) -> bool {
-        self.put_receipts.is_empty() && self.remove_receipts.is_empty() && self.put_last_devices.is_empty()
+        self.put_receipts.is_empty()
+            && self.remove_receipts.is_empty()
+            && self.put_last_devices.is_empty()
+            && self.e2ee.is_empty()
     }
 }
 
@@ -85,6 +237,8 @@ pub struct AgentSnapshot {
     pub receipts: BTreeMap<String, Receipt>,
     /// Last device per (person, conversation).
     pub last_devices: BTreeMap<(String, String), String>,
+    /// Keys and sessions.
+    pub e2ee: E2eeSnapshot,
 }
 
 impl AgentSnapshot {
@@ -100,6 +254,7 @@ impl AgentSnapshot {
         for (key, device) in &changes.put_last_devices {
             self.last_devices.insert(key.clone(), device.clone());
         }
+        self.e2ee.apply(&changes.e2ee);
     }
 }
 

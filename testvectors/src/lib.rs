@@ -6,11 +6,16 @@
 //!   regenerates them with the installed SDK and fails if the committed files are stale.
 //! - `tests/official_agent.rs` runs the official Python agent against our relay and converses
 //!   with it through our person-side client.
+//! - `tests/official_runtime.rs` loads the official Signal runtime in process (through
+//!   `pacerelle-official-runtime`, see [`runtime_library`]) and checks how it converses, refuses
+//!   bad input and restores snapshots.
 //!
 //! The oracle is installed by the tests themselves (see [`oracle_dir`]); when it cannot be
 //! installed, the tests fail: they never skip.
 
 #![forbid(unsafe_code)]
+
+pub mod peers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -49,6 +54,17 @@ pub fn oracle_dir() -> &'static Path {
         );
         dir
     })
+}
+
+/// The official Signal runtime (`libsignalwrap.so`) inside the installed oracle, for
+/// `pacerelle_official_runtime::OfficialRuntime::load`.
+///
+/// # Panics
+/// When the oracle cannot be installed or its wheel lacks the library (conformance fails loudly).
+pub fn runtime_library() -> PathBuf {
+    let path = oracle_dir().join("agent_gateway_sdk").join("native").join("libsignalwrap.so");
+    assert!(path.is_file(), "the official SDK's wheel has no Signal runtime at {}", path.display());
+    path
 }
 
 /// A `python3` command with the oracle on its path.

@@ -62,6 +62,16 @@ impl std::fmt::Debug for KeyPair {
     }
 }
 
+impl PartialEq for KeyPair {
+    /// Equal when the private scalars are (compared in constant time).
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.private.as_bytes().ct_eq(other.private.as_bytes()).into()
+    }
+}
+
+impl Eq for KeyPair {}
+
 impl KeyPair {
     /// A fresh key pair from `rng`.
     pub fn generate(rng: &mut Rng) -> Self {

@@ -1,15 +1,31 @@
 //! End-to-end encryption: the Signal protocol as the official runtime speaks it, written here.
 //!
-//! Built up in steps, each proven against the official runtime (see `testvectors/`):
+//! One module per job, each proven against the official runtime (see `testvectors/`):
 //! - [`keys`]: Curve25519 key pairs and their 33-byte `0x05` encoding;
 //! - [`xeddsa`]: XEdDSA signatures as libsignal makes them (the runtime signs prekeys with them);
-//! - [`kyber`]: Kyber-1024 prekeys and their 1569-byte `0x08` encoding;
-//! - [`bundle`]: the agent's prekey publication (ids, signatures, request bodies).
-//!
-//! Session setup (PQXDH), the Double Ratchet and SPQR come next (issues 3 and 4); until then the
-//! agent refuses `e2ee = true` rather than sending plaintext.
+//! - [`kyber`]: Kyber-1024 prekeys, their 1569-byte `0x08` encoding, encapsulation;
+//! - [`bundle`]: the agent's prekey publication (ids, signatures, request bodies);
+//! - [`message`]: libsignal's version-4 PreKey and ordinary messages and the runtime's frame byte;
+//! - [`chain`]: root, chain and message keys, and the AES-256-CBC they drive;
+//! - [`pqxdh`]: session setup, as initiator and as responder;
+//! - [`ratchet`]: one Double Ratchet session: chains, skipped keys, encrypt and decrypt;
+//! - [`pq`]: the post-quantum slot each message's keys mix in (SPQR);
+//! - [`session`]: the sessions held for one peer, and which of them a ciphertext belongs to;
+//! - [`record`]: a peer's sessions as persisted bytes;
+//! - [`account`]: one party's identity, prekeys and sessions, and the changes to persist.
 
+pub mod account;
 pub mod bundle;
+pub mod chain;
 pub mod keys;
 pub mod kyber;
+pub mod message;
+pub mod pq;
+pub mod pqxdh;
+pub mod ratchet;
+pub mod record;
+pub mod session;
 pub mod xeddsa;
+
+#[cfg(test)]
+mod tests;

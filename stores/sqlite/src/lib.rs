@@ -1,9 +1,10 @@
 //! Durable agent state in SQLite: the default store for agents that must survive restarts.
 //!
 //! The core emits small [`StoreChanges`]; each is applied here in one transaction, so a crash
-//! leaves either all of a change or none of it. Tables hold one row per receipt and per device
-//! rather than one snapshot, so the cost of a message does not grow with history (the official
-//! SDK rewrites one blob per message).
+//! leaves either all of a change or none of it. Tables hold one row per receipt, per device, per
+//! prekey and per peer's session record rather than one snapshot, so the cost of a message does
+//! not grow with history (the official SDK rewrites one blob per message). A message's session
+//! record and its pending receipt land in the same transaction.
 //!
 //! The database is opened with WAL (readers never block the writer), `synchronous=FULL` (a
 //! committed change survives power loss: a receipt must not be lost after the app saw its
@@ -30,12 +31,14 @@
 #![forbid(unsafe_code)]
 
 use pacerelle_core::Timestamp;
-use pacerelle_core::store::{AgentSnapshot, AgentStore, Receipt, ReceiptState, StoreChanges};
+use pacerelle_core::store::{
+    AgentSnapshot, AgentStore, PrekeyKind, Receipt, ReceiptState, SecretBytes, StoreChanges, StoredIdentity,
+};
 use rusqlite::{Connection, ErrorCode, OptionalExtension as _, params};
 use std::path::{Path, PathBuf};
 
 /// The schema this version writes; older files are migrated on open, newer ones refused.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// The file name inside an agent's folder.
 pub const FILE_NAME: &str = "agent.db";
@@ -139,6 +142,31 @@ impl SqliteStore {
             )?;
             transaction.commit()?;
         }
+        if version < 2 {
+            // End-to-end encryption: the identity (one row), private prekeys, and one session
+            // record per peer name.
+            let transaction = self.connection.transaction()?;
+            transaction.execute_batch(
+                "CREATE TABLE identity (
+                     singleton       INTEGER PRIMARY KEY CHECK (singleton = 1),
+                     private_key     BLOB NOT NULL,
+                     registration_id INTEGER NOT NULL,
+                     prekey_counter  INTEGER
+                 );
+                 CREATE TABLE prekeys (
+                     kind        TEXT NOT NULL,
+                     id          INTEGER NOT NULL,
+                     private_key BLOB NOT NULL,
+                     PRIMARY KEY (kind, id)
+                 );
+                 CREATE TABLE sessions (
+                     peer   TEXT PRIMARY KEY,
+                     record BLOB NOT NULL
+                 );
+                 PRAGMA user_version = 2;",
+            )?;
+            transaction.commit()?;
+        }
         Ok(())
     }
 }
@@ -185,6 +213,37 @@ impl AgentStore for SqliteStore {
             let (key, device) = row?;
             snapshot.last_devices.insert(key, device);
         }
+        let identity = self
+            .connection
+            .query_row("SELECT private_key, registration_id, prekey_counter FROM identity", [], |row| {
+                Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?, row.get::<_, Option<i64>>(2)?))
+            })
+            .optional()?;
+        if let Some((private_key, registration_id, counter)) = identity {
+            let number = |value: i64, what: &str| {
+                u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("identity: {what} {value}")))
+            };
+            snapshot.e2ee.identity = Some(StoredIdentity {
+                private_key: SecretBytes::new(private_key),
+                registration_id: number(registration_id, "registration id")?,
+            });
+            snapshot.e2ee.prekey_counter = counter.map(|counter| number(counter, "prekey counter")).transpose()?;
+        }
+        let mut statement = self.connection.prepare("SELECT kind, id, private_key FROM prekeys")?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, Vec<u8>>(2)?)))?;
+        for row in rows {
+            let (kind, id, private_key) = row?;
+            let kind = PrekeyKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("prekey kind {kind:?}")))?;
+            let id = u32::try_from(id).map_err(|_| StoreError::Corrupt(format!("prekey id {id}")))?;
+            snapshot.e2ee.prekeys.insert((kind, id), SecretBytes::new(private_key));
+        }
+        let mut statement = self.connection.prepare("SELECT peer, record FROM sessions")?;
+        let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)))?;
+        for row in rows {
+            let (peer, record) = row?;
+            snapshot.e2ee.sessions.insert(peer, SecretBytes::new(record));
+        }
         Ok(snapshot)
     }
 
@@ -223,6 +282,34 @@ impl AgentStore for SqliteStore {
             )?;
             for ((person, conversation_id), device_id) in &changes.put_last_devices {
                 device.execute(params![person, conversation_id, device_id])?;
+            }
+            let e2ee = &changes.e2ee;
+            if let Some(identity) = &e2ee.identity {
+                transaction.execute(
+                    "INSERT OR REPLACE INTO identity (singleton, private_key, registration_id, prekey_counter)
+                     VALUES (1, ?1, ?2, (SELECT prekey_counter FROM identity WHERE singleton = 1))",
+                    params![identity.private_key.expose(), identity.registration_id],
+                )?;
+            }
+            if let Some(counter) = e2ee.prekey_counter {
+                let updated = transaction.execute("UPDATE identity SET prekey_counter = ?1", params![counter])?;
+                if updated == 0 {
+                    return Err(StoreError::Corrupt("a prekey counter without an identity".to_owned()));
+                }
+            }
+            let mut put = transaction
+                .prepare_cached("INSERT OR REPLACE INTO prekeys (kind, id, private_key) VALUES (?1, ?2, ?3)")?;
+            for prekey in &e2ee.put_prekeys {
+                put.execute(params![prekey.kind.as_str(), prekey.id, prekey.private_key.expose()])?;
+            }
+            let mut remove = transaction.prepare_cached("DELETE FROM prekeys WHERE kind = ?1 AND id = ?2")?;
+            for (kind, id) in &e2ee.remove_prekeys {
+                remove.execute(params![kind.as_str(), id])?;
+            }
+            let mut session =
+                transaction.prepare_cached("INSERT OR REPLACE INTO sessions (peer, record) VALUES (?1, ?2)")?;
+            for (peer, record) in &e2ee.put_sessions {
+                session.execute(params![peer, record.expose()])?;
             }
         }
         transaction.commit()?;

@@ -1,0 +1,279 @@
+//! One party's end-to-end encryption state: its identity, its private prekeys and its sessions
+//! with every peer, and the persistence changes each operation produces.
+//!
+//! Every operation returns the [`E2eeChanges`] to commit, and changes nothing in memory when it
+//! fails. Prekey policy, as the official SDK's: each publication brings a new signed prekey and
+//! Kyber prekey (same id) and 50 one-time prekeys. Older signed and Kyber prekeys stay for
+//! [`KEPT_PUBLICATIONS`] publications, so messages built from a bundle fetched just before a
+//! republication still open; unused one-time prekeys stay until used, at most
+//! [`MAX_ONE_TIME_PREKEYS`].
+
+use super::bundle::{PrekeyIds, Publication, PublicationError, registration_id};
+use super::keys::{KeyPair, PublicKey};
+use super::kyber::KyberKeyPair;
+use super::pq::PqRatchet;
+use super::pqxdh::{LocalIdentity, PeerBundle, SetupError};
+use super::session::{DecryptError, EncryptError, PrekeySource, SessionRecord};
+use crate::Rng;
+use crate::store::{E2eeChanges, E2eeSnapshot, PrekeyKind, SecretBytes, StoredIdentity, StoredPrekey};
+use crate::wire::http::{OneTimePrekeysBody, PrekeyBundleBody};
+use std::collections::{BTreeMap, HashMap};
+use zeroize::Zeroizing;
+
+/// Signed and Kyber prekeys of this many publications are kept.
+pub const KEPT_PUBLICATIONS: usize = 3;
+/// At most this many unused one-time prekeys are kept; the oldest go first.
+pub const MAX_ONE_TIME_PREKEYS: usize = 500;
+
+/// Why stored keys could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    /// A stored key has the wrong length.
+    #[error("stored {kind} key {id} is invalid")]
+    InvalidKey {
+        /// Which kind.
+        kind: &'static str,
+        /// Its id (0 for the identity).
+        id: u32,
+    },
+    /// A stored session record does not read.
+    #[error("stored session with {peer} is invalid: {error}")]
+    InvalidSession {
+        /// The peer name.
+        peer: String,
+        /// Why.
+        error: super::record::RecordError,
+    },
+}
+
+/// Which post-quantum ratchet new sessions get.
+pub type PqFactory = fn(&[u8; 32], super::pq::Role) -> PqRatchet;
+
+/// One party's keys and sessions. See the [module docs](self).
+pub struct Account {
+    identity: LocalIdentity,
+    ids: PrekeyIds,
+    signed: BTreeMap<u32, KeyPair>,
+    kyber: BTreeMap<u32, KyberKeyPair>,
+    one_time: BTreeMap<u32, KeyPair>,
+    sessions: HashMap<String, SessionRecord>,
+    pq: PqFactory,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("identity_key", &self.identity.key_pair.public())
+            .field("signed_prekeys", &self.signed.len())
+            .field("one_time_prekeys", &self.one_time.len())
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrekeySource for Account {
+    fn identity(&self) -> &LocalIdentity {
+        &self.identity
+    }
+    fn signed_prekey(&self, id: u32) -> Option<&KeyPair> {
+        self.signed.get(&id)
+    }
+    fn kyber_prekey(&self, id: u32) -> Option<&KyberKeyPair> {
+        self.kyber.get(&id)
+    }
+    fn one_time_prekey(&self, id: u32) -> Option<&KeyPair> {
+        self.one_time.get(&id)
+    }
+}
+
+fn key32(bytes: &SecretBytes, kind: &'static str, id: u32) -> Result<[u8; 32], AccountError> {
+    bytes.expose().try_into().map_err(|_| AccountError::InvalidKey { kind, id })
+}
+
+impl Account {
+    /// The account stored in `snapshot`, or a new identity (with the changes that store it)
+    /// when there is none yet.
+    pub fn load_or_create(
+        snapshot: &E2eeSnapshot,
+        pq: PqFactory,
+        rng: &mut Rng,
+    ) -> Result<(Account, E2eeChanges), AccountError> {
+        let mut changes = E2eeChanges::default();
+        let identity = match &snapshot.identity {
+            Some(stored) => LocalIdentity {
+                key_pair: KeyPair::from_private_bytes(key32(&stored.private_key, "identity", 0)?),
+                registration_id: stored.registration_id,
+            },
+            None => {
+                let identity =
+                    LocalIdentity { key_pair: KeyPair::generate(rng), registration_id: registration_id(rng) };
+                changes.identity = Some(StoredIdentity {
+                    private_key: SecretBytes::new(identity.key_pair.private_bytes().to_vec()),
+                    registration_id: identity.registration_id,
+                });
+                identity
+            }
+        };
+        let ids = match snapshot.prekey_counter {
+            Some(last) => PrekeyIds::after(last),
+            None => {
+                let ids = PrekeyIds::random(rng);
+                changes.prekey_counter = Some(ids.last());
+                ids
+            }
+        };
+        let mut account = Account {
+            identity,
+            ids,
+            signed: BTreeMap::new(),
+            kyber: BTreeMap::new(),
+            one_time: BTreeMap::new(),
+            sessions: HashMap::new(),
+            pq,
+        };
+        for ((kind, id), bytes) in &snapshot.prekeys {
+            match kind {
+                PrekeyKind::OneTime => {
+                    account.one_time.insert(*id, KeyPair::from_private_bytes(key32(bytes, "one-time prekey", *id)?));
+                }
+                PrekeyKind::Signed => {
+                    account.signed.insert(*id, KeyPair::from_private_bytes(key32(bytes, "signed prekey", *id)?));
+                }
+                PrekeyKind::Kyber => {
+                    let pair = KyberKeyPair::from_private_bytes(bytes.expose())
+                        .map_err(|_| AccountError::InvalidKey { kind: "Kyber prekey", id: *id })?;
+                    account.kyber.insert(*id, pair);
+                }
+            }
+        }
+        for (peer, bytes) in &snapshot.sessions {
+            let record = SessionRecord::from_bytes(bytes.expose())
+                .map_err(|error| AccountError::InvalidSession { peer: peer.clone(), error })?;
+            account.sessions.insert(peer.clone(), record);
+        }
+        Ok((account, changes))
+    }
+
+    /// The identity key (what bundles carry and verification codes hash).
+    pub fn identity_key(&self) -> PublicKey {
+        self.identity.key_pair.public()
+    }
+
+    /// Whether a session with `peer` exists.
+    pub fn has_session(&self, peer: &str) -> bool {
+        self.sessions.get(peer).is_some_and(|record| record.current().is_some())
+    }
+
+    /// The session record with `peer`, if any.
+    pub fn session(&self, peer: &str) -> Option<&SessionRecord> {
+        self.sessions.get(peer)
+    }
+
+    /// Makes a new publication: the changes to commit first (private halves), then the two
+    /// request bodies to send.
+    pub fn publish(
+        &mut self,
+        rng: &mut Rng,
+    ) -> Result<(E2eeChanges, PrekeyBundleBody, OneTimePrekeysBody), PublicationError> {
+        let mut ids = self.ids;
+        let publication = Publication::generate(&self.identity.key_pair, self.identity.registration_id, &mut ids, rng)?;
+        let Publication { signed_prekey_id, signed_prekey, kyber_prekey, one_time_prekeys, bundle, one_time_body } =
+            publication;
+        let mut changes = E2eeChanges { prekey_counter: Some(ids.last()), ..Default::default() };
+        changes.put_prekeys.push(StoredPrekey {
+            kind: PrekeyKind::Signed,
+            id: signed_prekey_id,
+            private_key: SecretBytes::new(signed_prekey.private_bytes().to_vec()),
+        });
+        changes.put_prekeys.push(StoredPrekey {
+            kind: PrekeyKind::Kyber,
+            id: signed_prekey_id,
+            private_key: SecretBytes::new(kyber_prekey.private_bytes().to_vec()),
+        });
+        for (id, pair) in &one_time_prekeys {
+            changes.put_prekeys.push(StoredPrekey {
+                kind: PrekeyKind::OneTime,
+                id: *id,
+                private_key: SecretBytes::new(pair.private_bytes().to_vec()),
+            });
+        }
+        self.ids = ids;
+        self.signed.insert(signed_prekey_id, signed_prekey);
+        self.kyber.insert(signed_prekey_id, kyber_prekey);
+        self.one_time.extend(one_time_prekeys);
+        // Ids only grow, so the smallest are the oldest.
+        while self.signed.len() > KEPT_PUBLICATIONS {
+            if let Some((id, _)) = self.signed.pop_first() {
+                self.kyber.remove(&id);
+                changes.remove_prekeys.push((PrekeyKind::Signed, id));
+                changes.remove_prekeys.push((PrekeyKind::Kyber, id));
+            }
+        }
+        while self.one_time.len() > MAX_ONE_TIME_PREKEYS {
+            if let Some((id, _)) = self.one_time.pop_first() {
+                changes.remove_prekeys.push((PrekeyKind::OneTime, id));
+            }
+        }
+        Ok((changes, bundle, one_time_body))
+    }
+
+    /// Starts a session with `peer` from its bundle (as initiator).
+    pub fn start_session(&mut self, peer: &str, bundle: &PeerBundle, rng: &mut Rng) -> Result<E2eeChanges, SetupError> {
+        let mut record = self.sessions.get(peer).cloned().unwrap_or_default();
+        let pq = self.pq;
+        record.initiate(&self.identity, bundle, |auth| pq(auth, super::pq::Role::Initiator), rng)?;
+        Ok(self.store_session(peer, record, None))
+    }
+
+    /// Encrypts `plaintext` for `peer`.
+    pub fn encrypt(
+        &mut self,
+        peer: &str,
+        plaintext: &[u8],
+        rng: &mut Rng,
+    ) -> Result<(Vec<u8>, E2eeChanges), EncryptError> {
+        let mut record = self.sessions.get(peer).cloned().ok_or(EncryptError::NoSession)?;
+        let framed = record.encrypt(plaintext, rng)?;
+        Ok((framed, self.store_session(peer, record, None)))
+    }
+
+    /// Decrypts a framed ciphertext from the first of `peers` (tried in order) that opens it;
+    /// returns the plaintext, the name that worked and the changes. On error nothing changed.
+    pub fn decrypt(
+        &mut self,
+        peers: &[&str],
+        framed: &[u8],
+        rng: &mut Rng,
+    ) -> Result<(Zeroizing<Vec<u8>>, String, E2eeChanges), DecryptError> {
+        let mut first_error = None;
+        let pq = self.pq;
+        for peer in peers {
+            let mut record = self.sessions.get(*peer).cloned().unwrap_or_default();
+            match record.decrypt(framed, self, |auth| pq(auth, super::pq::Role::Responder), rng) {
+                Ok(decrypted) => {
+                    let changes = self.store_session(peer, record, decrypted.consumed_one_time_prekey);
+                    return Ok((decrypted.plaintext, (*peer).to_owned(), changes));
+                }
+                // A duplicate is final: trying another name could only start a second session.
+                Err(error @ DecryptError::Duplicate { .. }) => return Err(error),
+                Err(error) => {
+                    tracing::debug!(peer, %error, "decryption under this name failed");
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        Err(first_error.unwrap_or(DecryptError::NoSession))
+    }
+
+    fn store_session(&mut self, peer: &str, record: SessionRecord, consumed: Option<u32>) -> E2eeChanges {
+        let mut changes = E2eeChanges::default();
+        changes.put_sessions.push((peer.to_owned(), SecretBytes::new(record.to_bytes().to_vec())));
+        if let Some(id) = consumed
+            && self.one_time.remove(&id).is_some()
+        {
+            changes.remove_prekeys.push((PrekeyKind::OneTime, id));
+        }
+        self.sessions.insert(peer.to_owned(), record);
+        changes
+    }
+}

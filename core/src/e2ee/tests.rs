@@ -1,0 +1,212 @@
+//! Two native parties talking: setup in both roles, ordering, duplicates, tampering.
+
+use super::keys::KeyPair;
+use super::kyber::KyberKeyPair;
+use super::pq::PqRatchet;
+use super::pqxdh::{LocalIdentity, PeerBundle};
+use super::session::{DecryptError, PrekeySource, SessionRecord};
+use rand::SeedableRng;
+use std::collections::HashMap;
+
+pub(crate) struct Party {
+    pub identity: LocalIdentity,
+    pub signed: (u32, KeyPair),
+    pub kyber: (u32, KyberKeyPair),
+    pub one_time: HashMap<u32, KeyPair>,
+}
+
+impl PrekeySource for Party {
+    fn identity(&self) -> &LocalIdentity {
+        &self.identity
+    }
+    fn signed_prekey(&self, id: u32) -> Option<&KeyPair> {
+        (self.signed.0 == id).then_some(&self.signed.1)
+    }
+    fn kyber_prekey(&self, id: u32) -> Option<&KyberKeyPair> {
+        (self.kyber.0 == id).then_some(&self.kyber.1)
+    }
+    fn one_time_prekey(&self, id: u32) -> Option<&KeyPair> {
+        self.one_time.get(&id)
+    }
+}
+
+impl Party {
+    pub fn new(rng: &mut crate::Rng, registration_id: u32) -> Self {
+        let mut one_time = HashMap::new();
+        for id in 100..105 {
+            one_time.insert(id, KeyPair::generate(rng));
+        }
+        Party {
+            identity: LocalIdentity { key_pair: KeyPair::generate(rng), registration_id },
+            signed: (7, KeyPair::generate(rng)),
+            kyber: (7, KyberKeyPair::generate(rng)),
+            one_time,
+        }
+    }
+
+    pub fn bundle(&self, rng: &mut crate::Rng, one_time: Option<u32>) -> PeerBundle {
+        let signed_public = self.signed.1.public().serialize();
+        let kyber_public = self.kyber.1.public_serialized();
+        PeerBundle {
+            registration_id: self.identity.registration_id,
+            device_id: 1,
+            identity_key: self.identity.key_pair.public(),
+            signed_prekey_id: self.signed.0,
+            signed_prekey: self.signed.1.public(),
+            signed_prekey_signature: self.identity.key_pair.sign(&signed_public, rng).to_vec(),
+            kyber_prekey_id: self.kyber.0,
+            kyber_prekey: kyber_public.clone(),
+            kyber_prekey_signature: self.identity.key_pair.sign(&kyber_public, rng).to_vec(),
+            one_time_prekey: one_time.map(|id| (id, self.one_time[&id].public())),
+        }
+    }
+}
+
+fn v0(_: &[u8; 32]) -> PqRatchet {
+    PqRatchet::version0()
+}
+
+#[test]
+fn a_conversation_with_setup_reordering_duplicates_and_tampering() {
+    let rng = &mut rand::rngs::StdRng::seed_from_u64(21);
+    let (alice, mut bob) = (Party::new(rng, 1), Party::new(rng, 2));
+    let (mut alice_record, mut bob_record) = (SessionRecord::new(), SessionRecord::new());
+    alice_record.initiate(&alice.identity, &bob.bundle(rng, Some(101)), v0, rng).unwrap();
+
+    let first = alice_record.encrypt(b"hello", rng).unwrap();
+    let second = alice_record.encrypt(b"again", rng).unwrap();
+    assert_eq!((first[0], first[1], second[0]), (0x01, 0x44, 0x01), "PreKey messages until a reply");
+    // Out of order, and the second message sets the session up.
+    let decrypted = bob_record.decrypt(&second, &bob, v0, rng).unwrap();
+    assert_eq!((decrypted.plaintext.as_slice(), decrypted.consumed_one_time_prekey), (&b"again"[..], Some(101)));
+    bob.one_time.remove(&101);
+    let decrypted = bob_record.decrypt(&first, &bob, v0, rng).unwrap();
+    assert_eq!((decrypted.plaintext.as_slice(), decrypted.consumed_one_time_prekey), (&b"hello"[..], None));
+    let before = bob_record.clone();
+    assert_eq!(bob_record.decrypt(&first, &bob, v0, rng).unwrap_err(), DecryptError::Duplicate { counter: 0 });
+    assert_eq!(bob_record, before, "a duplicate changes nothing");
+
+    let reply = bob_record.encrypt(b"hi alice", rng).unwrap();
+    assert_eq!(reply[0], 0x02);
+    assert_eq!(alice_record.decrypt(&reply, &alice, v0, rng).unwrap().plaintext.as_slice(), b"hi alice");
+    let after_reply = alice_record.encrypt(b"ordinary now", rng).unwrap();
+    assert_eq!(after_reply[0], 0x02);
+
+    for index in 0..after_reply.len() {
+        let mut tampered = after_reply.clone();
+        tampered[index] ^= 0x01;
+        let before = bob_record.clone();
+        assert!(bob_record.decrypt(&tampered, &bob, v0, rng).is_err(), "byte {index}");
+        assert_eq!(bob_record, before, "byte {index} left the record unchanged");
+    }
+    assert_eq!(bob_record.decrypt(&after_reply, &bob, v0, rng).unwrap().plaintext.as_slice(), b"ordinary now");
+}
+
+fn reload(record: &SessionRecord) -> SessionRecord {
+    let restored = SessionRecord::from_bytes(&record.to_bytes()).expect("a record reads back");
+    assert_eq!(&restored, record, "serialization is lossless");
+    restored
+}
+
+#[test]
+fn random_interleavings_decrypt_exactly_once_across_restarts() {
+    use rand::RngExt as _;
+    let rng = &mut rand::rngs::StdRng::seed_from_u64(22);
+    let (alice, bob) = (Party::new(rng, 1), Party::new(rng, 2));
+    let (mut records, parties) = ([SessionRecord::new(), SessionRecord::new()], [&alice, &bob]);
+    records[0].initiate(&alice.identity, &bob.bundle(rng, None), v0, rng).unwrap();
+    // Bob can only send once he has received.
+    let first = records[0].encrypt(b"m-0-0", rng).unwrap();
+    assert_eq!(records[1].decrypt(&first, &bob, v0, rng).unwrap().plaintext.as_slice(), b"m-0-0");
+    let mut in_flight: [Vec<(Vec<u8>, String)>; 2] = [Vec::new(), Vec::new()];
+    let mut delivered = 0;
+    for step in 0..600 {
+        let sender = rng.random_range(0..2usize);
+        if rng.random_bool(0.55) {
+            let text = format!("m-{sender}-{step}");
+            let framed = records[sender].encrypt(text.as_bytes(), rng).unwrap();
+            in_flight[sender].push((framed, text));
+        }
+        let receiver = 1 - sender;
+        let queue = &mut in_flight[sender];
+        if !queue.is_empty() && rng.random_bool(0.6) {
+            let pick = rng.random_range(0..queue.len().min(8));
+            let (framed, text) = queue.remove(pick);
+            let got = records[receiver].decrypt(&framed, parties[receiver], v0, rng).unwrap();
+            assert_eq!(got.plaintext.as_slice(), text.as_bytes());
+            delivered += 1;
+            let before = records[receiver].clone();
+            assert!(matches!(
+                records[receiver].decrypt(&framed, parties[receiver], v0, rng),
+                Err(DecryptError::Duplicate { .. })
+            ));
+            assert_eq!(records[receiver], before);
+        }
+        if step % 50 == 0 {
+            records = [reload(&records[0]), reload(&records[1])];
+        }
+    }
+    assert!(delivered > 200, "{delivered}");
+}
+
+#[test]
+fn corrupt_records_are_errors() {
+    use super::record::RecordError;
+    assert_eq!(SessionRecord::from_bytes(&[0xff, 0xff]), Err(RecordError::Decode));
+    assert_eq!(SessionRecord::from_bytes(&[0x08, 0x02]), Err(RecordError::Version(2)));
+    assert_eq!(SessionRecord::from_bytes(&[0x08, 0x01]), Ok(SessionRecord::new()));
+    let rng = &mut rand::rngs::StdRng::seed_from_u64(23);
+    let (alice, bob) = (Party::new(rng, 1), Party::new(rng, 2));
+    let mut record = SessionRecord::new();
+    record.initiate(&alice.identity, &bob.bundle(rng, None), v0, rng).unwrap();
+    let bytes = record.to_bytes();
+    for cut in 0..bytes.len() {
+        let _ = SessionRecord::from_bytes(&bytes[..cut]); // never panics
+    }
+}
+
+#[test]
+fn accounts_publish_converse_and_restart_from_their_changes() {
+    use super::account::Account;
+    use crate::store::E2eeSnapshot;
+    use crate::wire::person::FetchedBundle;
+    let rng = &mut rand::rngs::StdRng::seed_from_u64(24);
+    let (mut agent_store, mut person_store) = (E2eeSnapshot::default(), E2eeSnapshot::default());
+    let (mut agent, changes) = Account::load_or_create(&agent_store, PqRatchet::version0_for, rng).unwrap();
+    assert!(changes.identity.is_some() && changes.prekey_counter.is_some());
+    agent_store.apply(&changes);
+    let (changes, bundle, one_time) = agent.publish(rng).unwrap();
+    assert_eq!(changes.put_prekeys.len(), 52, "signed, Kyber and 50 one-time private halves first");
+    agent_store.apply(&changes);
+    let (mut person, changes) = Account::load_or_create(&person_store, PqRatchet::version0_for, rng).unwrap();
+    person_store.apply(&changes);
+
+    let chosen = &one_time.one_time_prekeys[3];
+    let fetched =
+        FetchedBundle { bundle, prekey_id: Some(chosen.prekey_id), prekey_public: Some(chosen.public_key.clone()) };
+    let peer = PeerBundle::from_fetched(&fetched).unwrap();
+    person_store.apply(&person.start_session("agent:a", &peer, rng).unwrap());
+    let (framed, changes) = person.encrypt("agent:a", b"hello agent", rng).unwrap();
+    person_store.apply(&changes);
+
+    // The agent tries the device-scoped name first, then the conversation-scoped one.
+    let names = ["human:p:c:device:d1", "human:p:c"];
+    let (plaintext, name, changes) = agent.decrypt(&names, &framed, rng).unwrap();
+    assert_eq!((plaintext.as_slice(), name.as_str()), (&b"hello agent"[..], "human:p:c:device:d1"));
+    assert_eq!(changes.remove_prekeys, [(crate::store::PrekeyKind::OneTime, chosen.prekey_id)], "used once");
+    agent_store.apply(&changes);
+
+    // Restarted from its store, the agent continues the conversation.
+    let (mut agent, changes) = Account::load_or_create(&agent_store, PqRatchet::version0_for, rng).unwrap();
+    assert!(changes.is_empty(), "nothing new on a restart");
+    let (reply, changes) = agent.encrypt(&name, b"hello person", rng).unwrap();
+    agent_store.apply(&changes);
+    let (plaintext, _, _) = person.decrypt(&["agent:a"], &reply, rng).unwrap();
+    assert_eq!(plaintext.as_slice(), b"hello person");
+
+    // A second person replaying the same PreKey message under another name cannot reuse the
+    // consumed one-time prekey.
+    let error = agent.decrypt(&["human:q:c"], &framed, rng).unwrap_err();
+    assert_eq!(error, DecryptError::Setup(super::pqxdh::SetupError::UnknownOneTimePrekey(chosen.prekey_id)));
+    assert!(agent.decrypt(&["human:p:c:device:d1"], &[0x02, 0x44], rng).is_err());
+}
