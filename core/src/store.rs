@@ -80,6 +80,17 @@ pub struct StoredPrekey {
     pub private_key: SecretBytes,
 }
 
+/// A conversation's archive key (`history-v1`), as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredHistoryKey {
+    /// The key's id.
+    pub key_id: String,
+    /// Its epoch.
+    pub epoch: u64,
+    /// The 32-byte AES-256-GCM key.
+    pub raw_key: SecretBytes,
+}
+
 /// Changes to the end-to-end encryption state: keys and per-peer session records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct E2eeChanges {
@@ -93,6 +104,8 @@ pub struct E2eeChanges {
     pub remove_prekeys: Vec<(PrekeyKind, u32)>,
     /// Session records to insert or replace, by peer name.
     pub put_sessions: Vec<(String, SecretBytes)>,
+    /// Archive keys learnt, by conversation (never replaced once set).
+    pub put_history_keys: Vec<(String, StoredHistoryKey)>,
 }
 
 impl E2eeChanges {
@@ -103,6 +116,7 @@ impl E2eeChanges {
             && self.put_prekeys.is_empty()
             && self.remove_prekeys.is_empty()
             && self.put_sessions.is_empty()
+            && self.put_history_keys.is_empty()
     }
 
     /// Adds `later` after these changes (later changes win).
@@ -119,6 +133,7 @@ impl E2eeChanges {
             self.put_sessions.retain(|(existing, _)| existing != name);
             self.put_sessions.push((name.clone(), record.clone()));
         }
+        self.put_history_keys.extend(later.put_history_keys.iter().cloned());
     }
 }
 
@@ -133,6 +148,8 @@ pub struct E2eeSnapshot {
     pub prekeys: BTreeMap<(PrekeyKind, u32), SecretBytes>,
     /// Session records by peer name.
     pub sessions: BTreeMap<String, SecretBytes>,
+    /// Archive keys by conversation.
+    pub history_keys: BTreeMap<String, StoredHistoryKey>,
 }
 
 impl E2eeSnapshot {
@@ -152,6 +169,9 @@ impl E2eeSnapshot {
         }
         for (name, record) in &changes.put_sessions {
             self.sessions.insert(name.clone(), record.clone());
+        }
+        for (conversation, key) in &changes.put_history_keys {
+            self.history_keys.insert(conversation.clone(), key.clone());
         }
     }
 }

@@ -13,6 +13,7 @@
 //!   another digest is refused as a conflict.
 
 mod digest;
+pub mod e2ee;
 mod outgoing;
 
 pub use digest::message_digest;
@@ -35,8 +36,8 @@ use std::time::Duration;
 pub struct AgentConfig {
     /// The agent's id.
     pub agent_id: String,
-    /// End-to-end encryption (the Signal protocol). Not available in this version of the core:
-    /// [`Agent::new`] refuses it rather than silently sending plaintext.
+    /// End-to-end encryption (the Signal protocol): payloads are decrypted and encrypted with
+    /// the agent's sessions, which people start from its published prekeys.
     pub e2ee: bool,
     /// Reconnect policy.
     pub backoff: Backoff,
@@ -117,6 +118,9 @@ pub enum ConfigError {
     /// End-to-end encryption was asked for but this version cannot provide it.
     #[error("end-to-end encryption is not available in this version of pacerelle-core")]
     E2eeUnavailable,
+    /// The stored keys or sessions do not load.
+    #[error("stored end-to-end encryption state: {0}")]
+    E2eeState(#[from] crate::e2ee::account::AccountError),
 }
 
 /// Why an input was refused. The state is unchanged by a refused input.
@@ -145,6 +149,14 @@ pub enum InputError {
         /// The id.
         message_id: String,
     },
+    /// An encrypted message could not be read.
+    #[error("message {message_id}: {error}")]
+    Crypto {
+        /// The id.
+        message_id: String,
+        /// Why.
+        error: e2ee::InboundCryptoError,
+    },
 }
 
 /// Why a message could not be sent.
@@ -162,6 +174,9 @@ pub enum SendError {
         /// The message replied to.
         message_id: String,
     },
+    /// The message could not be encrypted.
+    #[error(transparent)]
+    Crypto(#[from] e2ee::OutboundCryptoError),
 }
 
 /// Why a message could not be accepted.
@@ -199,6 +214,7 @@ pub struct Agent {
     state: AgentSnapshot,
     connection: Connection,
     outputs: VecDeque<Output>,
+    e2ee: Option<e2ee::AgentE2ee>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -218,11 +234,35 @@ impl Agent {
         if config.agent_id.is_empty() {
             return Err(ConfigError::EmptyAgentId);
         }
-        if config.e2ee {
-            return Err(ConfigError::E2eeUnavailable);
-        }
+        let mut rng = rng;
+        let mut outputs = VecDeque::new();
+        let mut state = snapshot;
+        let e2ee = if config.e2ee {
+            let (e2ee, changes) =
+                e2ee::AgentE2ee::load(&state.e2ee, crate::e2ee::pq::PqRatchet::version0_for, &mut *rng)?;
+            if !changes.is_empty() {
+                // A new identity persists before anything could be encrypted to it.
+                let changes = StoreChanges { e2ee: changes, ..Default::default() };
+                state.apply(&changes);
+                outputs.push_back(Output::Persist(changes));
+            }
+            Some(e2ee)
+        } else {
+            None
+        };
         let connection = Connection::new(config.backoff);
-        Ok(Agent { config, rng, state: snapshot, connection, outputs: VecDeque::new() })
+        Ok(Agent { config, rng, state, connection, outputs, e2ee })
+    }
+
+    /// The agent's identity key (33 bytes, `0x05`), when it runs with end-to-end encryption.
+    pub fn identity_key(&self) -> Option<[u8; 33]> {
+        self.e2ee.as_ref().map(e2ee::AgentE2ee::identity_key)
+    }
+
+    /// The verification code people compare with what their app shows, when the agent runs
+    /// with end-to-end encryption.
+    pub fn verification_code(&self) -> Option<String> {
+        self.identity_key().map(|key| crate::e2ee::bundle::verification_code(&key))
     }
 
     /// The agent's id.
@@ -259,7 +299,9 @@ impl Agent {
         self.outputs.pop_front()
     }
 
-    /// Feeds one input. On error nothing changed and nothing was emitted.
+    /// Feeds one input. On error nothing changed and nothing was emitted, with one exception:
+    /// an encrypted message that a session opened but whose contents are unusable (not UTF-8,
+    /// a bad delivery) still commits the session's new state, which cannot open it again.
     pub fn handle_input(&mut self, now: Timestamp, input: Input) -> Result<(), InputError> {
         match input {
             Input::Connected => {
@@ -305,7 +347,7 @@ impl Agent {
             // Decoded before, not yet accepted: hand the stored text out again.
             Some(Receipt { state: ReceiptState::Pending { text }, .. }) => text.clone(),
             None => {
-                let text = self.decode(&msg)?;
+                let (text, e2ee_changes) = self.decode(&msg)?;
                 let mut changes = StoreChanges {
                     put_receipts: vec![Receipt {
                         message_id: msg.id.clone(),
@@ -315,6 +357,7 @@ impl Agent {
                         from_device_id: msg.from_device_id.clone(),
                         state: ReceiptState::Pending { text: text.clone() },
                     }],
+                    e2ee: e2ee_changes,
                     ..Default::default()
                 };
                 if let Some(device) = &msg.from_device_id {
@@ -343,13 +386,29 @@ impl Agent {
         Ok(())
     }
 
-    fn decode(&self, msg: &InboundMsg) -> Result<String, InputError> {
+    /// The payload's text, and the session changes to commit with its receipt.
+    fn decode(&mut self, msg: &InboundMsg) -> Result<(String, crate::store::E2eeChanges), InputError> {
         if msg.encrypted {
-            return Err(InputError::EncryptedWithoutE2ee { message_id: msg.id.clone() });
+            let Some(e2ee) = self.e2ee.as_mut() else {
+                return Err(InputError::EncryptedWithoutE2ee { message_id: msg.id.clone() });
+            };
+            return match e2ee.open(msg, &mut *self.rng) {
+                Ok(opened) => Ok((opened.text, opened.changes)),
+                Err(failure) => {
+                    let e2ee::OpenFailure { error, changes } = *failure;
+                    // The session opened the message and moved on: keep that, or the next
+                    // message from this peer would not open either.
+                    if !changes.is_empty() {
+                        self.commit(StoreChanges { e2ee: changes, ..Default::default() });
+                    }
+                    Err(InputError::Crypto { message_id: msg.id.clone(), error })
+                }
+            };
         }
         let undecodable = |reason| InputError::Undecodable { message_id: msg.id.clone(), reason };
         let bytes = STANDARD.decode(&msg.payload_b64).map_err(|_| undecodable("payload_b64 is not base64"))?;
-        String::from_utf8(bytes).map_err(|_| undecodable("payload is not UTF-8"))
+        let text = String::from_utf8(bytes).map_err(|_| undecodable("payload is not UTF-8"))?;
+        Ok((text, Default::default()))
     }
 
     /// Marks a message accepted (its handler returned): persists that, then acknowledges it.
@@ -419,14 +478,32 @@ impl Agent {
         let plaintext = chat::encode_chat_payload(&message.text, &message.attachments);
         let attachments = (!message.attachments.is_empty())
             .then(|| message.attachments.iter().map(chat::PublicAttachment::redacted).collect());
+        let id = ids::uuid_v4(&mut *self.rng);
+        let (payload_b64, encrypted, history_record) = match self.e2ee.as_mut() {
+            Some(_) if group => return Err(e2ee::OutboundCryptoError::GroupUnsupported.into()),
+            Some(e2ee) => {
+                let outbound = e2ee::Outbound {
+                    message_id: &id,
+                    conversation_id: &message.conversation_id,
+                    to: &message.to,
+                    device_id: to_device_id.as_deref(),
+                    plaintext: &plaintext,
+                };
+                let sealed = e2ee.seal(&self.config.agent_id, &outbound, &mut *self.rng)?;
+                // The session's new state persists before its ciphertext leaves.
+                self.commit(StoreChanges { e2ee: sealed.changes, ..Default::default() });
+                (sealed.payload_b64, true, sealed.history_record)
+            }
+            None => (STANDARD.encode(plaintext.as_bytes()), false, None),
+        };
         let frame = OutboundMsg {
-            id: ids::uuid_v4(&mut *self.rng),
+            id,
             conversation_id: message.conversation_id,
             to: message.to,
-            payload_b64: STANDARD.encode(plaintext.as_bytes()),
-            encrypted: false,
+            payload_b64,
+            encrypted,
             to_device_id,
-            history_record: None,
+            history_record,
             reply_to_message_id: message.reply_to_message_id,
             attachments,
         };

@@ -268,8 +268,16 @@ fn configuration_is_checked() {
         Agent::new(AgentConfig::new(""), rng(), AgentSnapshot::default()).unwrap_err(),
         ConfigError::EmptyAgentId
     );
+    let mut stored = AgentSnapshot::default();
+    stored.e2ee.identity = Some(crate::store::StoredIdentity {
+        private_key: crate::store::SecretBytes::new(vec![1; 31]),
+        registration_id: 1,
+    });
     let e2ee = AgentConfig { e2ee: true, ..AgentConfig::new("a") };
-    assert_eq!(Agent::new(e2ee, rng(), AgentSnapshot::default()).unwrap_err(), ConfigError::E2eeUnavailable);
+    assert!(matches!(
+        Agent::new(e2ee, rng(), stored).unwrap_err(),
+        ConfigError::E2eeState(crate::e2ee::account::AccountError::InvalidKey { kind: "identity", .. })
+    ));
 }
 
 #[test]
@@ -373,5 +381,162 @@ proptest! {
             let _ = agent.handle_input(at(5), Input::Frame(frame.clone()));
         }
         prop_assert!(agent.snapshot().receipts.len() <= 1);
+    }
+}
+
+mod encrypted {
+    //! An agent and a person with end-to-end encryption, talking through frames the test
+    //! carries between them as the relay would.
+    use super::*;
+    use crate::human::{Person, PersonConfig, PersonInput, PersonOutput};
+    use crate::wire::http::HttpResponse;
+    use crate::wire::person::FetchedBundle;
+
+    fn e2ee_agent(snapshot: AgentSnapshot, seed: u64) -> Agent {
+        let config = AgentConfig { e2ee: true, ..AgentConfig::new("agent-1") };
+        let mut agent = Agent::new(config, Box::new(rand::rngs::StdRng::seed_from_u64(seed)), snapshot).unwrap();
+        agent.start(at(0));
+        agent.handle_input(at(1), Input::Connected).unwrap();
+        agent
+    }
+
+    /// Applies every `Persist` to `store` and returns the outputs.
+    fn drain_into(agent: &mut Agent, store: &mut AgentSnapshot) -> Vec<Output> {
+        let outputs = drain(agent);
+        for output in &outputs {
+            if let Output::Persist(changes) = output {
+                store.apply(changes);
+            }
+        }
+        outputs
+    }
+
+    /// What the relay hands the agent for a person's outbound frame.
+    fn to_agent(person_frame: &str, from: &str) -> String {
+        let mut frame: Value = serde_json::from_str(person_frame).unwrap();
+        frame["from"] = json!(from);
+        frame.to_string()
+    }
+
+    /// What the relay hands the person for an agent's outbound frame.
+    fn to_person(agent_frame: &Value) -> String {
+        let mut frame = agent_frame.clone();
+        frame["from"] = json!("agent-1");
+        frame.to_string()
+    }
+
+    fn person_frames(person: &mut Person) -> (Vec<String>, Vec<crate::wire::http::HttpRequest>) {
+        let (mut frames, mut requests) = (Vec::new(), Vec::new());
+        while let Some(output) = person.poll_output() {
+            match output {
+                PersonOutput::Frame(text) => frames.push(text),
+                PersonOutput::Http(request) => requests.push(request),
+                _ => {}
+            }
+        }
+        (frames, requests)
+    }
+
+    #[test]
+    fn a_conversation_is_encrypted_both_ways_and_survives_a_restart() {
+        let mut store = AgentSnapshot::default();
+        let mut agent = e2ee_agent(AgentSnapshot::default(), 7);
+        let created = drain_into(&mut agent, &mut store);
+        assert!(
+            matches!(&created[0], Output::Persist(changes) if changes.e2ee.identity.is_some()),
+            "the identity persists first: {created:?}"
+        );
+        let code = agent.verification_code().unwrap();
+        assert_eq!(code.len(), 79);
+
+        // The publication: private halves into the store, public halves to the relay.
+        let (changes, bundle, one_time) = agent.e2ee.as_mut().unwrap().account_mut().publish(&mut *agent.rng).unwrap();
+        store.apply(&StoreChanges { e2ee: changes, ..Default::default() });
+        let fetched = FetchedBundle {
+            bundle,
+            prekey_id: Some(one_time.one_time_prekeys[0].prekey_id),
+            prekey_public: Some(one_time.one_time_prekeys[0].public_key.clone()),
+        };
+
+        let config = PersonConfig { e2ee: true, device_id: Some("phone".into()), ..PersonConfig::new("u1") };
+        let mut person = Person::new(config, Box::new(rand::rngs::StdRng::seed_from_u64(8)));
+        person.start();
+        person.handle_input(at(1), PersonInput::Connected).unwrap();
+        let _ = person_frames(&mut person);
+        let first = person.send_text("c1", "agent-1", "hello agent").unwrap();
+        let second = person.send_text("c1", "agent-1", "second").unwrap();
+        let (frames_out, requests) = person_frames(&mut person);
+        assert!(frames_out.is_empty(), "messages wait for the session");
+        assert_eq!(requests.len(), 1, "one bundle fetch for both");
+        let body = serde_json::to_vec(&fetched).unwrap();
+        person.handle_input(at(2), PersonInput::Http(requests[0].id, Ok(HttpResponse { status: 200, body }))).unwrap();
+        let (frames_out, _) = person_frames(&mut person);
+        assert_eq!(frames_out.len(), 2);
+        let sent: Value = serde_json::from_str(&frames_out[0]).unwrap();
+        assert_eq!((sent["id"].as_str(), sent["encrypted"].as_bool()), (Some(first.as_str()), Some(true)));
+        assert!(!frames_out[0].contains("hello agent"));
+
+        // The agent decrypts under the device-scoped name; the session and the pending receipt
+        // are one commit, before the app sees the message.
+        agent.handle_input(at(3), Input::Frame(to_agent(&frames_out[0], "u1"))).unwrap();
+        let outputs = drain_into(&mut agent, &mut store);
+        match &outputs[0] {
+            Output::Persist(changes) => {
+                assert_eq!(changes.put_receipts.len(), 1);
+                assert_eq!(changes.e2ee.put_sessions[0].0, "human:u1:c1:device:phone");
+                assert_eq!(changes.e2ee.remove_prekeys.len(), 1, "the one-time prekey is used up");
+            }
+            other => panic!("persist first: {other:?}"),
+        }
+        let message = only_message(&outputs);
+        assert_eq!((message.text.as_str(), message.encrypted), ("hello agent", true));
+        agent.accept(&message.id, at(4)).unwrap();
+        drain_into(&mut agent, &mut store);
+
+        // A replay of the accepted message is acknowledged without decrypting again.
+        agent.handle_input(at(5), Input::Frame(to_agent(&frames_out[0], "u1"))).unwrap();
+        let outputs = drain_into(&mut agent, &mut store);
+        assert_eq!(frames(&outputs)[0]["type"], "ACK_READ");
+
+        // The reply goes to the phone, encrypted, after its session change is committed.
+        agent.reply(&message, "hello person").unwrap();
+        let outputs = drain_into(&mut agent, &mut store);
+        assert!(matches!(&outputs[0], Output::Persist(changes) if !changes.e2ee.put_sessions.is_empty()));
+        let reply = frames(&outputs).remove(0);
+        assert_eq!((reply["encrypted"].as_bool(), reply["to_device_id"].as_str()), (Some(true), Some("phone")));
+        person.handle_input(at(6), PersonInput::Frame(to_person(&reply))).unwrap();
+        let event = std::iter::from_fn(|| person.poll_output()).find_map(|output| match output {
+            PersonOutput::Event(crate::human::PersonEvent::Message(message)) => Some(message),
+            _ => None,
+        });
+        assert_eq!(event.unwrap().text, "hello person");
+
+        // Restarted from its store, the agent reads the second message and replies again.
+        let mut agent = e2ee_agent(store.clone(), 9);
+        assert!(drain_into(&mut agent, &mut store).iter().all(|o| !matches!(o, Output::Persist(_))), "no new identity");
+        assert_eq!(agent.verification_code().unwrap(), code);
+        agent.handle_input(at(7), Input::Frame(to_agent(&frames_out[1], "u1"))).unwrap();
+        let message = only_message(&drain_into(&mut agent, &mut store));
+        assert_eq!((message.id.as_str(), message.text.as_str()), (second.as_str(), "second"));
+        agent.reply(&message, "still here").unwrap();
+        let reply = frames(&drain_into(&mut agent, &mut store)).remove(0);
+        person.handle_input(at(8), PersonInput::Frame(to_person(&reply))).unwrap();
+
+        // A tampered ciphertext is a precise error and changes nothing.
+        let mut tampered: Value = serde_json::from_str(&to_agent(&frames_out[1], "u1")).unwrap();
+        tampered["id"] = json!("m-tampered");
+        let mut bytes = STANDARD.decode(tampered["payload_b64"].as_str().unwrap()).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        tampered["payload_b64"] = json!(STANDARD.encode(bytes));
+        let before = agent.snapshot().clone();
+        let error = agent.handle_input(at(9), Input::Frame(tampered.to_string())).unwrap_err();
+        assert!(matches!(error, InputError::Crypto { .. }), "{error:?}");
+        assert!(drain(&mut agent).is_empty());
+        assert_eq!(agent.snapshot(), &before);
+
+        // No session with a stranger: a clear error, nothing sent.
+        let error = agent.send_message(OutgoingMessage::new("c9", "stranger", "hi")).unwrap_err();
+        assert!(matches!(error, SendError::Crypto(e2ee::OutboundCryptoError::NoSession { .. })), "{error:?}");
     }
 }

@@ -91,6 +91,12 @@ fn key32(bytes: &SecretBytes, kind: &'static str, id: u32) -> Result<[u8; 32], A
 }
 
 impl Account {
+    /// A new account: a fresh identity, no prekeys yet. The changes store it.
+    pub fn new(pq: PqFactory, rng: &mut Rng) -> (Account, E2eeChanges) {
+        Account::load_or_create(&E2eeSnapshot::default(), pq, rng)
+            .expect("an empty snapshot holds nothing that could fail to load")
+    }
+
     /// The account stored in `snapshot`, or a new identity (with the changes that store it)
     /// when there is none yet.
     pub fn load_or_create(

@@ -6,6 +6,8 @@
 //! and load tools are built on it. Same shape as [`crate::Agent`]: inputs in, outputs out.
 
 use crate::connection::{Backoff, Connection, Directive};
+use crate::e2ee::account::Account;
+use crate::e2ee::pqxdh::PeerBundle;
 use crate::message::{Attachment, WidgetUpdate};
 use crate::payload::{chat, parse_payload, widget};
 use crate::wire::http::{BlobUploaded, HttpMethod, HttpRequest, HttpResponse, RequestId, percent_encode};
@@ -29,12 +31,15 @@ pub struct PersonConfig {
     pub device_id: Option<String>,
     /// Reconnect policy.
     pub backoff: Backoff,
+    /// End-to-end encryption: messages to agents are encrypted with a session per agent and
+    /// conversation, started from the agent's bundle (fetched before the first message).
+    pub e2ee: bool,
 }
 
 impl PersonConfig {
     /// Defaults for `person_id`, without a device id.
     pub fn new(person_id: impl Into<String>) -> Self {
-        PersonConfig { person_id: person_id.into(), device_id: None, backoff: Backoff::default() }
+        PersonConfig { person_id: person_id.into(), device_id: None, backoff: Backoff::default(), e2ee: false }
     }
 }
 
@@ -174,14 +179,46 @@ pub enum PersonError {
         /// The id.
         message_id: String,
     },
+    /// An encrypted message did not decrypt (the sessions are unchanged).
+    #[error("message {message_id} did not decrypt: {error}")]
+    Decrypt {
+        /// The id.
+        message_id: String,
+        /// Why.
+        error: crate::e2ee::session::DecryptError,
+    },
+    /// An encrypted message was sent to this client without encryption turned on.
+    #[error("message {message_id} is encrypted but this client runs without e2ee")]
+    EncryptedWithoutE2ee {
+        /// The id.
+        message_id: String,
+    },
+    /// Encrypted messages to groups and to other persons are not supported by this client.
+    #[error("encrypted messages go to agents only")]
+    EncryptedTargetUnsupported,
+    /// The session failed to encrypt.
+    #[error(transparent)]
+    Encrypt(#[from] crate::e2ee::session::EncryptError),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Pending {
     Conversation,
     Bundle,
+    /// A bundle fetched to start the session with this agent in this conversation.
+    SessionBundle {
+        agent_id: String,
+        conversation_id: String,
+    },
     BlobUpload,
     BlobDownload,
+}
+
+/// A message waiting for its session (the agent's bundle is being fetched).
+struct Queued {
+    id: String,
+    text: String,
+    reply_to: Option<String>,
 }
 
 /// The person-side state machine. See the [module docs](self).
@@ -193,6 +230,9 @@ pub struct Person {
     next_request: u64,
     pending: BTreeMap<RequestId, Pending>,
     seen: HashSet<String>,
+    account: Option<Account>,
+    /// Messages waiting for a session, by (agent, conversation).
+    waiting: BTreeMap<(String, String), Vec<Queued>>,
 }
 
 impl std::fmt::Debug for Person {
@@ -208,7 +248,12 @@ impl Person {
     /// A person's client drawing ids and jitter from `rng`.
     pub fn new(config: PersonConfig, rng: Box<Rng>) -> Self {
         let connection = Connection::new(config.backoff);
+        let mut rng = rng;
+        // A person's client keeps its keys in memory: it lives as long as its test or tool.
+        let account = config.e2ee.then(|| Account::new(crate::e2ee::pq::PqRatchet::version0_for, &mut *rng).0);
         Person {
+            account,
+            waiting: BTreeMap::new(),
             config,
             rng,
             connection,
@@ -297,14 +342,19 @@ impl Person {
         Ok(())
     }
 
-    fn read_message(&self, frame: PersonInboundMsg) -> Result<PersonMessage, PersonError> {
+    fn read_message(&mut self, frame: PersonInboundMsg) -> Result<PersonMessage, PersonError> {
         let undecodable = || PersonError::Undecodable { message_id: frame.id.clone() };
+        let mut bytes = STANDARD.decode(&frame.payload_b64).map_err(|_| undecodable())?;
         if frame.encrypted {
-            // Encryption arrives with the Signal layer; until then an encrypted payload is
-            // unreadable here, which is reported instead of shown as garbage.
-            return Err(undecodable());
+            let Some(account) = self.account.as_mut() else {
+                return Err(PersonError::EncryptedWithoutE2ee { message_id: frame.id.clone() });
+            };
+            let name = agent_session_name(&frame.from, &frame.conversation_id);
+            let (plaintext, _, _) = account
+                .decrypt(&[name.as_str()], &bytes, &mut *self.rng)
+                .map_err(|error| PersonError::Decrypt { message_id: frame.id.clone(), error })?;
+            bytes = plaintext.to_vec();
         }
-        let bytes = STANDARD.decode(&frame.payload_b64).map_err(|_| undecodable())?;
         let text = String::from_utf8(bytes).map_err(|_| undecodable())?;
         let widget = widget::parse_standard(&text);
         let parsed = parse_payload(&text);
@@ -328,13 +378,22 @@ impl Person {
             tracing::debug!(?request, "answer to an unknown request ignored");
             return;
         };
+        let failure = match &result {
+            Err(error) => Some((0, error.clone())),
+            Ok(response) if !response.is_success() => {
+                Some((response.status, response.error_message().unwrap_or_else(|| format!("HTTP {}", response.status))))
+            }
+            Ok(_) => None,
+        };
+        if let (Some((_, error)), Pending::SessionBundle { agent_id, conversation_id }) = (&failure, &kind) {
+            self.drop_waiting(agent_id, conversation_id, error);
+        }
         let event = match result {
             Err(error) => PersonEvent::RequestFailed { request, status: 0, error },
-            Ok(response) if !response.is_success() => PersonEvent::RequestFailed {
-                request,
-                status: response.status,
-                error: response.error_message().unwrap_or_else(|| format!("HTTP {}", response.status)),
-            },
+            Ok(response) if !response.is_success() => {
+                let (status, error) = failure.unwrap_or_default();
+                PersonEvent::RequestFailed { request, status, error }
+            }
             Ok(response) => {
                 let failed = |error: serde_json::Error| PersonEvent::RequestFailed {
                     request,
@@ -352,6 +411,15 @@ impl Person {
                         Ok(bundle) => PersonEvent::BundleFetched { request, bundle: Box::new(bundle) },
                         Err(error) => failed(error),
                     },
+                    Pending::SessionBundle { agent_id, conversation_id } => {
+                        match self.start_session(&agent_id, &conversation_id, &response.body) {
+                            Ok(()) => return,
+                            Err(error) => {
+                                self.drop_waiting(&agent_id, &conversation_id, &error);
+                                PersonEvent::RequestFailed { request, status: response.status, error }
+                            }
+                        }
+                    }
                     Pending::BlobUpload => match serde_json::from_slice::<BlobUploaded>(&response.body) {
                         Ok(blob) => PersonEvent::BlobUploaded { request, blob },
                         Err(error) => failed(error),
@@ -361,6 +429,53 @@ impl Person {
             }
         };
         self.outputs.push_back(PersonOutput::Event(event));
+    }
+
+    /// Starts the session with `agent_id` in `conversation_id` from a fetched bundle, then sends
+    /// what waited for it.
+    fn start_session(&mut self, agent_id: &str, conversation_id: &str, body: &[u8]) -> Result<(), String> {
+        let fetched: FetchedBundle =
+            serde_json::from_slice(body).map_err(|error| format!("unexpected answer: {error}"))?;
+        let bundle = PeerBundle::from_fetched(&fetched).map_err(|error| error.to_string())?;
+        let account = self.account.as_mut().ok_or("end-to-end encryption is off")?;
+        let name = agent_session_name(agent_id, conversation_id);
+        account.start_session(&name, &bundle, &mut *self.rng).map_err(|error| error.to_string())?;
+        let queued = self.waiting.remove(&(agent_id.to_owned(), conversation_id.to_owned())).unwrap_or_default();
+        for message in queued {
+            if let Err(error) = self.send_encrypted(conversation_id, agent_id, message) {
+                tracing::warn!(%error, "a message waiting for its session could not be sent");
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_waiting(&mut self, agent_id: &str, conversation_id: &str, error: &str) {
+        if let Some(queued) = self.waiting.remove(&(agent_id.to_owned(), conversation_id.to_owned())) {
+            tracing::warn!(agent_id, count = queued.len(), error, "no session: messages waiting for it are dropped");
+        }
+    }
+
+    fn send_encrypted(&mut self, conversation_id: &str, to: &str, message: Queued) -> Result<(), PersonError> {
+        let account = self.account.as_mut().ok_or(PersonError::EncryptedTargetUnsupported)?;
+        let name = agent_session_name(to, conversation_id);
+        let (framed, _) = account.encrypt(&name, message.text.as_bytes(), &mut *self.rng)?;
+        let frame = PersonOutboundMsg {
+            id: message.id,
+            conversation_id: conversation_id.to_owned(),
+            to: to.to_owned(),
+            payload_b64: STANDARD.encode(framed),
+            encrypted: true,
+            from_device_id: self.config.device_id.clone(),
+            reply_to_message_id: message.reply_to,
+            attachments: None,
+        };
+        self.outputs.push_back(PersonOutput::Frame(frame.to_frame()));
+        Ok(())
+    }
+
+    /// This client's identity key (33 bytes), when it runs with end-to-end encryption.
+    pub fn identity_key(&self) -> Option<[u8; 33]> {
+        self.account.as_ref().map(|account| account.identity_key().serialize())
     }
 
     fn request(
@@ -468,6 +583,28 @@ impl Person {
         if to.is_empty() {
             return Err(PersonError::EmptyField("to"));
         }
+        if self.account.is_some() {
+            if to.starts_with("group:") {
+                return Err(PersonError::EncryptedTargetUnsupported);
+            }
+            let id = ids::uuid_v4(&mut *self.rng);
+            let message = Queued { id: id.clone(), text: text.to_owned(), reply_to };
+            let name = agent_session_name(to, conversation_id);
+            if self.account.as_ref().is_some_and(|account| account.has_session(&name)) {
+                self.send_encrypted(conversation_id, to, message)?;
+            } else {
+                let key = (to.to_owned(), conversation_id.to_owned());
+                let first = !self.waiting.contains_key(&key);
+                self.waiting.entry(key).or_default().push(message);
+                if first {
+                    let path = format!("/person/agents/{}/prekey-bundle", percent_encode(to));
+                    let kind =
+                        Pending::SessionBundle { agent_id: to.to_owned(), conversation_id: conversation_id.to_owned() };
+                    self.request(kind, HttpMethod::Get, path, None, Vec::new());
+                }
+            }
+            return Ok(id);
+        }
         let frame = PersonOutboundMsg {
             id: ids::uuid_v4(&mut *self.rng),
             conversation_id: conversation_id.to_owned(),
@@ -493,3 +630,9 @@ impl Person {
 
 #[cfg(test)]
 mod tests;
+
+/// The person-side name of the session with `agent_id` in `conversation_id`: one session per
+/// agent and conversation, as the agent keeps one per person and conversation.
+pub fn agent_session_name(agent_id: &str, conversation_id: &str) -> String {
+    format!("agent:{agent_id}:{conversation_id}")
+}

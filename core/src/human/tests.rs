@@ -100,7 +100,7 @@ fn relay_frames_and_bad_input() {
     let encrypted = json!({"type": "MSG", "id": "m", "conversation_id": "c", "from": "a", "to": "u1", "payload_b64": "AAAA", "encrypted": true});
     assert_eq!(
         person.handle_input(Timestamp::from_millis(1), PersonInput::Frame(encrypted.to_string())),
-        Err(PersonError::Undecodable { message_id: "m".into() })
+        Err(PersonError::EncryptedWithoutE2ee { message_id: "m".into() })
     );
     assert!(drain(&mut person).is_empty());
 }

@@ -32,7 +32,8 @@
 
 use pacerelle_core::Timestamp;
 use pacerelle_core::store::{
-    AgentSnapshot, AgentStore, PrekeyKind, Receipt, ReceiptState, SecretBytes, StoreChanges, StoredIdentity,
+    AgentSnapshot, AgentStore, PrekeyKind, Receipt, ReceiptState, SecretBytes, StoreChanges, StoredHistoryKey,
+    StoredIdentity,
 };
 use rusqlite::{Connection, ErrorCode, OptionalExtension as _, params};
 use std::path::{Path, PathBuf};
@@ -163,6 +164,12 @@ impl SqliteStore {
                      peer   TEXT PRIMARY KEY,
                      record BLOB NOT NULL
                  );
+                 CREATE TABLE history_keys (
+                     conversation_id TEXT PRIMARY KEY,
+                     key_id          TEXT NOT NULL,
+                     epoch           INTEGER NOT NULL,
+                     raw_key         BLOB NOT NULL
+                 );
                  PRAGMA user_version = 2;",
             )?;
             transaction.commit()?;
@@ -244,6 +251,19 @@ impl AgentStore for SqliteStore {
             let (peer, record) = row?;
             snapshot.e2ee.sessions.insert(peer, SecretBytes::new(record));
         }
+        let mut statement =
+            self.connection.prepare("SELECT conversation_id, key_id, epoch, raw_key FROM history_keys")?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?, row.get::<_, Vec<u8>>(3)?))
+        })?;
+        for row in rows {
+            let (conversation, key_id, epoch, raw_key) = row?;
+            let epoch = u64::try_from(epoch).map_err(|_| StoreError::Corrupt(format!("history key epoch {epoch}")))?;
+            snapshot
+                .e2ee
+                .history_keys
+                .insert(conversation, StoredHistoryKey { key_id, epoch, raw_key: SecretBytes::new(raw_key) });
+        }
         Ok(snapshot)
     }
 
@@ -310,6 +330,13 @@ impl AgentStore for SqliteStore {
                 transaction.prepare_cached("INSERT OR REPLACE INTO sessions (peer, record) VALUES (?1, ?2)")?;
             for (peer, record) in &e2ee.put_sessions {
                 session.execute(params![peer, record.expose()])?;
+            }
+            let mut history = transaction.prepare_cached(
+                "INSERT OR REPLACE INTO history_keys (conversation_id, key_id, epoch, raw_key) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (conversation, key) in &e2ee.put_history_keys {
+                let epoch = i64::try_from(key.epoch).unwrap_or(i64::MAX);
+                history.execute(params![conversation, key.key_id, epoch, key.raw_key.expose()])?;
             }
         }
         transaction.commit()?;

@@ -90,6 +90,14 @@ fn keys_and_sessions_load_back_and_survive_reopening() {
         },
         E2eeChanges {
             put_sessions: vec![("human:u1:c1".into(), SecretBytes::new(vec![8; 710]))],
+            put_history_keys: vec![(
+                "c1".into(),
+                pacerelle_core::store::StoredHistoryKey {
+                    key_id: "k1".into(),
+                    epoch: 1,
+                    raw_key: SecretBytes::new(vec![7; 32]),
+                },
+            )],
             ..Default::default()
         },
     ];
@@ -110,6 +118,7 @@ fn keys_and_sessions_load_back_and_survive_reopening() {
     assert_eq!(loaded.e2ee.identity.as_ref().map(|identity| identity.registration_id), Some(4242));
     assert_eq!(loaded.e2ee.prekeys.len(), 3);
     assert_eq!(loaded.e2ee.sessions["human:u1:c1"].expose(), &[8; 710][..]);
+    assert_eq!(loaded.e2ee.history_keys["c1"].key_id, "k1");
     assert!(!format!("{loaded:?}").contains("[8, 8"), "secrets stay out of Debug output");
     drop(reopened);
     std::fs::remove_dir_all(&root).unwrap();

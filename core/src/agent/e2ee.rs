@@ -1,0 +1,229 @@
+//! The agent's end-to-end encryption: the session names a message is tried under, inbound
+//! payloads decrypted (and a `pacerelle.delivery` unwrapped into its body and the conversation's
+//! archive key), outbound payloads encrypted with their archive record.
+//!
+//! Session names are the official SDK's: `human:{user}:{conversation}:device:{device}` when the
+//! frame names a device, else `human:{user}:{conversation}`; a message that does not open under
+//! the device name is tried under the conversation name (older clients), and replies then use
+//! whichever name holds a session.
+
+use crate::Rng;
+use crate::e2ee::account::{Account, PqFactory};
+use crate::e2ee::session::{DecryptError, EncryptError};
+use crate::payload::delivery::{HistoryKey, unwrap_delivery};
+use crate::payload::history::{self, HistoryContext, HistoryRecord, SenderType};
+use crate::store::{E2eeChanges, E2eeSnapshot, SecretBytes, StoredHistoryKey};
+use crate::wire::InboundMsg;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+/// Why an encrypted message could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InboundCryptoError {
+    /// `payload_b64` is not base64.
+    #[error("the ciphertext is not base64")]
+    Base64,
+    /// No session opens it (the sessions are unchanged).
+    #[error(transparent)]
+    Decrypt(#[from] DecryptError),
+    /// It decrypted, but the plaintext is not UTF-8.
+    #[error("the plaintext is not UTF-8")]
+    NotUtf8,
+    /// A `pacerelle.delivery` that does not follow `history-v1`.
+    #[error(transparent)]
+    Delivery(#[from] crate::payload::delivery::DeliveryError),
+    /// The delivery carries another archive key for a conversation that already has one.
+    #[error("conversation {conversation_id} already has another archive key")]
+    HistoryKeyConflict {
+        /// The conversation.
+        conversation_id: String,
+    },
+}
+
+/// Why a message could not be encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutboundCryptoError {
+    /// No session with this person in this conversation: people start sessions, and this one
+    /// has not written yet.
+    #[error("no end-to-end session with {to} in conversation {conversation_id}")]
+    NoSession {
+        /// The person.
+        to: String,
+        /// The conversation.
+        conversation_id: String,
+    },
+    /// Group messages need the group's key, which this version does not fetch yet.
+    #[error("encrypted group messages are not supported yet")]
+    GroupUnsupported,
+    /// The session failed to encrypt.
+    #[error(transparent)]
+    Encrypt(#[from] EncryptError),
+    /// The archive record could not be sealed (an identifier it binds is invalid).
+    #[error(transparent)]
+    History(#[from] history::HistoryError),
+}
+
+/// The session names for a person's message, in the order they are tried.
+pub fn person_session_names(person: &str, conversation_id: &str, device_id: Option<&str>) -> Vec<String> {
+    let conversation = format!("human:{person}:{conversation_id}");
+    match device_id {
+        Some(device) if !device.is_empty() => vec![format!("{conversation}:device:{device}"), conversation],
+        _ => vec![conversation],
+    }
+}
+
+/// What a decrypted message brings.
+pub(super) struct Opened {
+    /// The payload text (a delivery's body).
+    pub text: String,
+    /// Everything to commit with the message's receipt.
+    pub changes: E2eeChanges,
+}
+
+/// An encrypted message that could not be read, with the session changes to commit anyway when
+/// the session did open it (it has moved on and cannot open the message again).
+pub(super) struct OpenFailure {
+    /// Why.
+    pub error: InboundCryptoError,
+    /// To commit regardless (empty when no session opened the message).
+    pub changes: E2eeChanges,
+}
+
+/// The message [`AgentE2ee::seal`] encrypts.
+pub(super) struct Outbound<'a> {
+    /// Its id (archive records bind it).
+    pub message_id: &'a str,
+    /// The conversation.
+    pub conversation_id: &'a str,
+    /// The person.
+    pub to: &'a str,
+    /// The person's device, when known.
+    pub device_id: Option<&'a str>,
+    /// The payload text.
+    pub plaintext: &'a str,
+}
+
+/// What an encrypted message needs on the wire.
+pub(super) struct Sealed {
+    /// Base64 of the framed ciphertext.
+    pub payload_b64: String,
+    /// The archive record, when the conversation has an archive key.
+    pub history_record: Option<HistoryRecord>,
+    /// To commit before the frame goes out.
+    pub changes: E2eeChanges,
+}
+
+/// The agent's keys, sessions and archive keys.
+pub(super) struct AgentE2ee {
+    account: Account,
+    history_keys: BTreeMap<String, HistoryKey>,
+}
+
+impl AgentE2ee {
+    /// Loads (or creates) the agent's account; the changes store a new identity.
+    pub fn load(
+        snapshot: &E2eeSnapshot,
+        pq: PqFactory,
+        rng: &mut Rng,
+    ) -> Result<(Self, E2eeChanges), crate::e2ee::account::AccountError> {
+        let (account, changes) = Account::load_or_create(snapshot, pq, rng)?;
+        let history_keys = snapshot
+            .history_keys
+            .iter()
+            .filter_map(|(conversation, stored)| {
+                let raw: [u8; 32] = stored.raw_key.expose().try_into().ok()?;
+                let key =
+                    HistoryKey { key_id: stored.key_id.clone(), epoch: stored.epoch, raw_key: Zeroizing::new(raw) };
+                Some((conversation.clone(), key))
+            })
+            .collect();
+        Ok((AgentE2ee { account, history_keys }, changes))
+    }
+
+    /// The account (publication, identity key).
+    #[cfg(test)]
+    pub fn account_mut(&mut self) -> &mut Account {
+        &mut self.account
+    }
+
+    /// The identity key, serialized.
+    pub fn identity_key(&self) -> [u8; 33] {
+        self.account.identity_key().serialize()
+    }
+
+    /// Decrypts an inbound message. When the session opened it but its contents are unusable,
+    /// the failure carries the session changes, which must still be committed.
+    pub fn open(&mut self, msg: &InboundMsg, rng: &mut Rng) -> Result<Opened, Box<OpenFailure>> {
+        let fail = |error: InboundCryptoError, changes: E2eeChanges| Box::new(OpenFailure { error, changes });
+        let framed =
+            STANDARD.decode(&msg.payload_b64).map_err(|_| fail(InboundCryptoError::Base64, E2eeChanges::default()))?;
+        let names = person_session_names(&msg.from, &msg.conversation_id, msg.from_device_id.as_deref());
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (plaintext, _name, mut changes) =
+            self.account.decrypt(&names, &framed, rng).map_err(|error| fail(error.into(), E2eeChanges::default()))?;
+        let Ok(text) = String::from_utf8(plaintext.to_vec()) else {
+            return Err(fail(InboundCryptoError::NotUtf8, changes));
+        };
+        let (text, key) = match unwrap_delivery(&text) {
+            Ok(Some((body, key))) => (body, Some(key)),
+            Ok(None) => (text, None),
+            Err(error) => return Err(fail(error.into(), changes)),
+        };
+        if let Some(key) = key {
+            match self.history_keys.get(&msg.conversation_id) {
+                Some(existing) if *existing == key => {}
+                Some(_) => {
+                    let conversation_id = msg.conversation_id.clone();
+                    return Err(fail(InboundCryptoError::HistoryKeyConflict { conversation_id }, changes));
+                }
+                None => {
+                    changes.put_history_keys.push((
+                        msg.conversation_id.clone(),
+                        StoredHistoryKey {
+                            key_id: key.key_id.clone(),
+                            epoch: key.epoch,
+                            raw_key: SecretBytes::new(key.raw_key.to_vec()),
+                        },
+                    ));
+                    self.history_keys.insert(msg.conversation_id.clone(), key);
+                }
+            }
+        }
+        Ok(Opened { text, changes })
+    }
+
+    /// Encrypts `plaintext` for `to` in `conversation_id` (preferring the device's session),
+    /// with an archive record bound to `message_id` when the conversation has an archive key.
+    pub fn seal(
+        &mut self,
+        agent_id: &str,
+        outbound: &Outbound<'_>,
+        rng: &mut Rng,
+    ) -> Result<Sealed, OutboundCryptoError> {
+        let Outbound { message_id, conversation_id, to, device_id, plaintext } = *outbound;
+        let names = person_session_names(to, conversation_id, device_id);
+        let name = names.iter().find(|name| self.account.has_session(name)).ok_or_else(|| {
+            OutboundCryptoError::NoSession { to: to.to_owned(), conversation_id: conversation_id.to_owned() }
+        })?;
+        let history_record = match self.history_keys.get(conversation_id) {
+            Some(key) => {
+                let mut iv = [0u8; crate::aead::IV_LEN];
+                rng.fill_bytes(&mut iv);
+                let context = HistoryContext {
+                    conversation_id,
+                    message_id,
+                    sender_id: agent_id,
+                    sender_type: SenderType::Agent,
+                    key_id: &key.key_id,
+                    epoch: key.epoch,
+                };
+                Some(history::seal(plaintext, &key.raw_key, &iv, &context)?)
+            }
+            None => None,
+        };
+        let (framed, changes) = self.account.encrypt(name, plaintext.as_bytes(), rng)?;
+        Ok(Sealed { payload_b64: STANDARD.encode(framed), history_record, changes })
+    }
+}
