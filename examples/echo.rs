@@ -1,64 +1,10 @@
-//! The echo agent, one command: `cargo run --example echo`.
-//!
-//! With no configuration it starts a relay on a loopback port, runs the echo agent on tokio
-//! against it, and has a scripted person talk to the agent (text, a confirm widget, its answer,
-//! a widget update), printing the conversation; it exits 0 when every answer was right.
-//!
-//! With `PACERELLE_AGENT_ID` and `PACERELLE_AGENT_TOKEN` (and optionally `PACERELLE_BASE_URL`)
-//! set, it serves that relay as the echo agent until Ctrl-C.
+//! The echo agent, one command: `cargo run --example echo`. It is `echo_tokio` (tokio is the
+//! default runtime); `echo_smol`, `echo_async_std` and `echo_blocking` are the same agent on the
+//! other runtimes.
 
-use pacerelle::tokio::Client;
-use pacerelle::{ClientConfig, ClientError};
-use pacerelle_examples::{echo, init_logging, script};
-use std::process::ExitCode;
+#[path = "echo_tokio.rs"]
+mod echo_tokio;
 
-fn echo_client(config: ClientConfig) -> Result<Client, ClientError> {
-    let mut client = Client::new(config)?;
-    client.on_message(|message, agent| async move { echo::run_tokio(echo::respond(&message), &agent).await });
-    Ok(client)
-}
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    init_logging();
-    let configured = std::env::var_os(pacerelle::core::config::env::AGENT_ID).is_some();
-    let outcome = if configured { serve().await } else { demo().await };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("echo: {error}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Serves the configured relay until Ctrl-C.
-async fn serve() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let config = ClientConfig::from_env()?;
-    eprintln!("echo agent {} serving {} (Ctrl-C to stop)", config.agent_id, config.base_url);
-    let client = echo_client(config)?;
-    let handle = client.handle();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        handle.close();
-    });
-    client.connect().await?;
-    Ok(())
-}
-
-/// Relay, agent and person in one process.
-async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let (relay, credentials) = script::start_relay().await?;
-    eprintln!("relay listening on {}", relay.base_url());
-    let config = ClientConfig::new(script::AGENT_ID, credentials.agent_token).with_base_url(relay.base_url())?;
-    let client = echo_client(config)?;
-    let agent = client.handle();
-    let serving = tokio::spawn(client.connect());
-    let outcome = script::run_echo_conversation(&relay.base_url(), &credentials.person_token).await;
-    agent.close();
-    serving.await??;
-    relay.shutdown().await;
-    outcome?;
-    println!("echo: conversation complete");
-    Ok(())
+fn main() -> std::process::ExitCode {
+    echo_tokio::main()
 }

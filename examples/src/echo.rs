@@ -73,6 +73,15 @@ pub fn respond(message: &AgentMessage) -> Vec<Action> {
 
 /// Carries out `actions` with the tokio runtime's handle.
 pub async fn run_tokio(actions: Vec<Action>, agent: &pacerelle::tokio::AgentHandle) -> pacerelle::HandlerResult {
+    run_async(actions, agent).await
+}
+
+/// Carries out `actions` with an async runtime's handle: tokio, smol and async-std share one
+/// handle type, so one function serves the three.
+pub async fn run_async(
+    actions: Vec<Action>,
+    agent: &pacerelle_runtime_support::driver::AgentHandle,
+) -> pacerelle::HandlerResult {
     for action in actions {
         match action {
             Action::Send(message) => {

@@ -6,6 +6,26 @@
 pub mod echo;
 pub mod script;
 
+/// Any error, for the examples' `main`s.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether an agent is configured in the environment (`PACERELLE_AGENT_ID`): then the examples
+/// serve that relay; otherwise they run their own, with a scripted person.
+pub fn configured() -> bool {
+    std::env::var_os(pacerelle::core::config::env::AGENT_ID).is_some()
+}
+
+/// The exit code for an example's outcome, printing the error.
+pub fn exit_code(example: &str, outcome: Result<(), BoxError>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{example}: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings only, so the transcript stays
 /// readable).
 pub fn init_logging() {

@@ -5,8 +5,9 @@ use crate::echo::{ANSWERED_TITLE, CONFIRM_COMMAND, CONFIRM_TITLE};
 use pacerelle::ClientError;
 use pacerelle::core::human::PersonMessage;
 use pacerelle::core::widget::WidgetKind;
-use pacerelle::tokio::{PersonClient, PersonClientConfig};
-use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
+use pacerelle::tokio::PersonClientConfig;
+use pacerelle_relay::{BackgroundRelay, Relay, RelayConfig, RelayHandle};
+use pacerelle_runtime_support::driver::{PersonClient, Runtime};
 use serde_json::json;
 use std::time::Duration;
 
@@ -27,14 +28,28 @@ pub struct Credentials {
     pub person_token: String,
 }
 
-/// Starts a relay on an ephemeral loopback port with one agent and one person.
+/// Starts a relay on an ephemeral loopback port with one agent and one person, on the current
+/// tokio runtime.
 pub async fn start_relay() -> Result<(RelayHandle, Credentials), Box<dyn std::error::Error + Send + Sync>> {
+    let (config, credentials) = relay_config();
+    let relay = Relay::spawn(config).await?;
+    Ok((relay, credentials))
+}
+
+/// The same relay on a runtime of its own, for programs that do not run tokio (the relay is
+/// built on it; the agent and the person need not be).
+pub fn start_background_relay() -> Result<(BackgroundRelay, Credentials), Box<dyn std::error::Error + Send + Sync>> {
+    let (config, credentials) = relay_config();
+    let relay = BackgroundRelay::start(config)?;
+    Ok((relay, credentials))
+}
+
+fn relay_config() -> (RelayConfig, Credentials) {
     let credentials = Credentials { agent_token: random_token(), person_token: random_token() };
     let config = RelayConfig::loopback_ephemeral()
         .agent(AGENT_ID, &credentials.agent_token)
         .person(PERSON_ID, &credentials.person_token);
-    let relay = Relay::spawn(config).await?;
-    Ok((relay, credentials))
+    (config, credentials)
 }
 
 /// A fresh token from OS randomness.
@@ -66,16 +81,24 @@ fn check(condition: bool, what: impl FnOnce() -> String) -> Result<(), ScriptErr
     if condition { Ok(()) } else { Err(ScriptError(what())) }
 }
 
-/// Runs the echo conversation as `PERSON_ID` against the relay at `base_url`, printing each
-/// line; returns the transcript.
+/// Runs the echo conversation as `PERSON_ID` against the relay at `base_url`, on tokio, printing
+/// each line; returns the transcript.
 pub async fn run_echo_conversation(base_url: &str, person_token: &str) -> Result<Vec<String>, ScriptError> {
+    run_echo_conversation_on::<pacerelle::tokio::Tokio>(base_url, person_token).await
+}
+
+/// [`run_echo_conversation`] with the person on async runtime `R` (smol, async-std, tokio).
+pub async fn run_echo_conversation_on<R: Runtime>(
+    base_url: &str,
+    person_token: &str,
+) -> Result<Vec<String>, ScriptError> {
     let mut transcript = Vec::new();
     let mut say = |line: String| {
         println!("{line}");
         transcript.push(line);
     };
-    let person =
-        PersonClient::connect(PersonClientConfig::new(PERSON_ID, person_token, base_url).device("phone")).await?;
+    let config = PersonClientConfig::new(PERSON_ID, person_token, base_url).device("phone");
+    let person = PersonClient::<R>::connect(config).await?;
     let conversation = person.create_conversation(&[AGENT_ID], false).await?;
 
     let hello = "Hello, Pacerelle!";

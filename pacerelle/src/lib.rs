@@ -9,6 +9,8 @@
 //! | --- | --- | --- |
 //! | `tokio` (default) | [`tokio`](crate::tokio) | async programs on tokio |
 //! | `blocking` | [`blocking`](crate::blocking) | scripts and programs without an async runtime |
+//! | `smol` | [`smol`](crate::smol) | async programs on smol |
+//! | `async-std` | [`async_std`](crate::async_std) | async programs on async-std (discontinued upstream: prefer `smol`) |
 //! | `sqlite` | [`store`](crate::store)`::SqliteStore` | state that survives restarts |
 //!
 //! ```no_run
@@ -49,7 +51,21 @@ pub mod store {
 /// Agents on tokio.
 #[cfg(feature = "tokio")]
 pub mod tokio {
-    pub use pacerelle_tokio::{AgentHandle, Client, PersonClient, PersonClientConfig};
+    pub use pacerelle_tokio::{AgentHandle, Client, PersonClient, PersonClientConfig, Tokio};
+}
+
+/// Agents on smol. The same API as the `tokio` module (async handlers taking the message and
+/// an [`AgentHandle`](smol::AgentHandle)), driven by smol's executor, timers and blocking pool.
+#[cfg(feature = "smol")]
+pub mod smol {
+    pub use pacerelle_smol::{AgentHandle, Client, PersonClient, PersonClientConfig, Smol};
+}
+
+/// Agents on async-std. async-std is discontinued upstream in favour of smol: prefer the `smol`
+/// feature for new programs; this module is for programs already on async-std.
+#[cfg(feature = "async-std")]
+pub mod async_std {
+    pub use pacerelle_async_std::{AgentHandle, AsyncStd, Client, PersonClient, PersonClientConfig};
 }
 
 /// Agents without an async runtime.

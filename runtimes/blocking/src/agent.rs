@@ -1,16 +1,19 @@
 //! The blocking agent client: one loop owns the socket; everything else goes through queues it
 //! drains between reads.
 
-use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, InputError, OutgoingMessage, Output};
+use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, OutgoingMessage};
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::store::{DynAgentStore, MemoryStore};
 use pacerelle_core::widget::{Widget, WidgetPatch};
 use pacerelle_core::{AgentMessage, Rng, Timestamp};
+use pacerelle_runtime_support::state::{AgentState, Effect, log_identity_outcome, panicked};
 use pacerelle_runtime_support::{self as support, ClientError, HandlerResult};
 use std::collections::VecDeque;
 use std::net::TcpStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tungstenite::HandshakeError;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
@@ -29,43 +32,43 @@ enum Control {
 }
 
 struct Inner {
-    agent: Agent,
-    store: Box<dyn DynAgentStore>,
+    state: AgentState,
+    queues: Queues,
+}
+
+/// The core's outputs waiting for the loop, in order.
+#[derive(Default)]
+struct Queues {
     outbox: VecDeque<String>,
     controls: VecDeque<Control>,
     events: VecDeque<Event>,
-    fatal: Option<ClientError>,
+}
+
+impl Queues {
+    fn push(&mut self, effect: Effect) {
+        match effect {
+            Effect::Frame(text) => self.outbox.push_back(text),
+            Effect::Event(event) => self.events.push_back(event),
+            Effect::Connect => self.controls.push_back(Control::Connect),
+            Effect::WakeAt(at) => self.controls.push_back(Control::WakeAt(at)),
+            Effect::Close => self.controls.push_back(Control::Close),
+        }
+    }
 }
 
 impl Inner {
-    /// Carries out the core's outputs in order: store writes now, the rest queued for the loop.
-    fn dispatch(&mut self) {
-        while let Some(output) = self.agent.poll_output() {
-            match output {
-                Output::Persist(changes) => {
-                    if let Err(error) = self.store.apply(&changes) {
-                        tracing::error!(%error, "store failed; closing");
-                        self.fatal = Some(ClientError::Store(error));
-                        self.agent.close();
-                    }
-                }
-                Output::Frame(text) => self.outbox.push_back(text),
-                Output::Event(event) => self.events.push_back(event),
-                Output::Connect => self.controls.push_back(Control::Connect),
-                Output::WakeAt(at) => self.controls.push_back(Control::WakeAt(at)),
-                Output::Close => self.controls.push_back(Control::Close),
-            }
-        }
+    /// Runs `command` on the core: store writes now, the rest queued for the loop.
+    fn run<T>(&mut self, command: impl FnOnce(&mut Agent) -> T) -> T {
+        self.state.run(command, |effect| self.queues.push(effect))
     }
 
     fn feed(&mut self, input: Input) {
-        if let Err(error) = self.agent.handle_input(support::now(), input) {
-            match &error {
-                InputError::Frame(frame) if frame.is_ignorable() => tracing::debug!(%error, "frame ignored"),
-                _ => tracing::warn!(%error, "input refused"),
-            }
-        }
-        self.dispatch();
+        self.state.feed(input, |effect| self.queues.push(effect));
+    }
+
+    /// Accepts the message if its handler succeeded (see [`AgentState::settle`]).
+    fn settle(&mut self, message_id: &str, outcome: HandlerResult) {
+        self.state.settle(message_id, outcome, |effect| self.queues.push(effect));
     }
 }
 
@@ -87,21 +90,18 @@ impl AgentHandle {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn with_agent<T>(&self, f: impl FnOnce(&mut Agent) -> T) -> T {
-        let mut inner = self.lock();
-        let result = f(&mut inner.agent);
-        inner.dispatch();
-        result
+    fn with_agent<T>(&self, command: impl FnOnce(&mut Agent) -> T) -> T {
+        self.lock().run(command)
     }
 
     /// The agent's id.
     pub fn agent_id(&self) -> String {
-        self.lock().agent.agent_id().to_owned()
+        self.lock().state.agent().agent_id().to_owned()
     }
 
     /// Whether the socket is open.
     pub fn is_connected(&self) -> bool {
-        self.lock().agent.is_connected()
+        self.lock().state.agent().is_connected()
     }
 
     /// Sends a message; returns its id.
@@ -178,20 +178,11 @@ impl Client {
     pub fn with_parts(
         config: ClientConfig,
         agent_config: AgentConfig,
-        mut store: Box<dyn DynAgentStore>,
+        store: Box<dyn DynAgentStore>,
         rng: Box<Rng>,
     ) -> Result<Self, ClientError> {
-        let agent_config = AgentConfig { agent_id: config.agent_id.clone(), e2ee: config.e2ee, ..agent_config };
-        let snapshot = store.load().map_err(ClientError::Store)?;
-        let agent = Agent::new(agent_config, rng, snapshot)?;
-        let inner = Inner {
-            agent,
-            store,
-            outbox: VecDeque::new(),
-            controls: VecDeque::new(),
-            events: VecDeque::new(),
-            fatal: None,
-        };
+        let state = AgentState::open(&config, agent_config, store, rng)?;
+        let inner = Inner { state, queues: Queues::default() };
         Ok(Client {
             config,
             handle: AgentHandle { inner: Arc::new(Mutex::new(inner)) },
@@ -227,10 +218,11 @@ impl Client {
         'serve: loop {
             // Queued work first: controls, outgoing frames, due deadlines, handler calls.
             loop {
-                let control = handle.lock().controls.pop_front();
+                let control = handle.lock().queues.controls.pop_front();
                 match control {
                     Some(Control::Connect) => {
-                        socket = open_socket(&url);
+                        let closing = || handle.lock().queues.controls.iter().any(|c| matches!(c, Control::Close));
+                        socket = open_socket(&url, closing);
                         let input = if socket.is_some() { Input::Connected } else { Input::Disconnected };
                         handle.lock().feed(input);
                     }
@@ -239,7 +231,7 @@ impl Client {
                     None => break,
                 }
             }
-            let frames: Vec<String> = handle.lock().outbox.drain(..).collect();
+            let frames: Vec<String> = handle.lock().queues.outbox.drain(..).collect();
             for frame in frames {
                 match socket.as_mut() {
                     Some(open) => {
@@ -256,7 +248,7 @@ impl Client {
                 wake = None;
                 handle.lock().feed(Input::Timeout);
             }
-            let event = handle.lock().events.pop_front();
+            let event = handle.lock().queues.events.pop_front();
             if let Some(event) = event {
                 self.handle_event(event);
                 continue;
@@ -285,7 +277,7 @@ impl Client {
             let _ = open.close(None);
             let _ = open.flush();
         }
-        match handle.lock().fatal.take() {
+        match handle.lock().state.take_fatal() {
             Some(error) => Err(error),
             None => Ok(()),
         }
@@ -297,31 +289,18 @@ impl Client {
             Event::Message(message) => {
                 let id = message.id.clone();
                 let outcome = match self.message_handler.as_mut() {
-                    // A panicking handler is a failed handler: the message stays unacknowledged
-                    // and the agent keeps serving.
-                    Some(handler) => {
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(message, &handle)))
-                            .unwrap_or_else(|_| Err("message handler panicked".into()))
-                    }
+                    Some(handler) => catch_unwind(AssertUnwindSafe(|| handler(message, &handle)))
+                        .unwrap_or_else(|_| panicked("message")),
                     None => Ok(()),
                 };
-                match outcome {
-                    Ok(()) => {
-                        if let Err(error) = handle.with_agent(|agent| agent.accept(&id, support::now())) {
-                            tracing::warn!(%error, "accept failed");
-                        }
-                    }
-                    Err(error) => tracing::warn!(message = %id, %error, "handler failed; message left unacknowledged"),
-                }
+                handle.lock().settle(&id, outcome);
             }
             Event::IdentityChanged { peer_id } => {
                 tracing::info!(peer = %peer_id, "peer identity changed");
-                if let Some(handler) = self.identity_handler.as_mut()
-                    && let Err(error) =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(peer_id, &handle)))
-                            .unwrap_or_else(|_| Err("identity handler panicked".into()))
-                {
-                    tracing::warn!(%error, "identity handler failed");
+                if let Some(handler) = self.identity_handler.as_mut() {
+                    let outcome = catch_unwind(AssertUnwindSafe(|| handler(peer_id, &handle)))
+                        .unwrap_or_else(|_| panicked("identity"));
+                    log_identity_outcome(outcome);
                 }
             }
         }
@@ -329,8 +308,8 @@ impl Client {
 }
 
 /// Opens the socket with a connect deadline and a read timeout of one tick; `None` (after
-/// logging why) on failure.
-fn open_socket(url: &str) -> Option<Socket> {
+/// logging why) on failure, or when `closing()` turns true while the handshake waits.
+fn open_socket(url: &str, closing: impl Fn() -> bool) -> Option<Socket> {
     // tungstenite's own `connect` waits as long as the OS lets a TCP connect hang; connect the
     // stream ourselves with a deadline, then run TLS and the WebSocket handshake over it.
     let stream = match connect_tcp(url) {
@@ -340,30 +319,35 @@ fn open_socket(url: &str) -> Option<Socket> {
             return None;
         }
     };
-    if let Err(error) = stream.set_read_timeout(Some(support::CONNECT_TIMEOUT)) {
-        tracing::warn!(%error, "cannot set a read timeout");
-        return None;
-    }
-    let socket = match tungstenite::client_tls_with_config(url, stream, None, None) {
-        Ok((socket, _response)) => socket,
-        // The URL carries the token: log the error alone.
-        Err(error) => {
-            tracing::warn!(%error, "WebSocket handshake failed");
-            return None;
-        }
-    };
-    let stream = match socket.get_ref() {
-        MaybeTlsStream::Plain(stream) => stream,
-        MaybeTlsStream::Rustls(stream) => stream.get_ref(),
-        _ => {
-            tracing::warn!("unsupported stream type");
-            return None;
-        }
-    };
+    // Reads time out every tick, during the handshake too: a relay that accepted the connection
+    // and never answers holds it up to CONNECT_TIMEOUT, and a close meanwhile must be noticed.
     if let Err(error) = stream.set_read_timeout(Some(TICK)) {
         tracing::warn!(%error, "cannot set a read timeout");
         return None;
     }
+    let deadline = Instant::now() + support::CONNECT_TIMEOUT;
+    let mut handshake = tungstenite::client_tls_with_config(url, stream, None, None);
+    let socket = loop {
+        match handshake {
+            Ok((socket, _response)) => break socket,
+            Err(HandshakeError::Interrupted(waiting)) => {
+                if closing() {
+                    tracing::debug!("closed while connecting");
+                    return None;
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!("connect timed out");
+                    return None;
+                }
+                handshake = waiting.handshake();
+            }
+            // The URL carries the token: log the error alone.
+            Err(HandshakeError::Failure(error)) => {
+                tracing::warn!(%error, "WebSocket handshake failed");
+                return None;
+            }
+        }
+    };
     tracing::info!("connected");
     Some(socket)
 }

@@ -1,14 +1,21 @@
 //! What every runtime adapter shares, so that each adapter only does what is specific to its
-//! executor: the HTTP executor, the clock, OS randomness, and the common error type.
+//! executor: the agent's core with its store and the rules for carrying out its outputs
+//! ([`state`]), the async driver written once for every executor ([`driver`], feature `async`),
+//! the HTTP executor, the clock, OS randomness, and the common error type.
 //!
 //! # Dependencies
 //! ureq (with rustls and ring, the project's one TLS stack) makes the few HTTP calls the
 //! protocol needs; async runtimes run it on their blocking pool, which costs a thread per call
 //! in flight and saves a second HTTP client and its dependency tree. tungstenite provides the
 //! WebSocket error type every adapter's client wraps. rand seeds the state machines from the
-//! operating system.
+//! operating system. With `async`, futures-util and futures-channel (executor-neutral) carry the
+//! driver.
 
 #![forbid(unsafe_code)]
+
+#[cfg(feature = "async")]
+pub mod driver;
+pub mod state;
 
 use pacerelle_core::config::ConfigError;
 use pacerelle_core::wire::{HttpMethod, HttpRequest, HttpResponse};

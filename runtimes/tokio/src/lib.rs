@@ -1,7 +1,9 @@
 //! Pacerelle agents on tokio.
 //!
-//! A thin adapter: the protocol lives in [`pacerelle_core`]; this crate owns the socket, the
-//! timers and the handler tasks, and carries out the core's outputs in order.
+//! A thin adapter: the protocol lives in [`pacerelle_core`], the driver that carries out its
+//! outputs in [`pacerelle_runtime_support::driver`]; this crate tells the driver how tokio opens
+//! a WebSocket (tokio-tungstenite, rustls), spawns tasks, sleeps, and runs blocking HTTP calls
+//! (`spawn_blocking`).
 //!
 //! ```no_run
 //! use pacerelle_tokio::{Client, ClientConfig};
@@ -18,13 +20,49 @@
 
 #![forbid(unsafe_code)]
 
-mod agent;
-mod person;
-mod socket;
+use pacerelle_runtime_support::driver::{self, WsError};
+use std::future::Future;
+use std::time::Duration;
 
-pub use agent::{AgentHandle, Client};
 pub use pacerelle_core::agent::OutgoingMessage;
 pub use pacerelle_core::config::ClientConfig;
 pub use pacerelle_core::{AgentMessage, Attachment, widget};
+pub use pacerelle_runtime_support::driver::{AgentHandle, PersonClientConfig};
 pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult};
-pub use person::{PersonClient, PersonClientConfig};
+
+/// An agent client on tokio. Register handlers, then [`connect`](driver::Client::connect)
+/// (from within a tokio runtime).
+pub type Client = driver::Client<Tokio>;
+
+/// A person connected to the development relay, on tokio.
+pub type PersonClient = driver::PersonClient<Tokio>;
+
+/// tokio, as the driver needs it. Used through [`Client`] and [`PersonClient`].
+#[derive(Debug, Clone, Copy)]
+pub struct Tokio;
+
+impl driver::Runtime for Tokio {
+    type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+    async fn connect(url: &str) -> Result<Self::Socket, WsError> {
+        let (socket, _response) = tokio_tungstenite::connect_async(url).await?;
+        Ok(socket)
+    }
+
+    fn spawn(task: impl Future<Output = ()> + Send + 'static) {
+        tokio::spawn(task);
+    }
+
+    fn sleep(duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        tokio::time::sleep(duration)
+    }
+
+    async fn unblock<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+        match tokio::task::spawn_blocking(work).await {
+            Ok(value) => value,
+            // The work panicked: panic here too, as a direct call would have.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => panic!("blocking work cancelled: the tokio runtime is shutting down"),
+        }
+    }
+}

@@ -1,19 +1,22 @@
-//! The person-side client on tokio: a scripted person for examples, tests, the conformance
-//! suite and load tools, driving [`pacerelle_core::human::Person`].
+//! The person-side client on any executor: a scripted person for examples, tests, the
+//! conformance suite and load tools, driving [`pacerelle_core::human::Person`]. Its HTTP calls
+//! (conversations, bundles, blobs) run on the executor's blocking pool.
 
-use crate::socket;
+use super::{Control, Runtime, SocketEvent, socket_loop, within, write};
+use crate::{ClientError, HttpExecutor, now, os_rng};
+use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use futures_channel::oneshot;
+use futures_util::StreamExt as _;
+use pacerelle_core::Rng;
 use pacerelle_core::human::{Person, PersonConfig, PersonEvent, PersonInput, PersonMessage, PersonOutput};
 use pacerelle_core::wire::http::{BlobUploaded, RequestId, percent_encode};
 use pacerelle_core::wire::person::{CreateConversation, FetchedBundle};
-use pacerelle_core::{Rng, Timestamp};
-use pacerelle_runtime_support::{self as support, ClientError, HttpExecutor};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
-use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
-use tokio::sync::{oneshot, watch};
-use tokio_tungstenite::tungstenite::Message;
+use std::time::{Duration, Instant};
+use tungstenite::Message;
 
 /// How a person's client reaches the development relay.
 #[derive(Clone)]
@@ -66,28 +69,25 @@ impl PersonClientConfig {
     }
 }
 
-enum Control {
-    Connect,
-    WakeAt(Timestamp),
-    Close,
-}
-
 struct Inner {
     person: Person,
     writer: Option<UnboundedSender<Message>>,
     /// Commands waiting for their HTTP answer.
     waiting: HashMap<RequestId, oneshot::Sender<PersonEvent>>,
+    /// Whether the socket is open, and who waits for it to be.
+    connected: bool,
+    connect_waiters: Vec<oneshot::Sender<()>>,
 }
 
-struct Shared {
+struct Shared<R> {
     inner: Mutex<Inner>,
     control: UnboundedSender<Control>,
     events: UnboundedSender<PersonEvent>,
     http: HttpExecutor,
-    connected: watch::Sender<bool>,
+    runtime: PhantomData<fn() -> R>,
 }
 
-impl Shared {
+impl<R: Runtime> Shared<R> {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -103,18 +103,16 @@ impl Shared {
         while let Some(output) = inner.person.poll_output() {
             match output {
                 PersonOutput::Frame(text) => {
-                    if inner.writer.as_ref().is_none_or(|writer| writer.send(Message::text(text)).is_err()) {
+                    if !write(inner.writer.as_ref(), text) {
                         tracing::warn!("frame dropped: socket closed");
                     }
                 }
                 PersonOutput::Http(request) => {
                     let shared = self.clone();
-                    tokio::spawn(async move {
+                    R::spawn(async move {
                         let http = shared.http.clone();
                         let id = request.id;
-                        let result = tokio::task::spawn_blocking(move || http.execute(&request))
-                            .await
-                            .unwrap_or_else(|error| Err(error.to_string()));
+                        let result = R::unblock(move || http.execute(&request)).await;
                         shared.feed(PersonInput::Http(id, result));
                     });
                 }
@@ -132,18 +130,18 @@ impl Shared {
                             let _ = waiter.send(event);
                         }
                         None => {
-                            let _ = self.events.send(event);
+                            let _ = self.events.unbounded_send(event);
                         }
                     }
                 }
                 PersonOutput::Connect => {
-                    let _ = self.control.send(Control::Connect);
+                    let _ = self.control.unbounded_send(Control::Connect);
                 }
                 PersonOutput::WakeAt(at) => {
-                    let _ = self.control.send(Control::WakeAt(at));
+                    let _ = self.control.unbounded_send(Control::WakeAt(at));
                 }
                 PersonOutput::Close => {
-                    let _ = self.control.send(Control::Close);
+                    let _ = self.control.unbounded_send(Control::Close);
                 }
             }
         }
@@ -151,21 +149,32 @@ impl Shared {
 
     fn feed(self: &Arc<Self>, input: PersonInput) {
         self.with_person(|inner| {
-            if let Err(error) = inner.person.handle_input(support::now(), input) {
+            if let Err(error) = inner.person.handle_input(now(), input) {
                 tracing::warn!(%error, "person input refused");
             }
         });
     }
+
+    fn set_connected(&self, connected: bool) {
+        let mut inner = self.lock();
+        inner.connected = connected;
+        if connected {
+            for waiter in inner.connect_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
 }
 
-/// A person connected to the development relay.
-pub struct PersonClient {
-    shared: Arc<Shared>,
-    events: tokio::sync::Mutex<UnboundedReceiver<PersonEvent>>,
-    driver: tokio::task::JoinHandle<()>,
+/// A person connected to the development relay, on executor `R` (`pacerelle_tokio::PersonClient`
+/// is `PersonClient<Tokio>`).
+pub struct PersonClient<R> {
+    shared: Arc<Shared<R>>,
+    events: futures_util::lock::Mutex<UnboundedReceiver<PersonEvent>>,
+    stopped: oneshot::Receiver<()>,
 }
 
-impl std::fmt::Debug for PersonClient {
+impl<R: Runtime> std::fmt::Debug for PersonClient<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PersonClient").field("person", &self.shared.lock().person).finish()
     }
@@ -174,72 +183,63 @@ impl std::fmt::Debug for PersonClient {
 /// How long commands wait for the relay by default.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(20);
 
-impl PersonClient {
+impl<R: Runtime> PersonClient<R> {
     /// Connects (and keeps reconnecting) with OS randomness; returns once the socket is open.
     pub async fn connect(config: PersonClientConfig) -> Result<Self, ClientError> {
-        Self::connect_with_rng(config, support::os_rng()).await
+        Self::connect_with_rng(config, os_rng()).await
     }
 
     /// Like [`PersonClient::connect`] with the given randomness.
     pub async fn connect_with_rng(config: PersonClientConfig, rng: Box<Rng>) -> Result<Self, ClientError> {
         let person_config =
             PersonConfig { device_id: config.device_id.clone(), ..PersonConfig::new(config.person_id.clone()) };
-        let (control_tx, mut control) = mpsc::unbounded_channel();
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let (connected, mut connected_rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner { person: Person::new(person_config, rng), writer: None, waiting: HashMap::new() }),
+        let (control_tx, mut control) = mpsc::unbounded();
+        let (events_tx, events) = mpsc::unbounded();
+        let shared = Arc::new(Shared::<R> {
+            inner: Mutex::new(Inner {
+                person: Person::new(person_config, rng),
+                writer: None,
+                waiting: HashMap::new(),
+                connected: false,
+                connect_waiters: Vec::new(),
+            }),
             control: control_tx,
             events: events_tx,
             http: HttpExecutor::new(&config.base_url, &config.token),
-            connected,
+            runtime: PhantomData,
         });
         let url = config.socket_url();
         let driver_shared = shared.clone();
-        let driver = tokio::spawn(async move {
+        let (stopped_tx, stopped) = oneshot::channel::<()>();
+        R::spawn(async move {
             let shared = driver_shared;
-            let mut reader: Option<socket::Reader> = None;
-            let mut wake = None;
-            loop {
-                tokio::select! {
-                    command = control.recv() => match command {
-                        Some(Control::Connect) => {
-                            let opened = socket::open(&url).await;
-                            let input = if opened.is_some() { PersonInput::Connected } else { PersonInput::Disconnected };
-                            if let Some((stream, writer)) = opened {
-                                reader = Some(stream);
-                                shared.lock().writer = Some(writer);
-                            }
-                            shared.feed(input);
-                            shared.connected.send_replace(reader.is_some());
-                        }
-                        Some(Control::WakeAt(at)) => wake = Some(tokio::time::Instant::now() + support::until(at)),
-                        Some(Control::Close) | None => break,
-                    },
-                    frame = socket::next_frame(&mut reader) => match frame {
-                        Some(text) => shared.feed(PersonInput::Frame(text)),
-                        None => {
-                            reader = None;
-                            shared.lock().writer = None;
-                            shared.connected.send_replace(false);
-                            shared.feed(PersonInput::Disconnected);
-                        }
-                    },
-                    () = socket::sleep_until(wake) => {
-                        wake = None;
-                        shared.feed(PersonInput::Timeout);
-                    }
+            socket_loop::<R>(&url, &mut control, |event| match event {
+                SocketEvent::Opened(writer) => {
+                    shared.lock().writer = Some(writer);
+                    shared.feed(PersonInput::Connected);
+                    shared.set_connected(true);
                 }
-            }
-            shared.lock().writer = None;
-            shared.connected.send_replace(false);
+                SocketEvent::Failed => shared.feed(PersonInput::Disconnected),
+                SocketEvent::Frame(text) => shared.feed(PersonInput::Frame(text)),
+                SocketEvent::Lost => {
+                    shared.lock().writer = None;
+                    shared.set_connected(false);
+                    shared.feed(PersonInput::Disconnected);
+                }
+                SocketEvent::Timeout => shared.feed(PersonInput::Timeout),
+            })
+            .await;
+            let mut inner = shared.lock();
+            inner.writer = None;
+            inner.connected = false;
+            // Waiters see the client closed.
+            inner.connect_waiters.clear();
+            drop(inner);
+            drop(stopped_tx);
         });
         shared.with_person(|inner| inner.person.start());
-        let client = PersonClient { shared, events: tokio::sync::Mutex::new(events), driver };
-        tokio::time::timeout(ANSWER_TIMEOUT, connected_rx.wait_for(|connected| *connected))
-            .await
-            .map_err(|_| ClientError::TimedOut("the person socket to open"))?
-            .map_err(|_| ClientError::Closed)?;
+        let client = PersonClient { shared, events: futures_util::lock::Mutex::new(events), stopped };
+        client.wait_connected(ANSWER_TIMEOUT).await?;
         Ok(client)
     }
 
@@ -250,12 +250,15 @@ impl PersonClient {
 
     /// Waits until the socket is open again (after a drop).
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
-        let mut connected = self.shared.connected.subscribe();
-        tokio::time::timeout(timeout, connected.wait_for(|connected| *connected))
-            .await
-            .map_err(|_| ClientError::TimedOut("the person socket to open"))?
-            .map(|_| ())
-            .map_err(|_| ClientError::Closed)
+        let (waiter, opened) = oneshot::channel();
+        {
+            let mut inner = self.shared.lock();
+            if inner.connected {
+                return Ok(());
+            }
+            inner.connect_waiters.push(waiter);
+        }
+        within::<R, _>(timeout, "the person socket to open", opened).await?.map_err(|_| ClientError::Closed)
     }
 
     async fn request(&self, start: impl FnOnce(&mut Person) -> RequestId) -> Result<PersonEvent, ClientError> {
@@ -264,9 +267,8 @@ impl PersonClient {
             let id = start(&mut inner.person);
             inner.waiting.insert(id, waiter);
         });
-        let event = tokio::time::timeout(ANSWER_TIMEOUT, answer)
-            .await
-            .map_err(|_| ClientError::TimedOut("the relay's HTTP answer"))?
+        let event = within::<R, _>(ANSWER_TIMEOUT, "the relay's HTTP answer", answer)
+            .await?
             .map_err(|_| ClientError::Closed)?;
         match event {
             PersonEvent::RequestFailed { status, error, .. } => Err(ClientError::Http { status, message: error }),
@@ -347,17 +349,14 @@ impl PersonClient {
     /// `timeout`.
     pub async fn next_event(&self, timeout: Duration) -> Result<PersonEvent, ClientError> {
         let mut events = self.events.lock().await;
-        tokio::time::timeout(timeout, events.recv())
-            .await
-            .map_err(|_| ClientError::TimedOut("an event"))?
-            .ok_or(ClientError::Closed)
+        within::<R, _>(timeout, "an event", events.next()).await?.ok_or(ClientError::Closed)
     }
 
     /// The next message, waiting at most `timeout`; other events before it are dropped.
     pub async fn next_message(&self, timeout: Duration) -> Result<PersonMessage, ClientError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             if let PersonEvent::Message(message) = self.next_event(left).await? {
                 return Ok(message);
             }
@@ -367,7 +366,7 @@ impl PersonClient {
     /// Closes the socket and stops reconnecting.
     pub async fn close(self) {
         self.shared.with_person(|inner| inner.person.close());
-        let _ = self.driver.await;
+        let _ = self.stopped.await;
     }
 }
 

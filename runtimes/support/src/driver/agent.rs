@@ -1,42 +1,39 @@
-//! The agent client: one driver task owns the socket and timers, one task runs handlers in
-//! message order, and every output of the core is carried out under the core's lock, in order.
+//! The agent client on any executor: one driver loop owns the socket and the timer, one task
+//! runs handlers in message order, and every output of the core is carried out under the
+//! core's lock, in order.
 //!
 //! The lock is a plain mutex held only while the core runs and its outputs are dispatched
 //! (channel sends and store writes); it is never held across an `.await`, so a handler can send
 //! as much as it likes before it returns.
 
-use crate::socket;
-use futures_util::FutureExt as _;
-use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, OutgoingMessage, Output};
+use super::{Control, Runtime, SocketEvent, socket_loop, write};
+use crate::state::{AgentState, Effect, log_identity_outcome, panicked};
+use crate::{ClientError, HandlerResult, now, os_rng};
+use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use futures_channel::oneshot;
+use futures_util::future::AbortHandle;
+use futures_util::{FutureExt as _, StreamExt as _};
+use pacerelle_core::AgentMessage;
+use pacerelle_core::Rng;
+use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, OutgoingMessage};
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::store::{DynAgentStore, MemoryStore};
 use pacerelle_core::widget::{Widget, WidgetPatch};
-use pacerelle_core::{AgentMessage, Rng, Timestamp};
-use pacerelle_runtime_support::{self as support, ClientError, HandlerResult};
 use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
-use tokio_tungstenite::tungstenite::Message;
+use tungstenite::Message;
 
 type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
 type MessageHandler = Arc<dyn Fn(AgentMessage, AgentHandle) -> BoxFuture + Send + Sync>;
 type IdentityHandler = Arc<dyn Fn(String, AgentHandle) -> BoxFuture + Send + Sync>;
 
-/// What the driver task is told to do.
-enum Control {
-    Connect,
-    WakeAt(Timestamp),
-    Close,
-}
-
 struct Inner {
-    agent: Agent,
-    store: Box<dyn DynAgentStore>,
+    state: AgentState,
     /// The open socket's writer; `None` while disconnected.
     writer: Option<UnboundedSender<Message>>,
-    /// A store failure: the client stops instead of acting on state it could not persist.
-    fatal: Option<ClientError>,
 }
 
 struct Shared {
@@ -52,63 +49,64 @@ impl Shared {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs `f` on the core, then carries out everything it asked for, in order.
-    fn with_agent<T>(&self, f: impl FnOnce(&mut Agent) -> T) -> T {
-        let mut inner = self.lock();
-        let result = f(&mut inner.agent);
-        self.dispatch(&mut inner);
-        result
-    }
-
-    fn dispatch(&self, inner: &mut Inner) {
-        while let Some(output) = inner.agent.poll_output() {
-            match output {
-                Output::Persist(changes) => {
-                    if let Err(error) = inner.store.apply(&changes) {
-                        tracing::error!(%error, "store failed; closing");
-                        inner.fatal = Some(ClientError::Store(error));
-                        inner.agent.close();
-                    }
-                }
-                Output::Frame(text) => match &inner.writer {
-                    Some(writer) if writer.send(Message::text(text)).is_ok() => {}
+    /// Carries out one effect. Runs under the lock, so it only queues.
+    fn effect(&self, writer: Option<&UnboundedSender<Message>>, effect: Effect) {
+        match effect {
+            Effect::Frame(text) => {
+                if !write(writer, text) {
                     // The socket just died; the core hears of it next. Acknowledgements are
                     // repeated on replay; a message sent in this instant is lost like on any
                     // dropped connection.
-                    _ => tracing::warn!("frame dropped: socket closed"),
-                },
-                Output::Event(event) => {
-                    let _ = self.events.send(event);
+                    tracing::warn!("frame dropped: socket closed");
                 }
-                Output::Connect => {
-                    let _ = self.control.send(Control::Connect);
-                }
-                Output::WakeAt(at) => {
-                    let _ = self.control.send(Control::WakeAt(at));
-                }
-                Output::Close => {
-                    let _ = self.control.send(Control::Close);
-                }
+            }
+            Effect::Event(event) => {
+                let _ = self.events.unbounded_send(event);
+            }
+            Effect::Connect => {
+                let _ = self.control.unbounded_send(Control::Connect);
+            }
+            Effect::WakeAt(at) => {
+                let _ = self.control.unbounded_send(Control::WakeAt(at));
+            }
+            Effect::Close => {
+                let _ = self.control.unbounded_send(Control::Close);
             }
         }
     }
 
+    /// Runs `command` on the core, then carries out everything it asked for, in order.
+    fn with_agent<T>(&self, command: impl FnOnce(&mut Agent) -> T) -> T {
+        let mut guard = self.lock();
+        let Inner { state, writer } = &mut *guard;
+        state.run(command, |effect| self.effect(writer.as_ref(), effect))
+    }
+
     fn feed(&self, input: Input) {
-        self.with_agent(|agent| {
-            if let Err(error) = agent.handle_input(support::now(), input) {
-                match &error {
-                    pacerelle_core::agent::InputError::Frame(frame) if frame.is_ignorable() => {
-                        tracing::debug!(%error, "frame ignored")
-                    }
-                    _ => tracing::warn!(%error, "input refused"),
-                }
-            }
-        });
+        let mut guard = self.lock();
+        let Inner { state, writer } = &mut *guard;
+        state.feed(input, |effect| self.effect(writer.as_ref(), effect));
+    }
+
+    fn settle(&self, message_id: &str, outcome: HandlerResult) {
+        let mut guard = self.lock();
+        let Inner { state, writer } = &mut *guard;
+        state.settle(message_id, outcome, |effect| self.effect(writer.as_ref(), effect));
     }
 }
 
 /// A handle to a running agent: send, reply, show widgets, close. Cheap to clone; handlers
-/// receive one.
+/// receive one. The same type on every async executor.
+///
+/// ```no_run
+/// # async fn run(agent: pacerelle_runtime_support::driver::AgentHandle) -> Result<(), pacerelle_runtime_support::ClientError> {
+/// use pacerelle_core::widget::Confirm;
+///
+/// agent.send_text("conversation-1", "alice", "Starting the deploy").await?;
+/// agent.send_widget("conversation-1", "alice", Confirm::new("Deploy now?")).await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct AgentHandle {
     shared: Arc<Shared>,
@@ -123,12 +121,12 @@ impl std::fmt::Debug for AgentHandle {
 impl AgentHandle {
     /// The agent's id.
     pub fn agent_id(&self) -> String {
-        self.shared.lock().agent.agent_id().to_owned()
+        self.shared.lock().state.agent().agent_id().to_owned()
     }
 
     /// Whether the socket is open.
     pub fn is_connected(&self) -> bool {
-        self.shared.lock().agent.is_connected()
+        self.shared.lock().state.agent().is_connected()
     }
 
     /// Sends a message; returns its id.
@@ -179,23 +177,25 @@ impl AgentHandle {
     }
 }
 
-/// An agent client on tokio. Register handlers, then [`Client::connect`].
-pub struct Client {
+/// An agent client on executor `R`. Register handlers, then [`Client::connect`]. Each adapter
+/// names it for its executor (`pacerelle_tokio::Client` is `Client<Tokio>`).
+pub struct Client<R> {
     config: ClientConfig,
     handle: AgentHandle,
     control: UnboundedReceiver<Control>,
     events: UnboundedReceiver<Event>,
     message_handler: Option<MessageHandler>,
     identity_handler: Option<IdentityHandler>,
+    runtime: PhantomData<fn() -> R>,
 }
 
-impl std::fmt::Debug for Client {
+impl<R> std::fmt::Debug for Client<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
-impl Client {
+impl<R: Runtime> Client<R> {
     /// A client with an in-memory store (receipts do not survive a restart).
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         Self::with_store(config, MemoryStore::new())
@@ -204,7 +204,7 @@ impl Client {
     /// A client continuing from `store`.
     pub fn with_store(config: ClientConfig, store: impl DynAgentStore + 'static) -> Result<Self, ClientError> {
         let agent_config = AgentConfig::new(config.agent_id.clone());
-        Self::with_parts(config, agent_config, Box::new(store), support::os_rng())
+        Self::with_parts(config, agent_config, Box::new(store), os_rng())
     }
 
     /// A client with full control over the core's configuration and randomness (tests pass a
@@ -213,16 +213,14 @@ impl Client {
     pub fn with_parts(
         config: ClientConfig,
         agent_config: AgentConfig,
-        mut store: Box<dyn DynAgentStore>,
+        store: Box<dyn DynAgentStore>,
         rng: Box<Rng>,
     ) -> Result<Self, ClientError> {
-        let agent_config = AgentConfig { agent_id: config.agent_id.clone(), e2ee: config.e2ee, ..agent_config };
-        let snapshot = store.load().map_err(ClientError::Store)?;
-        let agent = Agent::new(agent_config, rng, snapshot)?;
-        let (control_tx, control) = mpsc::unbounded_channel();
-        let (events_tx, events) = mpsc::unbounded_channel();
+        let state = AgentState::open(&config, agent_config, store, rng)?;
+        let (control_tx, control) = mpsc::unbounded();
+        let (events_tx, events) = mpsc::unbounded();
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner { agent, store, writer: None, fatal: None }),
+            inner: Mutex::new(Inner { state, writer: None }),
             control: control_tx,
             events: events_tx,
         });
@@ -233,6 +231,7 @@ impl Client {
             events,
             message_handler: None,
             identity_handler: None,
+            runtime: PhantomData,
         })
     }
 
@@ -264,52 +263,61 @@ impl Client {
     /// Connects and serves until [`AgentHandle::close`]; reconnects with backoff when the
     /// connection drops. Returns an error only when the store failed.
     pub async fn connect(self) -> Result<(), ClientError> {
-        let Client { config, handle, mut control, events, message_handler, identity_handler } = self;
+        let Client { config, handle, mut control, events, message_handler, identity_handler, runtime: _ } = self;
         let shared = handle.shared.clone();
-        let handlers = tokio::spawn(run_handlers(events, handle.clone(), message_handler, identity_handler));
-        shared.with_agent(|agent| agent.start(support::now()));
 
+        // Handlers run on a task of their own, so that a slow handler never stops the socket
+        // from being read (or the relay's pings from being answered).
+        let (handlers, stop_handlers) =
+            futures_util::future::abortable(run_handlers(events, handle, message_handler, identity_handler));
+        let serving = Serving { shared: shared.clone(), stop_handlers };
+        let (handlers_done, handlers_stopped) = oneshot::channel::<()>();
+        R::spawn(async move {
+            let _ = handlers.await;
+            drop(handlers_done);
+        });
+
+        shared.with_agent(|agent| agent.start(now()));
         let url = config.agent_socket_url();
-        let mut reader: Option<socket::Reader> = None;
-        let mut wake: Option<tokio::time::Instant> = None;
-        loop {
-            tokio::select! {
-                command = control.recv() => match command {
-                    Some(Control::Connect) => {
-                        let opened = socket::open(&url).await;
-                        let input = if opened.is_some() { Input::Connected } else { Input::Disconnected };
-                        if let Some((stream, writer)) = opened {
-                            reader = Some(stream);
-                            shared.lock().writer = Some(writer);
-                        }
-                        shared.feed(input);
-                    }
-                    Some(Control::WakeAt(at)) => wake = Some(tokio::time::Instant::now() + support::until(at)),
-                    Some(Control::Close) | None => break,
-                },
-                frame = socket::next_frame(&mut reader) => match frame {
-                    Some(text) => shared.feed(Input::Frame(text)),
-                    None => {
-                        tracing::info!("connection lost");
-                        reader = None;
-                        shared.lock().writer = None;
-                        shared.feed(Input::Disconnected);
-                    }
-                },
-                () = socket::sleep_until(wake) => {
-                    wake = None;
-                    shared.feed(Input::Timeout);
-                }
+        socket_loop::<R>(&url, &mut control, |event| match event {
+            SocketEvent::Opened(writer) => {
+                shared.lock().writer = Some(writer);
+                shared.feed(Input::Connected);
             }
-        }
-        // Dropping the writer sends a close frame and ends the writer task.
-        shared.lock().writer = None;
-        handlers.abort();
-        let _ = handlers.await;
-        match shared.lock().fatal.take() {
+            SocketEvent::Failed => shared.feed(Input::Disconnected),
+            SocketEvent::Frame(text) => shared.feed(Input::Frame(text)),
+            SocketEvent::Lost => {
+                shared.lock().writer = None;
+                shared.feed(Input::Disconnected);
+            }
+            SocketEvent::Timeout => shared.feed(Input::Timeout),
+        })
+        .await;
+
+        drop(serving);
+        // A handler still running is cancelled at its next await; wait until it is gone so that
+        // nothing of this agent runs after `connect` returned.
+        let _ = handlers_stopped.await;
+        match shared.lock().state.take_fatal() {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+}
+
+/// Ends a serving agent when dropped: at the end of [`Client::connect`], or when its future is
+/// dropped before (a `select!` that cancelled it), which would otherwise leave the socket open
+/// and the handler task waiting for events forever.
+struct Serving {
+    shared: Arc<Shared>,
+    stop_handlers: AbortHandle,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        // Dropping the writer sends a close frame and ends the writer task.
+        self.shared.lock().writer = None;
+        self.stop_handlers.abort();
     }
 }
 
@@ -321,37 +329,27 @@ async fn run_handlers(
     message_handler: Option<MessageHandler>,
     identity_handler: Option<IdentityHandler>,
 ) {
-    while let Some(event) = events.recv().await {
+    while let Some(event) = events.next().await {
         match event {
             Event::Message(message) => {
                 let id = message.id.clone();
                 let outcome = match &message_handler {
-                    // A panicking handler is a failed handler: the message stays unacknowledged
-                    // and the agent keeps serving.
-                    Some(handler) => std::panic::AssertUnwindSafe(handler(message, handle.clone()))
+                    Some(handler) => AssertUnwindSafe(handler(message, handle.clone()))
                         .catch_unwind()
                         .await
-                        .unwrap_or_else(|_| Err("message handler panicked".into())),
+                        .unwrap_or_else(|_| panicked("message")),
                     None => Ok(()),
                 };
-                match outcome {
-                    Ok(()) => {
-                        if let Err(error) = handle.shared.with_agent(|agent| agent.accept(&id, support::now())) {
-                            tracing::warn!(%error, "accept failed");
-                        }
-                    }
-                    Err(error) => tracing::warn!(message = %id, %error, "handler failed; message left unacknowledged"),
-                }
+                handle.shared.settle(&id, outcome);
             }
             Event::IdentityChanged { peer_id } => {
                 tracing::info!(peer = %peer_id, "peer identity changed");
-                if let Some(handler) = &identity_handler
-                    && let Err(error) = std::panic::AssertUnwindSafe(handler(peer_id, handle.clone()))
+                if let Some(handler) = &identity_handler {
+                    let outcome = AssertUnwindSafe(handler(peer_id, handle.clone()))
                         .catch_unwind()
                         .await
-                        .unwrap_or_else(|_| Err("identity handler panicked".into()))
-                {
-                    tracing::warn!(%error, "identity handler failed");
+                        .unwrap_or_else(|_| panicked("identity"));
+                    log_identity_outcome(outcome);
                 }
             }
         }

@@ -1,0 +1,174 @@
+//! What the agent under test does, the same on every runtime: the behaviour decides, as data
+//! ([`Action`]s), and a small interpreter per handle shape carries the actions out. It also
+//! records every call, so that cases can tell "handled once" from "handled twice".
+
+use pacerelle_core::AgentMessage;
+use pacerelle_core::agent::OutgoingMessage;
+use pacerelle_core::widget::{
+    Choice, ChoiceOption, Confirm, DateTime, FilePicker, Form, FormField, Permission, Progress, Widget, WidgetPatch,
+};
+use pacerelle_runtime_support::{HandlerError, HandlerResult};
+use serde_json::{Map, Value, json};
+use std::sync::{Arc, Mutex};
+
+/// Shows one widget of each of the seven kinds.
+pub const WIDGETS: &str = "/widgets";
+/// Shows a progress bar, then updates it to done.
+pub const PROGRESS: &str = "/progress";
+/// Three replies, a choice and a progress bar, all from one handler call.
+pub const BURST: &str = "/burst";
+/// Fails the first time this message is handled, succeeds afterwards.
+pub const FAIL_ONCE: &str = "/fail-once";
+
+/// The title of the updated progress bar.
+pub const DONE_TITLE: &str = "Done";
+
+/// One handler call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// The message handled.
+    pub message_id: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// Something the agent does in answer to a message.
+#[derive(Debug)]
+pub enum Action {
+    /// Send this message.
+    Send(OutgoingMessage),
+    /// Show this widget to the sender.
+    Widget(Widget),
+    /// Change the widget this handler call showed last.
+    UpdateLastWidget(Map<String, Value>),
+}
+
+/// The agent's behaviour; clones share the record of calls.
+#[derive(Debug, Clone, Default)]
+pub struct Behaviour {
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl Behaviour {
+    /// A behaviour with no calls yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// How many times `message_id` was handled.
+    pub fn calls_for(&self, message_id: &str) -> usize {
+        self.calls().iter().filter(|call| call.message_id == message_id).count()
+    }
+
+    /// Records the call and decides what to do; an error fails the handler.
+    ///
+    /// - `/widgets`: one widget of each kind; `/progress`: a progress bar then its update;
+    ///   `/burst`: three replies, a choice and a progress bar; `/fail-once`: fails the first
+    ///   time, then replies `handled on attempt N`;
+    /// - an answer to a widget: `answered <ref>: <value>` (or `dismissed <ref>`);
+    /// - anything else `T`: `Received: T`.
+    pub fn respond(&self, message: &AgentMessage) -> Result<Vec<Action>, HandlerError> {
+        let attempt = {
+            let mut calls = self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            calls.push(Call { message_id: message.id.clone(), text: message.text.clone() });
+            calls.iter().filter(|call| call.message_id == message.id).count()
+        };
+        let reply = |text: String| Action::Send(OutgoingMessage::reply(message, text));
+        if let Some(answer) = &message.widget_response {
+            let said = if answer.cancelled {
+                format!("dismissed {}", answer.widget_ref)
+            } else {
+                format!("answered {}: {}", answer.widget_ref, answer.value.clone().unwrap_or(Value::Null))
+            };
+            return Ok(vec![reply(said)]);
+        }
+        Ok(match message.text.as_str() {
+            WIDGETS => every_widget().into_iter().map(Action::Widget).collect(),
+            PROGRESS => {
+                let mut spec = Map::new();
+                spec.insert("title".into(), json!(DONE_TITLE));
+                spec.insert("value".into(), json!(100));
+                vec![Action::Widget(Progress::new("Working", 0).into()), Action::UpdateLastWidget(spec)]
+            }
+            BURST => {
+                let options = [ChoiceOption::new("a", "A"), ChoiceOption::new("b", "B")];
+                vec![
+                    reply("part 1".into()),
+                    reply("part 2".into()),
+                    reply("part 3".into()),
+                    Action::Widget(Choice::new("Pick", options).into()),
+                    Action::Widget(Progress::new("Working", 10).into()),
+                ]
+            }
+            FAIL_ONCE if attempt == 1 => return Err("the first attempt fails".into()),
+            FAIL_ONCE => vec![reply(format!("handled on attempt {attempt}"))],
+            text => vec![reply(format!("Received: {text}"))],
+        })
+    }
+}
+
+/// One widget of each of the seven standard kinds, in the order the person expects them.
+pub fn every_widget() -> Vec<Widget> {
+    vec![
+        Confirm::new("Deploy?").into(),
+        Choice::new("Pick one", [ChoiceOption::new("a", "A"), ChoiceOption::new("b", "B")]).into(),
+        Permission::new("Read your files?").into(),
+        Form::new("Details", [FormField::new("name", "Name", "text")]).into(),
+        Progress::new("Working", 10).into(),
+        FilePicker::new("Pick files").into(),
+        DateTime::new("When?", "datetime").into(),
+    ]
+}
+
+/// Carries out `actions` for `message` with an async runtime's handle (tokio, smol, async-std).
+pub async fn act(
+    actions: Vec<Action>,
+    message: &AgentMessage,
+    agent: &pacerelle_runtime_support::driver::AgentHandle,
+) -> HandlerResult {
+    let mut last_widget = None;
+    for action in actions {
+        match action {
+            Action::Send(outgoing) => {
+                agent.send_message(outgoing).await?;
+            }
+            Action::Widget(widget) => {
+                last_widget = Some(agent.send_widget(&message.conversation_id, &message.from, widget).await?);
+            }
+            Action::UpdateLastWidget(spec) => {
+                let patch = WidgetPatch::new(last_widget.clone().ok_or("no widget to update")?).spec(spec);
+                agent.send_widget_update(&message.conversation_id, &message.from, patch).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Carries out `actions` for `message` with the blocking runtime's handle.
+pub fn act_blocking(
+    actions: Vec<Action>,
+    message: &AgentMessage,
+    agent: &pacerelle_blocking::AgentHandle,
+) -> HandlerResult {
+    let mut last_widget = None;
+    for action in actions {
+        match action {
+            Action::Send(outgoing) => {
+                agent.send_message(outgoing)?;
+            }
+            Action::Widget(widget) => {
+                last_widget = Some(agent.send_widget(&message.conversation_id, &message.from, widget)?);
+            }
+            Action::UpdateLastWidget(spec) => {
+                let patch = WidgetPatch::new(last_widget.clone().ok_or("no widget to update")?).spec(spec);
+                agent.send_widget_update(&message.conversation_id, &message.from, patch)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! How to start the agent under test on each runtime. A harness builds the runtime's client
+//! with the suite's [`Behaviour`] as its handler and serves it on a thread of its own, with its
+//! own executor, so that nothing of the test's tokio runtime (relay, person) leaks into it.
+
+use crate::behaviour::{Behaviour, act, act_blocking};
+use pacerelle_core::agent::AgentConfig;
+use pacerelle_core::config::ClientConfig;
+use pacerelle_core::store::MemoryStore;
+use pacerelle_runtime_support::driver::{self, AgentHandle};
+use pacerelle_runtime_support::{ClientError, os_rng};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Starts an agent on one runtime.
+pub trait Harness {
+    /// The runtime's name, for messages.
+    const NAME: &'static str;
+
+    /// Serves `behaviour` as the agent of `config` (with the core's `core` settings: the cases
+    /// shorten the backoff) until closed.
+    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running;
+}
+
+/// What a case controls the running agent with: its handle's runtime-neutral part.
+trait Control: Send + Sync {
+    fn close(&self);
+    fn is_connected(&self) -> bool;
+}
+
+impl Control for AgentHandle {
+    fn close(&self) {
+        AgentHandle::close(self);
+    }
+    fn is_connected(&self) -> bool {
+        AgentHandle::is_connected(self)
+    }
+}
+
+impl Control for pacerelle_blocking::AgentHandle {
+    fn close(&self) {
+        pacerelle_blocking::AgentHandle::close(self);
+    }
+    fn is_connected(&self) -> bool {
+        pacerelle_blocking::AgentHandle::is_connected(self)
+    }
+}
+
+/// An agent serving on its own thread.
+pub struct Running {
+    control: Box<dyn Control>,
+    finished: oneshot::Receiver<Result<(), ClientError>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").field("connected", &self.is_connected()).finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Serves `serve` (the client's `connect`) on a new thread.
+    fn spawn(control: Box<dyn Control>, serve: impl FnOnce() -> Result<(), ClientError> + Send + 'static) -> Self {
+        let (done, finished) = oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(serve());
+        });
+        Running { control, finished }
+    }
+
+    /// Asks the agent to stop.
+    pub fn close(&self) {
+        self.control.close();
+    }
+
+    /// Whether its socket is open.
+    pub fn is_connected(&self) -> bool {
+        self.control.is_connected()
+    }
+
+    /// What `connect` returned, waiting at most `limit`; `None` if it did not return in time.
+    pub async fn finished(self, limit: Duration) -> Option<Result<(), ClientError>> {
+        match tokio::time::timeout(limit, self.finished).await {
+            Ok(Ok(outcome)) => Some(outcome),
+            Ok(Err(_)) => Some(Err(ClientError::Closed)), // the serving thread panicked
+            Err(_) => None,
+        }
+    }
+}
+
+type Serving = Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send>>;
+
+/// An agent on async runtime `R`, its `connect` driven by `block_on`.
+fn start_async<R: driver::Runtime>(
+    config: ClientConfig,
+    core: AgentConfig,
+    behaviour: Behaviour,
+    block_on: fn(Serving) -> Result<(), ClientError>,
+) -> Running {
+    let mut client = driver::Client::<R>::with_parts(config, core, Box::new(MemoryStore::new()), os_rng())
+        .expect("the agent starts");
+    client.on_message(move |message, agent| {
+        let behaviour = behaviour.clone();
+        async move {
+            let actions = behaviour.respond(&message)?;
+            act(actions, &message, &agent).await
+        }
+    });
+    Running::spawn(Box::new(client.handle()), move || block_on(Box::pin(client.connect())))
+}
+
+/// tokio (a multi-threaded runtime of its own).
+#[derive(Debug)]
+pub struct Tokio;
+
+impl Harness for Tokio {
+    const NAME: &'static str = "tokio";
+
+    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
+        start_async::<pacerelle_tokio::Tokio>(config, core, behaviour, |serving| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            runtime.block_on(serving)
+        })
+    }
+}
+
+/// smol (its global executor).
+#[derive(Debug)]
+pub struct Smol;
+
+impl Harness for Smol {
+    const NAME: &'static str = "smol";
+
+    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
+        start_async::<pacerelle_smol::Smol>(config, core, behaviour, smol::block_on)
+    }
+}
+
+/// async-std (its global executor).
+#[derive(Debug)]
+pub struct AsyncStd;
+
+impl Harness for AsyncStd {
+    const NAME: &'static str = "async-std";
+
+    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
+        start_async::<pacerelle_async_std::AsyncStd>(config, core, behaviour, async_std::task::block_on)
+    }
+}
+
+/// The blocking runtime (the serving thread is the agent's loop).
+#[derive(Debug)]
+pub struct Blocking;
+
+impl Harness for Blocking {
+    const NAME: &'static str = "blocking";
+
+    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
+        let mut client = pacerelle_blocking::Client::with_parts(config, core, Box::new(MemoryStore::new()), os_rng())
+            .expect("the agent starts");
+        client.on_message(move |message, agent| {
+            let actions = behaviour.respond(&message)?;
+            act_blocking(actions, &message, agent)
+        });
+        Running::spawn(Box::new(client.handle()), move || client.connect())
+    }
+}

@@ -1,0 +1,254 @@
+//! The async driver every executor shares: the loop that owns the socket and the timer and
+//! carries out the core's outputs, the handler task, the agent's handle and the person's
+//! client, written once against the small [`Runtime`] trait. An adapter (`pacerelle-tokio`,
+//! `pacerelle-smol`, `pacerelle-async-std`) is an implementation of that trait — how to open a
+//! WebSocket, spawn a task, sleep, and run blocking work — plus type aliases:
+//!
+//! ```
+//! use pacerelle_runtime_support::driver::{self, Message, WsError};
+//! use std::pin::Pin;
+//! use std::task::{Context, Poll};
+//! # pub struct Closed;
+//! # impl futures_util::Stream for Closed {
+//! #     type Item = Result<Message, WsError>;
+//! #     fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> { Poll::Ready(None) }
+//! # }
+//! # impl futures_util::Sink<Message> for Closed {
+//! #     type Error = WsError;
+//! #     fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> { Poll::Ready(Ok(())) }
+//! #     fn start_send(self: Pin<&mut Self>, _: Message) -> Result<(), WsError> { Ok(()) }
+//! #     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> { Poll::Ready(Ok(())) }
+//! #     fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> { Poll::Ready(Ok(())) }
+//! # }
+//!
+//! /// My executor, as the driver needs it.
+//! pub struct MyExecutor;
+//!
+//! impl driver::Runtime for MyExecutor {
+//!     type Socket = Closed; // the executor's WebSocket client
+//!     async fn connect(_url: &str) -> Result<Closed, WsError> {
+//!         Ok(Closed)
+//!     }
+//!     fn spawn(_task: impl Future<Output = ()> + Send + 'static) {}
+//!     async fn sleep(_duration: std::time::Duration) {}
+//!     async fn unblock<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+//!         work()
+//!     }
+//! }
+//!
+//! /// Agents on my executor.
+//! pub type Client = driver::Client<MyExecutor>;
+//! pub type PersonClient = driver::PersonClient<MyExecutor>;
+//! ```
+//!
+//! Why a trait rather than one adapter per executor written out: before this module the tokio
+//! and blocking handles were near copies, and two more executors would have made four copies
+//! of the rules that matter (outputs carried out in order under the core's lock, the lock never
+//! held across an `.await`, accept only after the handler returned `Ok`). The rules now live
+//! in one place and an executor is about sixty lines.
+//!
+//! # Dependencies
+//! futures-util (streams, sinks, `catch_unwind`, abortable tasks) and futures-channel
+//! (unbounded and oneshot channels) are executor-neutral, so the same driver runs on tokio,
+//! smol and async-std.
+
+mod agent;
+mod person;
+
+pub use agent::{AgentHandle, Client};
+pub use person::{PersonClient, PersonClientConfig};
+/// A WebSocket error.
+pub use tungstenite::Error as WsError;
+/// A WebSocket message (tungstenite's, shared by every executor's WebSocket client).
+pub use tungstenite::Message;
+
+use crate::{CONNECT_TIMEOUT, ClientError};
+use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use futures_util::future::Either;
+use futures_util::stream::SplitStream;
+use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
+use pacerelle_core::Timestamp;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::Poll;
+use std::time::Duration;
+
+/// What an executor provides to the driver. Implemented by a unit type in each adapter crate.
+pub trait Runtime: Send + Sync + 'static {
+    /// An open WebSocket: a stream of incoming messages and a sink for outgoing ones.
+    type Socket: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Send + Unpin + 'static;
+
+    /// Opens a WebSocket to `url` (`ws://` or `wss://`): TCP, TLS with rustls when asked for,
+    /// and the handshake. The driver bounds it with [`CONNECT_TIMEOUT`].
+    fn connect(url: &str) -> impl Future<Output = Result<Self::Socket, WsError>> + Send;
+
+    /// Runs `task` in the background; it is never awaited (the driver signals its end itself).
+    fn spawn(task: impl Future<Output = ()> + Send + 'static);
+
+    /// Resolves after `duration`, on the executor's timer.
+    fn sleep(duration: Duration) -> impl Future<Output = ()> + Send + 'static;
+
+    /// Runs `work` (blocking I/O: the HTTP calls) off the executor's threads, on its blocking
+    /// pool, so that it never stalls the sockets and timers of other tasks.
+    fn unblock<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> impl Future<Output = T> + Send;
+}
+
+/// Waits for `future` at most `limit`.
+pub(crate) async fn timeout<R: Runtime, T>(limit: Duration, future: impl Future<Output = T>) -> Option<T> {
+    let sleep = pin!(R::sleep(limit));
+    let future = pin!(future);
+    match futures_util::future::select(future, sleep).await {
+        Either::Left((value, _)) => Some(value),
+        Either::Right(((), _)) => None,
+    }
+}
+
+/// Waits for `future` at most `limit`, failing with [`ClientError::TimedOut`] for `what`.
+pub(crate) async fn within<R: Runtime, T>(
+    limit: Duration,
+    what: &'static str,
+    future: impl Future<Output = T>,
+) -> Result<T, ClientError> {
+    timeout::<R, T>(limit, future).await.ok_or(ClientError::TimedOut(what))
+}
+
+/// What a state machine asks the socket loop to do.
+#[derive(Debug)]
+pub(crate) enum Control {
+    Connect,
+    WakeAt(Timestamp),
+    Close,
+}
+
+/// What the socket loop tells the state machine.
+pub(crate) enum SocketEvent {
+    /// The socket opened; frames go to this writer (dropping it closes the socket).
+    Opened(UnboundedSender<Message>),
+    /// The socket could not be opened.
+    Failed,
+    /// A text frame arrived.
+    Frame(String),
+    /// The socket closed or failed.
+    Lost,
+    /// The deadline passed.
+    Timeout,
+}
+
+/// One socket, one timer, one control queue: waits for whichever comes first and reports it to
+/// `on`, until told to close (or every control sender is gone). Both the agent and the person
+/// run this loop; each feeds what it hears to its own state machine.
+pub(crate) async fn socket_loop<R: Runtime>(
+    url: &str,
+    control: &mut UnboundedReceiver<Control>,
+    mut on: impl FnMut(SocketEvent),
+) {
+    enum Next {
+        Control(Option<Control>),
+        Read(Option<Result<Message, WsError>>),
+        Timer,
+    }
+    let mut reader: Option<SplitStream<R::Socket>> = None;
+    let mut timer: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+    // Commands that came while the socket was opening, carried out after.
+    let mut held: VecDeque<Control> = VecDeque::new();
+    loop {
+        // Controls first: a close is never starved by a chatty socket.
+        let next = std::future::poll_fn(|cx| {
+            if let Some(command) = held.pop_front() {
+                return Poll::Ready(Next::Control(Some(command)));
+            }
+            if let Poll::Ready(command) = control.poll_next_unpin(cx) {
+                return Poll::Ready(Next::Control(command));
+            }
+            if let Some(stream) = reader.as_mut()
+                && let Poll::Ready(read) = stream.poll_next_unpin(cx)
+            {
+                return Poll::Ready(Next::Read(read));
+            }
+            if let Some(sleep) = timer.as_mut()
+                && sleep.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Next::Timer);
+            }
+            Poll::Pending
+        })
+        .await;
+        match next {
+            Next::Control(Some(Control::Connect)) => {
+                // Opening can take up to CONNECT_TIMEOUT (a relay that accepts the connection
+                // and never answers): a close meanwhile ends the loop at once.
+                let mut opening = pin!(open::<R>(url));
+                let opened = loop {
+                    match futures_util::future::select(opening.as_mut(), control.next()).await {
+                        Either::Left((opened, _)) => break opened,
+                        Either::Right((Some(Control::Close) | None, _)) => return,
+                        Either::Right((Some(command), _)) => held.push_back(command),
+                    }
+                };
+                match opened {
+                    Some((stream, writer)) => {
+                        reader = Some(stream);
+                        on(SocketEvent::Opened(writer));
+                    }
+                    None => on(SocketEvent::Failed),
+                }
+            }
+            Next::Control(Some(Control::WakeAt(at))) => timer = Some(Box::pin(R::sleep(crate::until(at)))),
+            Next::Control(Some(Control::Close) | None) => break,
+            Next::Read(Some(Ok(Message::Text(text)))) => on(SocketEvent::Frame(text.as_str().to_owned())),
+            Next::Read(Some(Ok(Message::Close(_))) | None) => {
+                tracing::info!("connection lost");
+                reader = None;
+                on(SocketEvent::Lost);
+            }
+            Next::Read(Some(Ok(_))) => {}
+            Next::Read(Some(Err(error))) => {
+                tracing::info!(%error, "connection lost");
+                reader = None;
+                on(SocketEvent::Lost);
+            }
+            Next::Timer => {
+                timer = None;
+                on(SocketEvent::Timeout);
+            }
+        }
+    }
+}
+
+/// Opens `url` and starts its writer task; `None` (after logging why) when it fails. Dropping
+/// the returned sender closes the socket.
+async fn open<R: Runtime>(url: &str) -> Option<(SplitStream<R::Socket>, UnboundedSender<Message>)> {
+    let socket = match timeout::<R, _>(CONNECT_TIMEOUT, R::connect(url)).await {
+        Some(Ok(socket)) => socket,
+        // The URL carries the token: log the error alone.
+        Some(Err(error)) => {
+            tracing::warn!(%error, "connect failed");
+            return None;
+        }
+        None => {
+            tracing::warn!("connect timed out");
+            return None;
+        }
+    };
+    let (mut sink, stream) = socket.split();
+    let (writer, mut outgoing) = mpsc::unbounded::<Message>();
+    // A task of its own, so that frames are queued without awaiting (the core's lock is held
+    // while they are produced) and written in order.
+    R::spawn(async move {
+        while let Some(message) = outgoing.next().await {
+            if let Err(error) = sink.send(message).await {
+                tracing::debug!(%error, "write failed");
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    tracing::info!("connected");
+    Some((stream, writer))
+}
+
+/// Queues `text` as a text frame on `writer`; `false` when the socket is gone.
+pub(crate) fn write(writer: Option<&UnboundedSender<Message>>, text: String) -> bool {
+    writer.is_some_and(|writer| writer.unbounded_send(Message::text(text)).is_ok())
+}

@@ -1,0 +1,141 @@
+//! The agent's core together with its store: what every adapter, async or blocking, keeps
+//! behind its lock. Running a command or an input here persists what the core asks to persist
+//! before anything else happens, and hands the remaining outputs to the adapter in order, as
+//! [`Effect`]s.
+//!
+//! Why here: the rules (persist first, stop on a store failure, accept only after a handler
+//! succeeded, a panicking handler is a failed one) are the same on every executor; only what an
+//! adapter does with a frame, an event or a deadline differs.
+
+use crate::{ClientError, HandlerResult, now};
+use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, InputError, Output};
+use pacerelle_core::config::ClientConfig;
+use pacerelle_core::store::DynAgentStore;
+use pacerelle_core::{Rng, Timestamp};
+
+/// An output of the core that the adapter carries out (store writes are already done).
+// Moved once from the core to a queue, like the core's own `Event`: boxing the large variant
+// would only add an allocation per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Effect {
+    /// Send this text frame on the socket.
+    Frame(String),
+    /// Hand this to the handlers.
+    Event(Event),
+    /// Open the socket, then feed [`Input::Connected`] or [`Input::Disconnected`].
+    Connect,
+    /// Feed [`Input::Timeout`] at this time.
+    WakeAt(Timestamp),
+    /// Close the socket and stop serving.
+    Close,
+}
+
+/// The core and its store, plus the store failure that stopped the agent, if any.
+pub struct AgentState {
+    agent: Agent,
+    store: Box<dyn DynAgentStore>,
+    fatal: Option<ClientError>,
+}
+
+impl std::fmt::Debug for AgentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentState").field("agent_id", &self.agent.agent_id()).finish_non_exhaustive()
+    }
+}
+
+impl AgentState {
+    /// Loads `store` and builds the core. The agent id and encryption setting come from
+    /// `config`, everything else (backoff, retention) from `agent_config`.
+    pub fn open(
+        config: &ClientConfig,
+        agent_config: AgentConfig,
+        mut store: Box<dyn DynAgentStore>,
+        rng: Box<Rng>,
+    ) -> Result<Self, ClientError> {
+        let agent_config = AgentConfig { agent_id: config.agent_id.clone(), e2ee: config.e2ee, ..agent_config };
+        let snapshot = store.load().map_err(ClientError::Store)?;
+        let agent = Agent::new(agent_config, rng, snapshot)?;
+        Ok(AgentState { agent, store, fatal: None })
+    }
+
+    /// The core, to read from.
+    pub fn agent(&self) -> &Agent {
+        &self.agent
+    }
+
+    /// Runs `command` on the core, then carries out its outputs: persists now, passes the rest
+    /// to `effects` in order.
+    pub fn run<T>(&mut self, command: impl FnOnce(&mut Agent) -> T, effects: impl FnMut(Effect)) -> T {
+        let result = command(&mut self.agent);
+        self.drain(effects);
+        result
+    }
+
+    /// Feeds `input` to the core (logging a refusal), then carries out its outputs.
+    pub fn feed(&mut self, input: Input, effects: impl FnMut(Effect)) {
+        self.run(
+            |agent| {
+                if let Err(error) = agent.handle_input(now(), input) {
+                    match &error {
+                        InputError::Frame(frame) if frame.is_ignorable() => tracing::debug!(%error, "frame ignored"),
+                        _ => tracing::warn!(%error, "input refused"),
+                    }
+                }
+            },
+            effects,
+        );
+    }
+
+    /// Settles a message after its handler ran: accepts it (so that it is acknowledged) when
+    /// the handler succeeded, leaves it unacknowledged, to come back on replay, when it failed.
+    pub fn settle(&mut self, message_id: &str, outcome: HandlerResult, effects: impl FnMut(Effect)) {
+        match outcome {
+            Ok(()) => {
+                if let Err(error) = self.run(|agent| agent.accept(message_id, now()), effects) {
+                    tracing::warn!(%error, "accept failed");
+                }
+            }
+            Err(error) => tracing::warn!(message = %message_id, %error, "handler failed; message left unacknowledged"),
+        }
+    }
+
+    /// The store failure that stopped the agent, once.
+    pub fn take_fatal(&mut self) -> Option<ClientError> {
+        self.fatal.take()
+    }
+
+    fn drain(&mut self, mut effects: impl FnMut(Effect)) {
+        while let Some(output) = self.agent.poll_output() {
+            match output {
+                Output::Persist(changes) => {
+                    if let Err(error) = self.store.apply(&changes) {
+                        // Acting on state that is not on disk could lose or repeat messages
+                        // after a restart: stop instead.
+                        tracing::error!(%error, "store failed; closing");
+                        self.fatal = Some(ClientError::Store(error));
+                        self.agent.close();
+                    }
+                }
+                Output::Frame(text) => effects(Effect::Frame(text)),
+                Output::Event(event) => effects(Effect::Event(event)),
+                Output::Connect => effects(Effect::Connect),
+                Output::WakeAt(at) => effects(Effect::WakeAt(at)),
+                Output::Close => effects(Effect::Close),
+            }
+        }
+    }
+}
+
+/// What a panicking handler counts as: a failed one. The message stays unacknowledged and the
+/// agent keeps serving.
+pub fn panicked(handler: &'static str) -> HandlerResult {
+    Err(format!("{handler} handler panicked").into())
+}
+
+/// Logs the outcome of an identity-change handler (there is nothing to acknowledge).
+pub fn log_identity_outcome(outcome: HandlerResult) {
+    if let Err(error) = outcome {
+        tracing::warn!(%error, "identity handler failed");
+    }
+}
