@@ -41,10 +41,13 @@ for target in $(cargo fuzz list); do
     extra=()
     if [ -d "seeds/$target" ]; then
         dirs+=("seeds/$target")
-        # The dictionary holds JSON keys and values: useful to the text targets only (the ones
-        # with seeds), not to agent_session, which decodes its input with `arbitrary`.
-        extra+=("-dict=$here/pacerelle.dict")
     fi
+    # The dictionary holds JSON keys and values: useful to the text targets only, not to the
+    # ones that decode their input with `arbitrary` or read binary Signal messages and records.
+    case "$target" in
+        agent_session | signal_message | session_decrypt | session_record) ;;
+        *) extra+=("-dict=$here/pacerelle.dict") ;;
+    esac
     log="target/smoke/$target.log"
     echo "smoke: $target for ${seconds}s"
     cargo fuzz run --sanitizer "$sanitizer" "$target" "${dirs[@]}" -- \

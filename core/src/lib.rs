@@ -32,6 +32,8 @@
 //! - [`wire`]: the relay's frames and HTTP bodies, strictly parsed.
 //! - [`payload`]: what travels inside `payload_b64`: chat messages, widgets, deliveries.
 //! - [`message`]: the values the app sees ([`AgentMessage`], [`Attachment`], ...).
+//! - [`attachment`]: file encryption for uploads and decryption of downloads.
+//! - [`e2ee`]: the Signal protocol (PQXDH, Double Ratchet, the post-quantum slot), natively.
 //! - [`agent`]: the agent state machine; [`human`]: the person-side one.
 //! - [`store`]: what must be persisted, as granular changes.
 //! - [`connection`]: when to (re)connect, with backoff and jitter, shared by both machines.
@@ -49,6 +51,7 @@
 
 pub mod aead;
 pub mod agent;
+pub mod attachment;
 pub mod config;
 pub mod connection;
 pub mod e2ee;

@@ -852,6 +852,9 @@ impl Harness {
                     }
                 }
                 Output::Event(Event::IdentityChanged { peer_id }) => assert!(!peer_id.is_empty()),
+                // This agent runs without e2ee and sends no files: no publication, no transfer.
+                Output::Event(other) => panic!("unexpected event for a plaintext agent: {other:?}"),
+                Output::Http(request) => panic!("a plaintext agent makes no HTTP call: {request:?}"),
                 Output::WakeAt(at) => self.wake_at = Some(at.as_millis()),
                 Output::Connect | Output::Close => {}
             }

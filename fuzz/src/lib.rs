@@ -1,5 +1,7 @@
 //! Helpers shared by the fuzz targets in `fuzz_targets/`.
 
+pub mod signal;
+
 use serde_json::Value;
 
 /// Whether `reparsed` is `original` read back from JSON text that `float_text` wrote.

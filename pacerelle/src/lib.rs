@@ -35,8 +35,10 @@
 #![forbid(unsafe_code)]
 
 pub use pacerelle_core as core;
-pub use pacerelle_core::agent::OutgoingMessage;
+pub use pacerelle_core::agent::{OutgoingFile, OutgoingMessage};
+pub use pacerelle_core::attachment::FileMetadata;
 pub use pacerelle_core::config::ClientConfig;
+pub use pacerelle_core::e2ee::pq::PqPolicy;
 pub use pacerelle_core::{AgentMessage, Attachment, WidgetResponse, WidgetUpdate, widget};
 pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult};
 
@@ -66,6 +68,15 @@ pub mod smol {
 #[cfg(feature = "async-std")]
 pub mod async_std {
     pub use pacerelle_async_std::{AgentHandle, AsyncStd, Client, PersonClient, PersonClientConfig};
+}
+
+/// The official Signal runtime as the encryption backend: load it, make a
+/// [`RuntimeBackend`](official_runtime::RuntimeBackend) from your store, and pass it to
+/// `Client::with_backend`.
+#[cfg(feature = "official-runtime")]
+pub mod official_runtime {
+    pub use pacerelle_official_runtime::backend::RuntimeBackend;
+    pub use pacerelle_official_runtime::{OfficialRuntime, RuntimeError, default_library_path};
 }
 
 /// Agents without an async runtime.

@@ -8,12 +8,15 @@ Handler behaviour (so a test can drive it):
 - "widget please"         -> a confirm widget, id w-confirm-1, title "Proceed?"
 - "update please"         -> a widget update of w-confirm-1 with spec {"title": "Updated"}
 - a widget answer         -> reply "Widget <ref> answered: <json value> cancelled=<bool>"
+- attachments (e2ee)      -> each downloaded, then sent back with send_file as "echo-<name>"
+                             (same type) in a reply "file <name> <mime> <size> bytes sha256=<hex>"
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import sys
 
@@ -45,7 +48,20 @@ async def main() -> int:
     )
 
     async def handle(message, agent) -> None:
-        if message.widget_response is not None:
+        if message.attachments and args.e2ee:
+            for attachment in message.attachments:
+                data = await agent.download_attachment(attachment)
+                digest = hashlib.sha256(data).hexdigest()
+                await agent.send_file(
+                    conversation_id=message.conversation_id,
+                    to=message.from_id,
+                    name=f"echo-{attachment.name}",
+                    data=data,
+                    mime=attachment.mime,
+                    text=f"file {attachment.name} {attachment.mime} {len(data)} bytes sha256={digest}",
+                    reply_to_message_id=message.id,
+                )
+        elif message.widget_response is not None:
             answer = message.widget_response
             await agent.reply(
                 message,

@@ -1,55 +1,254 @@
-//! Our native Signal implementation against the official runtime.
+//! Our native Signal implementation (PQXDH, the Double Ratchet, SPQR) against the official
+//! runtime, in-process: long conversations in both roles, with random interleaving of
+//! directions, reordering within a window, duplicates that must be refused, and restarts of the
+//! native side from its persisted state. Every plaintext must arrive exactly once.
 //!
-//! The finding of issue 3's post-quantum experiment, asserted both ways: the runtime (libsignal
-//! with spqr 1.5.1) creates every session with SPQR minimum version 1 and mixes an SPQR key into
-//! message keys from the very first message. So
-//! - a native responder without SPQR (version 0) receives the runtime's first PreKey message,
-//!   sets the session up, and fails its MAC: the runtime's message keys carry an SPQR key;
-//! - a native initiator without SPQR is refused by the runtime outright (a protocol error): the
-//!   runtime does not negotiate down to version 0.
-//!
-//! A peer that wants to converse with the runtime in either role must speak SPQR version 1 from
-//! its first message (issue 4). The same experiment, with the epoch-0 SPQR chain key mixed in by
-//! hand, decrypted the runtime's first message, which showed PQXDH, the Double Ratchet, the
-//! message format and the MAC here to be right (see testvectors/README.md).
+//! The SPQR experiment of issue 3, asserted: the runtime (libsignal with spqr 1.5.1) creates every
+//! session with SPQR minimum version 1 and mixes an SPQR key into the message keys from the very
+//! first message. A native peer without SPQR (version 0) cannot read the runtime's first message
+//! (its MAC fails) and is refused outright as an initiator. With SPQR, it converses.
 
 use pacerelle_conformance::peers::{NativePeer, peer_bundle, runtime};
-use pacerelle_core::e2ee::message::{FRAME_PREKEY, Framed};
-use pacerelle_core::e2ee::pq::PqRatchet;
+use pacerelle_core::e2ee::message::{FRAME_PREKEY, FRAME_WHISPER, Framed};
+use pacerelle_core::e2ee::pq::{PqPolicy, PqRatchet};
 use pacerelle_core::e2ee::ratchet::RatchetError;
 use pacerelle_core::e2ee::session::DecryptError;
-use pacerelle_official_runtime::RuntimeError;
-use rand::SeedableRng;
+use pacerelle_official_runtime::{RuntimeError, RuntimeStore};
+use pacerelle_spqr::{CurrentVersion, Version};
+use rand::{RngExt as _, SeedableRng};
+use std::collections::VecDeque;
 
-#[test]
-fn the_runtime_mixes_spqr_keys_from_its_first_message() {
-    let rng = &mut rand::rngs::StdRng::seed_from_u64(31);
-    let mut agent = NativePeer::new(PqRatchet::version0_for, rng);
-    let bundle = agent.publish_for_runtime(0, rng);
-    let mut person = runtime().new_store("human:p:c").unwrap();
-    person.process_prekey_bundle("agent:a", &bundle).unwrap();
-    let framed = person.encrypt("agent:a", b"hello").unwrap();
-    assert_eq!(framed[0], FRAME_PREKEY);
-    let Framed::PreKey(message) = Framed::decode(&framed).unwrap() else { panic!("a PreKey message") };
-    assert_eq!(message.message.pq_ratchet.first(), Some(&1), "an SPQR version-1 message rides along");
-    assert_eq!(message.prekey_id, Some(bundle.prekey_id));
+const NATIVE_NAME: &str = "agent:a";
+const RUNTIME_NAME: &str = "human:p:c";
 
-    let before = agent.store.clone();
-    let error = agent.account.decrypt(&["human:p:c"], &framed, rng).unwrap_err();
-    assert_eq!(error, DecryptError::Failed(vec![RatchetError::BadMac]));
-    assert_eq!(agent.store, before, "a failed decrypt commits nothing");
+/// One end of a conversation.
+enum End {
+    Native(Box<NativePeer>),
+    Runtime(RuntimeStore),
+}
+
+impl End {
+    /// The name this end knows its peer by.
+    fn peer_name(&self) -> &'static str {
+        match self {
+            End::Native(_) => RUNTIME_NAME,
+            End::Runtime(_) => NATIVE_NAME,
+        }
+    }
+
+    fn encrypt(&mut self, plaintext: &[u8], rng: &mut rand::rngs::StdRng) -> Vec<u8> {
+        let peer = self.peer_name();
+        match self {
+            End::Native(native) => {
+                let (framed, changes) = native.account.encrypt(peer, plaintext, rng).expect("native encrypts");
+                native.commit(&changes);
+                framed
+            }
+            End::Runtime(store) => {
+                let framed = store.encrypt(peer, plaintext).expect("runtime encrypts");
+                // Proof the runtime's side runs SPQR version 1, never downgraded: every message
+                // it sends carries a version-1 SPQR field.
+                let message = match Framed::decode(&framed).expect("the runtime's framing") {
+                    Framed::PreKey(prekey) => prekey.message,
+                    Framed::Whisper(message) => message,
+                };
+                assert_eq!(message.pq_ratchet.first(), Some(&1), "the runtime speaks SPQR version 1");
+                framed
+            }
+        }
+    }
+
+    fn decrypt(&mut self, framed: &[u8], rng: &mut rand::rngs::StdRng) -> Result<Vec<u8>, String> {
+        let peer = self.peer_name();
+        match self {
+            End::Native(native) => match native.account.decrypt(&[peer], framed, rng) {
+                Ok((plaintext, _, changes)) => {
+                    native.commit(&changes);
+                    Ok(plaintext.to_vec())
+                }
+                Err(error) => Err(format!("native: {error}")),
+            },
+            End::Runtime(store) => store.decrypt(peer, framed).map(|p| p.to_vec()).map_err(|e| format!("runtime: {e}")),
+        }
+    }
+
+    fn is_duplicate_refusal(&self, error: &str) -> bool {
+        match self {
+            End::Native(_) => error.starts_with("native: duplicate message"),
+            // The runtime reports a replay as a Signal protocol error (-2).
+            End::Runtime(_) => error == format!("runtime: {}", RuntimeError::Protocol),
+        }
+    }
+}
+
+struct Stats {
+    delivered: usize,
+    duplicates_refused: usize,
+    restarts: usize,
+    native_epoch: u64,
+}
+
+/// Runs `messages` messages between `ends[0]` (who spoke first, already delivered) and
+/// `ends[1]`, in random directions, reordered within `window`, with a duplicate delivered now
+/// and then and the native end restarted from its store every `restart_every` messages.
+fn converse(
+    ends: &mut [End; 2],
+    messages: usize,
+    window: usize,
+    restart_every: usize,
+    rng: &mut rand::rngs::StdRng,
+) -> Stats {
+    let mut in_flight: [VecDeque<(Vec<u8>, Vec<u8>)>; 2] = [VecDeque::new(), VecDeque::new()];
+    let mut stats = Stats { delivered: 0, duplicates_refused: 0, restarts: 0, native_epoch: 0 };
+    let mut sent = 0;
+    while sent < messages || in_flight.iter().any(|queue| !queue.is_empty()) {
+        // Bursts in one direction, then the other: SPQR epochs need both to talk.
+        let from = rng.random_range(0..2usize);
+        if sent < messages {
+            for _ in 0..rng.random_range(1..4usize).min(messages - sent) {
+                let plaintext = format!("message {sent} from {from}").into_bytes();
+                let framed = ends[from].encrypt(&plaintext, rng);
+                in_flight[1 - from].push_back((framed, plaintext));
+                sent += 1;
+                if sent % restart_every == 0 {
+                    for end in ends.iter_mut() {
+                        if let End::Native(native) = end {
+                            native.restart(rng);
+                            stats.restarts += 1;
+                        }
+                    }
+                }
+            }
+        }
+        for to in 0..2 {
+            let deliveries = rng.random_range(0..=in_flight[to].len().min(4));
+            for _ in 0..deliveries {
+                let queue = &mut in_flight[to];
+                // Reordered within the window: any of the oldest `window` messages may come next.
+                let pick = rng.random_range(0..queue.len().min(window));
+                let (framed, plaintext) = queue.remove(pick).expect("picked within the queue");
+                let got = ends[to].decrypt(&framed, rng).unwrap_or_else(|error| panic!("message lost: {error}"));
+                assert_eq!(got, plaintext);
+                stats.delivered += 1;
+                if rng.random_bool(0.02) {
+                    let error = ends[to].decrypt(&framed, rng).expect_err("a duplicate must be refused");
+                    assert!(ends[to].is_duplicate_refusal(&error), "{error}");
+                    stats.duplicates_refused += 1;
+                }
+            }
+        }
+    }
+    for end in ends.iter() {
+        if let End::Native(native) = end {
+            let record = native.account.session(end.peer_name()).expect("a session");
+            let pq = record.current().expect("a current session").pq();
+            assert_eq!(pq.version(), CurrentVersion::NegotiationComplete(Version::V1), "never downgraded");
+            stats.native_epoch = pq.epoch();
+        }
+    }
+    stats
 }
 
 #[test]
-fn the_runtime_refuses_a_peer_without_spqr() {
-    let rng = &mut rand::rngs::StdRng::seed_from_u64(32);
-    let mut agent_store = runtime().new_store("agent:a").unwrap();
-    let bundle = agent_store.generate_prekey_bundle(3, 4, 4).unwrap();
-    let mut person = NativePeer::new(PqRatchet::version0_for, rng);
-    let changes = person.account.start_session("agent:a", &peer_bundle(&bundle), rng).unwrap();
+fn a_runtime_person_starts_and_converses_with_a_native_agent() {
+    let rng = &mut rand::rngs::StdRng::seed_from_u64(41);
+    let mut agent = NativePeer::new(PqPolicy::RequireSpqr.factory(), rng);
+    let bundle = agent.publish_for_runtime(7, rng);
+    let mut person = runtime().new_store(RUNTIME_NAME).unwrap();
+    person.process_prekey_bundle(NATIVE_NAME, &bundle).unwrap();
+    let mut ends = [End::Runtime(person), End::Native(Box::new(agent))];
+    let first = ends[0].encrypt(b"hello agent", rng);
+    assert_eq!(first[0], FRAME_PREKEY);
+    assert_eq!(ends[1].decrypt(&first, rng).unwrap(), b"hello agent");
+    let reply = ends[1].encrypt(b"hello person", rng);
+    assert_eq!(reply[0], FRAME_WHISPER, "the responder never sends PreKey messages");
+    assert_eq!(ends[0].decrypt(&reply, rng).unwrap(), b"hello person");
+
+    let stats = converse(&mut ends, 5_000, 6, 1_000, rng);
+    assert_eq!(stats.delivered, 5_000);
+    assert!(stats.duplicates_refused > 0 && stats.restarts >= 3);
+    assert!(stats.native_epoch >= 10, "SPQR epochs advanced: {}", stats.native_epoch);
+    eprintln!(
+        "delivered {}, duplicates refused {}, restarts {}, SPQR epoch {}",
+        stats.delivered, stats.duplicates_refused, stats.restarts, stats.native_epoch
+    );
+}
+
+#[test]
+fn a_native_person_starts_and_converses_with_a_runtime_agent() {
+    let rng = &mut rand::rngs::StdRng::seed_from_u64(42);
+    let mut agent = runtime().new_store(NATIVE_NAME).unwrap();
+    let bundle = agent.generate_prekey_bundle(3, 4, 4).unwrap();
+    let mut person = NativePeer::new(PqPolicy::RequireSpqr.factory(), rng);
+    let changes = person.account.start_session(RUNTIME_NAME, &peer_bundle(&bundle), rng).unwrap();
     person.commit(&changes);
-    let (framed, _) = person.account.encrypt("agent:a", b"hello", rng).unwrap();
+    // The runtime store plays the agent here; it knows the native person as RUNTIME_NAME's peer.
+    let mut ends = [End::Native(Box::new(person)), End::Runtime(agent)];
+    let first = ends[0].encrypt(b"hello agent", rng);
+    assert_eq!(first[0], FRAME_PREKEY);
+    assert_eq!(ends[1].decrypt(&first, rng).unwrap(), b"hello agent");
+
+    let stats = converse(&mut ends, 5_000, 6, 1_000, rng);
+    assert_eq!(stats.delivered, 5_000);
+    assert!(stats.duplicates_refused > 0 && stats.restarts >= 3);
+    assert!(stats.native_epoch >= 10, "SPQR epochs advanced: {}", stats.native_epoch);
+    eprintln!(
+        "delivered {}, duplicates refused {}, restarts {}, SPQR epoch {}",
+        stats.delivered, stats.duplicates_refused, stats.restarts, stats.native_epoch
+    );
+}
+
+#[test]
+fn a_peer_without_spqr_cannot_read_the_runtime_and_is_refused_by_it() {
+    let rng = &mut rand::rngs::StdRng::seed_from_u64(31);
+    let mut agent = NativePeer::new(PqRatchet::version0_for, rng);
+    let bundle = agent.publish_for_runtime(0, rng);
+    let mut person = runtime().new_store(RUNTIME_NAME).unwrap();
+    person.process_prekey_bundle(NATIVE_NAME, &bundle).unwrap();
+    let framed = person.encrypt(NATIVE_NAME, b"hello").unwrap();
+    let Framed::PreKey(message) = Framed::decode(&framed).unwrap() else { panic!("a PreKey message") };
+    assert_eq!(message.message.pq_ratchet.first(), Some(&1), "an SPQR version-1 message rides along");
+    let before = agent.store.clone();
+    let error = agent.account.decrypt(&[RUNTIME_NAME], &framed, rng).unwrap_err();
+    assert_eq!(error, DecryptError::Failed(vec![RatchetError::BadMac]));
+    assert_eq!(agent.store, before, "a failed decrypt commits nothing");
+
+    let mut runtime_agent = runtime().new_store(NATIVE_NAME).unwrap();
+    let bundle = runtime_agent.generate_prekey_bundle(3, 4, 4).unwrap();
+    let mut classical = NativePeer::new(PqRatchet::version0_for, rng);
+    let changes = classical.account.start_session(NATIVE_NAME, &peer_bundle(&bundle), rng).unwrap();
+    classical.commit(&changes);
+    let (framed, _) = classical.account.encrypt(NATIVE_NAME, b"hello", rng).unwrap();
     let Framed::PreKey(message) = Framed::decode(&framed).unwrap() else { panic!("a PreKey message") };
     assert!(message.message.pq_ratchet.is_empty(), "version 0 sends no SPQR field");
-    assert!(matches!(agent_store.decrypt("human:p:c", &framed), Err(RuntimeError::Protocol)));
+    assert!(matches!(runtime_agent.decrypt(RUNTIME_NAME, &framed), Err(RuntimeError::Protocol)));
+}
+
+#[test]
+fn tampering_fails_without_breaking_the_session() {
+    let rng = &mut rand::rngs::StdRng::seed_from_u64(43);
+    let mut agent = NativePeer::new(PqPolicy::RequireSpqr.factory(), rng);
+    let bundle = agent.publish_for_runtime(1, rng);
+    let mut person = runtime().new_store(RUNTIME_NAME).unwrap();
+    person.process_prekey_bundle(NATIVE_NAME, &bundle).unwrap();
+    let mut ends = [End::Runtime(person), End::Native(Box::new(agent))];
+    let first = ends[0].encrypt(b"hello", rng);
+    ends[1].decrypt(&first, rng).unwrap();
+    let reply = ends[1].encrypt(b"hi", rng);
+    ends[0].decrypt(&reply, rng).unwrap();
+    // Every byte of an ordinary runtime message, the SPQR chunk included, flipped in turn.
+    let framed = ends[0].encrypt(b"the real one", rng);
+    assert_eq!(framed[0], FRAME_WHISPER);
+    let End::Native(native) = &ends[1] else { unreachable!() };
+    let before = native.store.clone();
+    for index in 0..framed.len() {
+        let mut tampered = framed.clone();
+        tampered[index] ^= 0x10;
+        assert!(ends[1].decrypt(&tampered, rng).is_err(), "byte {index} accepted");
+    }
+    let End::Native(native) = &ends[1] else { unreachable!() };
+    assert_eq!(native.store, before, "no failed attempt committed anything");
+    assert_eq!(ends[1].decrypt(&framed, rng).unwrap(), b"the real one");
+    let stats = converse(&mut ends, 100, 4, 50, rng);
+    assert_eq!(stats.delivered, 100);
 }

@@ -4,7 +4,9 @@
 //! It serves two purposes:
 //! - it is the reference peer the SDK's native Signal implementation is tested against, in
 //!   process, for thousands of messages (see `testvectors/tests/official_runtime.rs`);
-//! - it is an optional backend for users who would rather encrypt with the official binary.
+//! - it is an optional backend for users who would rather encrypt with the official binary:
+//!   [`backend::RuntimeBackend`] implements the core's `SignalBackend`, so an agent built with
+//!   `Agent::with_backend` encrypts with the runtime instead of the native implementation.
 //!
 //! # The library is supplied by the user, never bundled
 //!
@@ -58,6 +60,8 @@
 
 #[allow(unsafe_code)]
 mod ffi;
+
+pub mod backend;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -8,8 +8,7 @@
 //! whichever name holds a session.
 
 use crate::Rng;
-use crate::e2ee::account::{Account, PqFactory};
-use crate::e2ee::session::{DecryptError, EncryptError};
+use crate::e2ee::backend::{BackendError, SignalBackend};
 use crate::payload::delivery::{HistoryKey, unwrap_delivery};
 use crate::payload::history::{self, HistoryContext, HistoryRecord, SenderType};
 use crate::store::{E2eeChanges, E2eeSnapshot, SecretBytes, StoredHistoryKey};
@@ -27,7 +26,7 @@ pub enum InboundCryptoError {
     Base64,
     /// No session opens it (the sessions are unchanged).
     #[error(transparent)]
-    Decrypt(#[from] DecryptError),
+    Decrypt(BackendError),
     /// It decrypted, but the plaintext is not UTF-8.
     #[error("the plaintext is not UTF-8")]
     NotUtf8,
@@ -59,7 +58,7 @@ pub enum OutboundCryptoError {
     GroupUnsupported,
     /// The session failed to encrypt.
     #[error(transparent)]
-    Encrypt(#[from] EncryptError),
+    Encrypt(#[from] BackendError),
     /// The archive record could not be sealed (an identifier it binds is invalid).
     #[error(transparent)]
     History(#[from] history::HistoryError),
@@ -117,18 +116,13 @@ pub(super) struct Sealed {
 
 /// The agent's keys, sessions and archive keys.
 pub(super) struct AgentE2ee {
-    account: Account,
+    account: Box<dyn SignalBackend>,
     history_keys: BTreeMap<String, HistoryKey>,
 }
 
 impl AgentE2ee {
-    /// Loads (or creates) the agent's account; the changes store a new identity.
-    pub fn load(
-        snapshot: &E2eeSnapshot,
-        pq: PqFactory,
-        rng: &mut Rng,
-    ) -> Result<(Self, E2eeChanges), crate::e2ee::account::AccountError> {
-        let (account, changes) = Account::load_or_create(snapshot, pq, rng)?;
+    /// The agent's encryption over `account`, with the archive keys stored in `snapshot`.
+    pub fn new(account: Box<dyn SignalBackend>, snapshot: &E2eeSnapshot) -> Self {
         let history_keys = snapshot
             .history_keys
             .iter()
@@ -139,18 +133,17 @@ impl AgentE2ee {
                 Some((conversation.clone(), key))
             })
             .collect();
-        Ok((AgentE2ee { account, history_keys }, changes))
+        AgentE2ee { account, history_keys }
     }
 
-    /// The account (publication, identity key).
-    #[cfg(test)]
-    pub fn account_mut(&mut self) -> &mut Account {
-        &mut self.account
+    /// The Signal implementation (publication, identity key).
+    pub fn account_mut(&mut self) -> &mut dyn SignalBackend {
+        self.account.as_mut()
     }
 
     /// The identity key, serialized.
     pub fn identity_key(&self) -> [u8; 33] {
-        self.account.identity_key().serialize()
+        self.account.identity_key()
     }
 
     /// Decrypts an inbound message. When the session opened it but its contents are unusable,
@@ -161,8 +154,10 @@ impl AgentE2ee {
             STANDARD.decode(&msg.payload_b64).map_err(|_| fail(InboundCryptoError::Base64, E2eeChanges::default()))?;
         let names = person_session_names(&msg.from, &msg.conversation_id, msg.from_device_id.as_deref());
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let (plaintext, _name, mut changes) =
-            self.account.decrypt(&names, &framed, rng).map_err(|error| fail(error.into(), E2eeChanges::default()))?;
+        let (plaintext, _name, mut changes) = self
+            .account
+            .decrypt(&names, &framed, rng)
+            .map_err(|error| fail(InboundCryptoError::Decrypt(error), E2eeChanges::default()))?;
         let Ok(text) = String::from_utf8(plaintext.to_vec()) else {
             return Err(fail(InboundCryptoError::NotUtf8, changes));
         };
@@ -194,6 +189,31 @@ impl AgentE2ee {
         Ok(Opened { text, changes })
     }
 
+    /// Checks that a message to `to` could be encrypted (a session exists).
+    pub fn check_session(
+        &self,
+        to: &str,
+        conversation_id: &str,
+        device_id: Option<&str>,
+    ) -> Result<(), OutboundCryptoError> {
+        self.session_name(to, conversation_id, device_id).map(|_| ())
+    }
+
+    fn session_name(
+        &self,
+        to: &str,
+        conversation_id: &str,
+        device_id: Option<&str>,
+    ) -> Result<String, OutboundCryptoError> {
+        person_session_names(to, conversation_id, device_id)
+            .into_iter()
+            .find(|name| self.account.has_session(name))
+            .ok_or_else(|| OutboundCryptoError::NoSession {
+                to: to.to_owned(),
+                conversation_id: conversation_id.to_owned(),
+            })
+    }
+
     /// Encrypts `plaintext` for `to` in `conversation_id` (preferring the device's session),
     /// with an archive record bound to `message_id` when the conversation has an archive key.
     pub fn seal(
@@ -203,10 +223,7 @@ impl AgentE2ee {
         rng: &mut Rng,
     ) -> Result<Sealed, OutboundCryptoError> {
         let Outbound { message_id, conversation_id, to, device_id, plaintext } = *outbound;
-        let names = person_session_names(to, conversation_id, device_id);
-        let name = names.iter().find(|name| self.account.has_session(name)).ok_or_else(|| {
-            OutboundCryptoError::NoSession { to: to.to_owned(), conversation_id: conversation_id.to_owned() }
-        })?;
+        let name = self.session_name(to, conversation_id, device_id)?;
         let history_record = match self.history_keys.get(conversation_id) {
             Some(key) => {
                 let mut iv = [0u8; crate::aead::IV_LEN];
@@ -223,7 +240,7 @@ impl AgentE2ee {
             }
             None => None,
         };
-        let (framed, changes) = self.account.encrypt(name, plaintext.as_bytes(), rng)?;
+        let (framed, changes) = self.account.encrypt(&name, plaintext.as_bytes(), rng)?;
         Ok(Sealed { payload_b64: STANDARD.encode(framed), history_record, changes })
     }
 }

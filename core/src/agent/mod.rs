@@ -14,16 +14,23 @@
 
 mod digest;
 pub mod e2ee;
+mod files;
 mod outgoing;
+mod publish;
 
 pub use digest::message_digest;
+pub use files::{DownloadError, OutgoingFile, UploadError};
 pub use outgoing::OutgoingMessage;
+pub use publish::Step as PublicationStep;
 
 use crate::connection::{Backoff, Connection, Directive};
-use crate::message::AgentMessage;
+use crate::e2ee::account::Account;
+use crate::e2ee::backend::SignalBackend;
+use crate::message::{AgentMessage, Attachment};
 use crate::payload::{chat, parse_payload, widget};
 use crate::store::{AgentSnapshot, Receipt, ReceiptState, StoreChanges};
 use crate::wire::agent::is_group_target;
+use crate::wire::http::{HttpRequest, HttpResponse, RequestId};
 use crate::wire::{AckRead, FrameError, InboundFrame, InboundMsg, OutboundMsg};
 use crate::{Rng, Timestamp, ids};
 use base64::Engine as _;
@@ -39,6 +46,9 @@ pub struct AgentConfig {
     /// End-to-end encryption (the Signal protocol): payloads are decrypted and encrypted with
     /// the agent's sessions, which people start from its published prekeys.
     pub e2ee: bool,
+    /// Whether new end-to-end sessions accept people whose apps lack the post-quantum ratchet
+    /// (SPQR). By default they must speak it; a session never downgrades once negotiated.
+    pub pq_policy: crate::e2ee::pq::PqPolicy,
     /// Reconnect policy.
     pub backoff: Backoff,
     /// How long accepted receipts are kept to recognise replays.
@@ -53,6 +63,7 @@ impl AgentConfig {
         AgentConfig {
             agent_id: agent_id.into(),
             e2ee: false,
+            pq_policy: Default::default(),
             backoff: Backoff::default(),
             receipt_retention: Duration::from_secs(7 * 24 * 3600),
             max_accepted_receipts: 10_000,
@@ -71,6 +82,9 @@ pub enum Input {
     Frame(String),
     /// A deadline from [`Output::WakeAt`] passed.
     Timeout,
+    /// An HTTP call from [`Output::Http`] finished (or did not reach the relay: `Err` with the
+    /// reason).
+    Http(RequestId, Result<HttpResponse, String>),
 }
 
 /// Something for the runtime to do, in order.
@@ -88,6 +102,8 @@ pub enum Output {
     WakeAt(Timestamp),
     /// Send this text frame.
     Frame(String),
+    /// Make this HTTP call with the agent's token and report it with [`Input::Http`].
+    Http(HttpRequest),
     /// Persist these changes, atomically, before carrying out any later output.
     Persist(StoreChanges),
     /// Tell the app.
@@ -107,6 +123,49 @@ pub enum Event {
         /// The person or agent.
         peer_id: String,
     },
+    /// A file was uploaded and the message carrying it sent.
+    FileSent {
+        /// The call [`Agent::send_file`] returned.
+        request: RequestId,
+        /// The message's id.
+        message_id: String,
+    },
+    /// A file could not be sent.
+    FileFailed {
+        /// The call [`Agent::send_file`] returned.
+        request: RequestId,
+        /// Why.
+        error: FileError,
+    },
+    /// An attachment was downloaded and decrypted (or failed to be).
+    Downloaded {
+        /// The call [`Agent::download_attachment`] returned.
+        request: RequestId,
+        /// The plaintext (never printed), or why there is none.
+        result: Result<crate::store::SecretBytes, DownloadError>,
+    },
+    /// The relay refused the agent's prekeys in a way retrying cannot fix (a wrong token, a
+    /// malformed body); the agent stops ([`Output::Close`] follows).
+    PublicationFailed {
+        /// The call refused.
+        step: PublicationStep,
+        /// Its HTTP status.
+        status: u16,
+        /// The relay's reason.
+        error: String,
+    },
+}
+
+impl Event {
+    /// The request an event answers (file sends and downloads), for runtimes that wait on it.
+    pub fn request(&self) -> Option<RequestId> {
+        match self {
+            Event::FileSent { request, .. } | Event::FileFailed { request, .. } | Event::Downloaded { request, .. } => {
+                Some(*request)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Why an agent could not be created.
@@ -179,6 +238,17 @@ pub enum SendError {
     Crypto(#[from] e2ee::OutboundCryptoError),
 }
 
+/// Why a file could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    /// The relay did not take the encrypted blob.
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    /// The blob was stored but the message carrying it could not be sent.
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
 /// Why a message could not be accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AcceptError {
@@ -215,6 +285,9 @@ pub struct Agent {
     connection: Connection,
     outputs: VecDeque<Output>,
     e2ee: Option<e2ee::AgentE2ee>,
+    publisher: Option<publish::Publisher>,
+    next_request: u64,
+    transfers: files::Transfers,
 }
 
 impl std::fmt::Debug for Agent {
@@ -238,20 +311,53 @@ impl Agent {
         let mut outputs = VecDeque::new();
         let mut state = snapshot;
         let e2ee = if config.e2ee {
-            let (e2ee, changes) =
-                e2ee::AgentE2ee::load(&state.e2ee, crate::e2ee::pq::PqRatchet::version0_for, &mut *rng)?;
-            if !changes.is_empty() {
-                // A new identity persists before anything could be encrypted to it.
-                let changes = StoreChanges { e2ee: changes, ..Default::default() };
-                state.apply(&changes);
-                outputs.push_back(Output::Persist(changes));
-            }
-            Some(e2ee)
+            let (account, changes) = Account::load_or_create(&state.e2ee, config.pq_policy.factory(), &mut *rng)?;
+            Self::commit_new_identity(&mut state, &mut outputs, changes);
+            Some(e2ee::AgentE2ee::new(Box::new(account), &state.e2ee))
         } else {
             None
         };
         let connection = Connection::new(config.backoff);
-        Ok(Agent { config, rng, state, connection, outputs, e2ee })
+        Ok(Agent {
+            config,
+            rng,
+            state,
+            connection,
+            outputs,
+            e2ee,
+            publisher: None,
+            next_request: 0,
+            transfers: Default::default(),
+        })
+    }
+
+    /// An agent with end-to-end encryption by another Signal implementation than the native
+    /// one (the official runtime, for instance); `config.e2ee` is implied.
+    pub fn with_backend(
+        config: AgentConfig,
+        rng: Box<Rng>,
+        snapshot: AgentSnapshot,
+        backend: Box<dyn SignalBackend>,
+        created: crate::store::E2eeChanges,
+    ) -> Result<Self, ConfigError> {
+        let mut agent = Agent::new(AgentConfig { e2ee: false, ..config }, rng, snapshot)?;
+        agent.config.e2ee = true;
+        Self::commit_new_identity(&mut agent.state, &mut agent.outputs, created);
+        agent.e2ee = Some(e2ee::AgentE2ee::new(backend, &agent.state.e2ee));
+        Ok(agent)
+    }
+
+    /// Queues the changes that store a new identity (before anything could be encrypted to it).
+    fn commit_new_identity(
+        state: &mut AgentSnapshot,
+        outputs: &mut VecDeque<Output>,
+        changes: crate::store::E2eeChanges,
+    ) {
+        if !changes.is_empty() {
+            let changes = StoreChanges { e2ee: changes, ..Default::default() };
+            state.apply(&changes);
+            outputs.push_back(Output::Persist(changes));
+        }
     }
 
     /// The agent's identity key (33 bytes, `0x05`), when it runs with end-to-end encryption.
@@ -281,9 +387,63 @@ impl Agent {
     }
 
     /// Starts the agent: asks the runtime to connect.
+    ///
+    /// With end-to-end encryption, the agent first publishes a fresh prekey bundle (private
+    /// halves committed first) and opens the socket once the relay has taken it.
     pub fn start(&mut self, _now: Timestamp) {
+        let publication = match self.e2ee.as_mut() {
+            Some(e2ee) if self.publisher.is_none() => Some(e2ee.account_mut().publish(&mut *self.rng)),
+            _ => None,
+        };
+        match publication {
+            None => self.open_socket(),
+            Some(Err(error)) => {
+                // The prekey id space is used up: the old keys still serve sessions already
+                // started, so the agent connects rather than going dark.
+                tracing::error!(%error, "no new prekeys can be published");
+                self.open_socket();
+            }
+            Some(Ok((changes, bundle, one_time))) => {
+                self.commit(StoreChanges { e2ee: changes, ..Default::default() });
+                let body = |value: serde_json::Result<Vec<u8>>| value.unwrap_or_default();
+                let mut publisher = publish::Publisher::new(
+                    body(serde_json::to_vec(&bundle)),
+                    body(serde_json::to_vec(&one_time)),
+                    self.config.backoff,
+                );
+                let id = self.request_id();
+                let next = publisher.begin(id);
+                self.publisher = Some(publisher);
+                self.follow_publication(next);
+            }
+        }
+    }
+
+    fn open_socket(&mut self) {
         if let Some(directive) = self.connection.start() {
             self.push_directive(directive);
+        }
+    }
+
+    fn request_id(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId(self.next_request)
+    }
+
+    fn follow_publication(&mut self, next: publish::Next) {
+        match next {
+            publish::Next::Send(request) => self.outputs.push_back(Output::Http(request)),
+            publish::Next::RetryAt(at) => self.outputs.push_back(Output::WakeAt(at)),
+            publish::Next::Done => {
+                tracing::info!(agent = %self.config.agent_id, "prekeys published");
+                self.open_socket();
+            }
+            publish::Next::Failed { step, status, error } => {
+                tracing::error!(agent = %self.config.agent_id, ?step, status, %error, "prekey publication refused");
+                self.outputs.push_back(Output::Event(Event::PublicationFailed { step, status, error }));
+                self.outputs.push_back(Output::Close);
+            }
+            publish::Next::Nothing => {}
         }
     }
 
@@ -318,8 +478,31 @@ impl Agent {
                 Ok(())
             }
             Input::Timeout => {
+                // Ids only need to be unique, so one is drawn whether or not a call follows.
+                let id = self.request_id();
+                if let Some(next) = self.publisher.as_mut().map(|publisher| publisher.timeout(now, id)) {
+                    self.follow_publication(next);
+                }
                 if let Some(directive) = self.connection.timeout(now) {
                     self.push_directive(directive);
+                }
+                Ok(())
+            }
+            Input::Http(request, result) => {
+                let result = match self.transfers.answer(request, result) {
+                    Ok(completed) => {
+                        self.complete_transfer(request, completed);
+                        return Ok(());
+                    }
+                    Err(result) => result,
+                };
+                let id = self.request_id();
+                match self.publisher.as_mut() {
+                    Some(publisher) => {
+                        let next = publisher.answer(request, &result, id, now, &mut *self.rng);
+                        self.follow_publication(next);
+                    }
+                    None => tracing::debug!(?request, "answer to an unknown request ignored"),
                 }
                 Ok(())
             }
@@ -452,6 +635,61 @@ impl Agent {
 
     /// Sends a message; returns its id.
     pub fn send_message(&mut self, message: OutgoingMessage) -> Result<String, SendError> {
+        let id = ids::uuid_v4(&mut *self.rng);
+        self.send_with_id(id, message)
+    }
+
+    /// Sends a file: encrypts it and asks for its upload ([`Output::Http`]); the message that
+    /// carries it follows the upload, announced by [`Event::FileSent`] (or [`Event::FileFailed`])
+    /// with the returned request id. Returns that id and the message's id.
+    ///
+    /// What a message needs (a connection, a session with the person) is checked first, so a
+    /// file that could not be sent is not uploaded.
+    pub fn send_file(&mut self, file: OutgoingFile) -> Result<(RequestId, String), SendError> {
+        let (group, device) = self.route(&file.message)?;
+        if let Some(e2ee) = self.e2ee.as_ref() {
+            if group {
+                return Err(e2ee::OutboundCryptoError::GroupUnsupported.into());
+            }
+            e2ee.check_session(&file.message.to, &file.message.conversation_id, device.as_deref())?;
+        }
+        let message_id = ids::uuid_v4(&mut *self.rng);
+        let request = self.request_id();
+        let call = self.transfers.upload(request, message_id.clone(), file, &mut *self.rng);
+        self.outputs.push_back(Output::Http(call));
+        Ok((request, message_id))
+    }
+
+    /// Downloads and decrypts `attachment`; the plaintext arrives as [`Event::Downloaded`] with
+    /// the returned request id. An attachment without key and IV is refused at once.
+    pub fn download_attachment(&mut self, attachment: &Attachment) -> Result<RequestId, DownloadError> {
+        let request = RequestId(self.next_request + 1);
+        let call = self.transfers.download(request, attachment)?;
+        self.next_request += 1;
+        self.outputs.push_back(Output::Http(call));
+        Ok(request)
+    }
+
+    fn complete_transfer(&mut self, request: RequestId, completed: files::Completed) {
+        let event = match completed {
+            files::Completed::Upload { message_id, result: Ok(message) } => {
+                match self.send_with_id(message_id.clone(), message) {
+                    Ok(_) => Event::FileSent { request, message_id },
+                    Err(error) => Event::FileFailed { request, error: error.into() },
+                }
+            }
+            files::Completed::Upload { result: Err(error), .. } => Event::FileFailed { request, error: error.into() },
+            files::Completed::Download { result } => Event::Downloaded {
+                request,
+                result: result.map(|plaintext| crate::store::SecretBytes::new(plaintext.to_vec())),
+            },
+        };
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    /// Checks a message's fields and reply link; returns whether it goes to a group and the
+    /// device it goes to.
+    fn route(&self, message: &OutgoingMessage) -> Result<(bool, Option<String>), SendError> {
         if !self.connection.is_connected() {
             return Err(SendError::NotConnected);
         }
@@ -475,10 +713,14 @@ impl Agent {
                 || self.state.last_devices.get(&(message.to.clone(), message.conversation_id.clone())).cloned(),
             )
         };
+        Ok((group, to_device_id))
+    }
+
+    fn send_with_id(&mut self, id: String, message: OutgoingMessage) -> Result<String, SendError> {
+        let (group, to_device_id) = self.route(&message)?;
         let plaintext = chat::encode_chat_payload(&message.text, &message.attachments);
         let attachments = (!message.attachments.is_empty())
             .then(|| message.attachments.iter().map(chat::PublicAttachment::redacted).collect());
-        let id = ids::uuid_v4(&mut *self.rng);
         let (payload_b64, encrypted, history_record) = match self.e2ee.as_mut() {
             Some(_) if group => return Err(e2ee::OutboundCryptoError::GroupUnsupported.into()),
             Some(e2ee) => {

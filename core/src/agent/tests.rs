@@ -389,15 +389,37 @@ mod encrypted {
     //! carries between them as the relay would.
     use super::*;
     use crate::human::{Person, PersonConfig, PersonInput, PersonOutput};
-    use crate::wire::http::HttpResponse;
+    use crate::wire::http::{HttpRequest, HttpResponse};
     use crate::wire::person::FetchedBundle;
 
-    fn e2ee_agent(snapshot: AgentSnapshot, seed: u64) -> Agent {
+    fn ok(body: &str) -> Result<HttpResponse, String> {
+        Ok(HttpResponse { status: 200, body: body.as_bytes().to_vec() })
+    }
+
+    /// An e2ee agent started from `snapshot`, its publication answered by a relay that takes
+    /// it, connected; returns the agent and the two published bodies.
+    fn e2ee_agent(snapshot: AgentSnapshot, seed: u64, store: &mut AgentSnapshot) -> (Agent, Vec<HttpRequest>) {
         let config = AgentConfig { e2ee: true, ..AgentConfig::new("agent-1") };
         let mut agent = Agent::new(config, Box::new(rand::rngs::StdRng::seed_from_u64(seed)), snapshot).unwrap();
         agent.start(at(0));
+        let mut published = Vec::new();
+        loop {
+            let outputs = drain_into(&mut agent, store);
+            if outputs.contains(&Output::Connect) {
+                break;
+            }
+            let request = outputs
+                .into_iter()
+                .find_map(|output| match output {
+                    Output::Http(request) => Some(request),
+                    _ => None,
+                })
+                .expect("a publication call before the socket opens");
+            agent.handle_input(at(1), Input::Http(request.id, ok("{}"))).unwrap();
+            published.push(request);
+        }
         agent.handle_input(at(1), Input::Connected).unwrap();
-        agent
+        (agent, published)
     }
 
     /// Applies every `Persist` to `store` and returns the outputs.
@@ -437,21 +459,186 @@ mod encrypted {
         (frames, requests)
     }
 
+    /// An agent and a person with a session: the person's first message has been received and
+    /// accepted. Returns the agent, its store, the person and that message.
+    fn conversing() -> (Agent, AgentSnapshot, Person, AgentMessage) {
+        let mut store = AgentSnapshot::default();
+        let (mut agent, published) = e2ee_agent(AgentSnapshot::default(), 11, &mut store);
+        let bundle: crate::wire::http::PrekeyBundleBody = serde_json::from_slice(&published[0].body).unwrap();
+        let one_time: crate::wire::http::OneTimePrekeysBody = serde_json::from_slice(&published[1].body).unwrap();
+        let fetched = FetchedBundle {
+            bundle,
+            prekey_id: Some(one_time.one_time_prekeys[0].prekey_id),
+            prekey_public: Some(one_time.one_time_prekeys[0].public_key.clone()),
+        };
+        let config = PersonConfig { e2ee: true, ..PersonConfig::new("u1") };
+        let mut person = Person::new(config, Box::new(rand::rngs::StdRng::seed_from_u64(12)));
+        person.start();
+        person.handle_input(at(1), PersonInput::Connected).unwrap();
+        let _ = person_frames(&mut person);
+        person.send_text("c1", "agent-1", "send me a file").unwrap();
+        let (_, requests) = person_frames(&mut person);
+        let body = serde_json::to_vec(&fetched).unwrap();
+        person.handle_input(at(2), PersonInput::Http(requests[0].id, Ok(HttpResponse { status: 200, body }))).unwrap();
+        let (sent, _) = person_frames(&mut person);
+        agent.handle_input(at(3), Input::Frame(to_agent(&sent[0], "u1"))).unwrap();
+        let message = only_message(&drain_into(&mut agent, &mut store));
+        agent.accept(&message.id, at(4)).unwrap();
+        drain_into(&mut agent, &mut store);
+        (agent, store, person, message)
+    }
+
+    #[test]
+    fn files_go_up_encrypted_and_come_back_decrypted() {
+        let (mut agent, mut store, mut person, message) = conversing();
+        let content = b"%PDF-1.7 quarterly figures".to_vec();
+        let file = OutgoingFile::new("c1", "u1", content.clone(), "report.pdf", "application/pdf")
+            .text("here it is")
+            .dimensions(10, 20);
+        let file = OutgoingFile {
+            message: OutgoingMessage { reply_to_message_id: Some(message.id.clone()), ..file.message },
+            ..file
+        };
+        let (request, message_id) = agent.send_file(file).unwrap();
+        let outputs = drain_into(&mut agent, &mut store);
+        let [Output::Http(upload)] = outputs.as_slice() else { panic!("only the upload first: {outputs:?}") };
+        assert_eq!((upload.id, upload.path.as_str()), (request, "/agent/blobs"));
+        assert_eq!(upload.content_type, Some("application/octet-stream"));
+        assert_eq!(upload.body.len(), content.len() + 16, "ciphertext and tag");
+        assert!(!upload.body.windows(4).any(|window| window == b"%PDF"), "no plaintext leaves");
+        let ciphertext = upload.body.clone();
+
+        let uploaded = br#"{"id":"blob-1","sha256":"abc"}"#;
+        agent
+            .handle_input(at(5), Input::Http(request, Ok(HttpResponse { status: 200, body: uploaded.to_vec() })))
+            .unwrap();
+        let outputs = drain_into(&mut agent, &mut store);
+        assert!(outputs.contains(&Output::Event(Event::FileSent { request, message_id: message_id.clone() })));
+        let frame = frames(&outputs).remove(0);
+        assert_eq!(frame["id"], json!(message_id));
+        assert_eq!(
+            frame["attachments"],
+            json!([{"id": frame["attachments"][0]["id"], "name": "attachment", "mime": "application/octet-stream",
+                    "size": content.len(), "blob_id": "blob-1", "sha256": "abc"}]),
+            "the relay sees a redacted entry"
+        );
+        let text = frame.to_string();
+        assert!(!text.contains("report.pdf") && !text.contains("application/pdf"));
+
+        // The person reads the real metadata and key from the encrypted payload.
+        person.handle_input(at(6), PersonInput::Frame(to_person(&frame))).unwrap();
+        let received = std::iter::from_fn(|| person.poll_output())
+            .find_map(|output| match output {
+                PersonOutput::Event(crate::human::PersonEvent::Message(message)) => Some(message),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(received.text, "here it is");
+        let attachment = received.attachments[0].clone();
+        assert_eq!((attachment.name.as_str(), attachment.mime.as_str()), ("report.pdf", "application/pdf"));
+        assert_eq!((attachment.width, attachment.height, attachment.blob_id.as_str()), (Some(10), Some(20), "blob-1"));
+
+        // Downloaded with that metadata, the blob decrypts to the file; tampered, it does not.
+        let download = agent.download_attachment(&attachment).unwrap();
+        let outputs = drain_into(&mut agent, &mut store);
+        let [Output::Http(call)] = outputs.as_slice() else { panic!("{outputs:?}") };
+        assert_eq!((call.id, call.path.as_str()), (download, "/agent/blobs/blob-1"));
+        agent
+            .handle_input(at(7), Input::Http(download, Ok(HttpResponse { status: 200, body: ciphertext.clone() })))
+            .unwrap();
+        let Some(Output::Event(Event::Downloaded { request, result: Ok(bytes) })) = drain(&mut agent).pop() else {
+            panic!("a download")
+        };
+        assert_eq!((request, bytes.expose()), (download, content.as_slice()));
+        assert!(!format!("{bytes:?}").contains("PDF"));
+
+        let mut tampered = ciphertext.clone();
+        tampered[3] ^= 1;
+        let download = agent.download_attachment(&attachment).unwrap();
+        drain(&mut agent);
+        agent.handle_input(at(8), Input::Http(download, Ok(HttpResponse { status: 200, body: tampered }))).unwrap();
+        assert!(matches!(
+            drain(&mut agent).pop(),
+            Some(Output::Event(Event::Downloaded {
+                result: Err(DownloadError::Attachment(crate::attachment::AttachmentError::Decrypt { .. })),
+                ..
+            }))
+        ));
+        let download = agent.download_attachment(&attachment).unwrap();
+        drain(&mut agent);
+        let missing = Ok(HttpResponse { status: 404, body: br#"{"error":"unknown blob"}"#.to_vec() });
+        agent.handle_input(at(9), Input::Http(download, missing)).unwrap();
+        assert!(matches!(
+            drain(&mut agent).pop(),
+            Some(Output::Event(Event::Downloaded { result: Err(DownloadError::Http { status: 404, .. }), .. }))
+        ));
+        let without_key = Attachment { key_b64: None, ..attachment };
+        assert!(matches!(
+            agent.download_attachment(&without_key),
+            Err(DownloadError::Attachment(crate::attachment::AttachmentError::NoKey { .. }))
+        ));
+
+        // And the other way: a person's file reaches the agent with its real metadata.
+        let metadata = crate::attachment::FileMetadata {
+            name: "photo.jpg".into(),
+            mime: "image/jpeg".into(),
+            width: Some(4),
+            height: Some(3),
+            duration_ms: None,
+        };
+        let (blob, mut photo) =
+            crate::attachment::encrypt(b"JFIF pixels", metadata, &mut rand::rngs::StdRng::seed_from_u64(13));
+        photo.blob_id = "blob-2".into();
+        person.send_attachments("c1", "agent-1", "a photo", std::slice::from_ref(&photo)).unwrap();
+        let (sent, _) = person_frames(&mut person);
+        assert!(!sent[0].contains("photo.jpg") && !sent[0].contains("image/jpeg"), "redacted on the wire");
+        agent.handle_input(at(11), Input::Frame(to_agent(&sent[0], "u1"))).unwrap();
+        let message = only_message(&drain_into(&mut agent, &mut store));
+        assert_eq!(message.text, "a photo");
+        let received = &message.attachments[0];
+        assert_eq!(
+            (received.name.as_str(), received.mime.as_str(), received.width),
+            ("photo.jpg", "image/jpeg", Some(4))
+        );
+        let download = agent.download_attachment(received).unwrap();
+        drain(&mut agent);
+        agent.handle_input(at(12), Input::Http(download, Ok(HttpResponse { status: 200, body: blob }))).unwrap();
+        let Some(Output::Event(Event::Downloaded { result: Ok(bytes), .. })) = drain(&mut agent).pop() else {
+            panic!("the photo")
+        };
+        assert_eq!(bytes.expose(), b"JFIF pixels");
+
+        // A failed upload is reported and sends nothing; a file to a stranger is not uploaded.
+        let (request, _) = agent.send_file(OutgoingFile::new("c1", "u1", vec![1, 2], "a.bin", "x/y")).unwrap();
+        drain(&mut agent);
+        agent.handle_input(at(10), Input::Http(request, Err("connection reset".into()))).unwrap();
+        let outputs = drain(&mut agent);
+        assert!(frames(&outputs).is_empty());
+        assert!(matches!(outputs.as_slice(), [Output::Event(Event::FileFailed { error: FileError::Upload(_), .. })]));
+        let error = agent.send_file(OutgoingFile::new("c2", "stranger", vec![1], "a", "b")).unwrap_err();
+        assert!(matches!(error, SendError::Crypto(e2ee::OutboundCryptoError::NoSession { .. })));
+        assert!(drain(&mut agent).is_empty());
+    }
+
     #[test]
     fn a_conversation_is_encrypted_both_ways_and_survives_a_restart() {
         let mut store = AgentSnapshot::default();
-        let mut agent = e2ee_agent(AgentSnapshot::default(), 7);
-        let created = drain_into(&mut agent, &mut store);
-        assert!(
-            matches!(&created[0], Output::Persist(changes) if changes.e2ee.identity.is_some()),
-            "the identity persists first: {created:?}"
-        );
+        let (mut agent, published) = e2ee_agent(AgentSnapshot::default(), 7, &mut store);
         let code = agent.verification_code().unwrap();
         assert_eq!(code.len(), 79);
-
-        // The publication: private halves into the store, public halves to the relay.
-        let (changes, bundle, one_time) = agent.e2ee.as_mut().unwrap().account_mut().publish(&mut *agent.rng).unwrap();
-        store.apply(&StoreChanges { e2ee: changes, ..Default::default() });
+        assert!(store.e2ee.identity.is_some());
+        assert_eq!(store.e2ee.prekeys.len(), 52, "private halves stored before publishing");
+        let methods: Vec<_> = published.iter().map(|request| (request.method, request.path.as_str())).collect();
+        assert_eq!(
+            methods,
+            [
+                (crate::wire::http::HttpMethod::Put, "/agent/prekey-bundle"),
+                (crate::wire::http::HttpMethod::Post, "/agent/one-time-prekeys")
+            ]
+        );
+        let bundle: crate::wire::http::PrekeyBundleBody = serde_json::from_slice(&published[0].body).unwrap();
+        let one_time: crate::wire::http::OneTimePrekeysBody = serde_json::from_slice(&published[1].body).unwrap();
+        assert_eq!(one_time.one_time_prekeys.len(), 50);
         let fetched = FetchedBundle {
             bundle,
             prekey_id: Some(one_time.one_time_prekeys[0].prekey_id),
@@ -511,9 +698,12 @@ mod encrypted {
         });
         assert_eq!(event.unwrap().text, "hello person");
 
-        // Restarted from its store, the agent reads the second message and replies again.
-        let mut agent = e2ee_agent(store.clone(), 9);
-        assert!(drain_into(&mut agent, &mut store).iter().all(|o| !matches!(o, Output::Persist(_))), "no new identity");
+        // Restarted from its store, the agent publishes new prekeys (same identity), reads the
+        // second message and replies again.
+        let identity = store.e2ee.identity.clone();
+        let (mut agent, published) = e2ee_agent(store.clone(), 9, &mut store);
+        assert_eq!(published.len(), 2);
+        assert_eq!(store.e2ee.identity, identity, "no new identity");
         assert_eq!(agent.verification_code().unwrap(), code);
         agent.handle_input(at(7), Input::Frame(to_agent(&frames_out[1], "u1"))).unwrap();
         let message = only_message(&drain_into(&mut agent, &mut store));
@@ -535,8 +725,60 @@ mod encrypted {
         assert!(drain(&mut agent).is_empty());
         assert_eq!(agent.snapshot(), &before);
 
+        // The first publication's keys are still held: a message built on them opens.
+        assert!(store.e2ee.prekeys.len() > 52);
+
         // No session with a stranger: a clear error, nothing sent.
         let error = agent.send_message(OutgoingMessage::new("c9", "stranger", "hi")).unwrap_err();
         assert!(matches!(error, SendError::Crypto(e2ee::OutboundCryptoError::NoSession { .. })), "{error:?}");
     }
+}
+
+#[test]
+fn publication_is_retried_and_a_refusal_stops_the_agent() {
+    let config = AgentConfig { e2ee: true, ..AgentConfig::new("agent-1") };
+    let mut agent =
+        Agent::new(config.clone(), Box::new(rand::rngs::StdRng::seed_from_u64(3)), AgentSnapshot::default()).unwrap();
+    agent.start(at(0));
+    let first_request = |outputs: Vec<Output>| {
+        outputs.into_iter().find_map(|output| match output {
+            Output::Http(request) => Some(request),
+            _ => None,
+        })
+    };
+    let put = first_request(drain(&mut agent)).expect("the bundle first");
+    // A relay that is down: retried after a backoff, the same body again.
+    let unreachable = Err("connection refused".to_owned());
+    agent.handle_input(at(10), Input::Http(put.id, unreachable)).unwrap();
+    let Some(Output::WakeAt(retry)) = drain(&mut agent).pop() else { panic!("a retry is scheduled") };
+    agent.handle_input(at(10), Input::Timeout).unwrap();
+    assert!(drain(&mut agent).is_empty(), "not before its time");
+    agent.handle_input(retry, Input::Timeout).unwrap();
+    let again = first_request(drain(&mut agent)).expect("the bundle again");
+    assert_eq!((again.path.as_str(), &again.body), (put.path.as_str(), &put.body));
+    assert_ne!(again.id, put.id);
+    // A 503 is retried too; an answer to an old request is ignored.
+    agent.handle_input(retry, Input::Http(put.id, Ok(HttpResponse { status: 200, body: vec![] }))).unwrap();
+    assert!(drain(&mut agent).is_empty());
+    agent.handle_input(retry, Input::Http(again.id, Ok(HttpResponse { status: 503, body: vec![] }))).unwrap();
+    assert!(matches!(drain(&mut agent).pop(), Some(Output::WakeAt(_))));
+
+    // A wrong token is final: the app hears why and the agent closes without connecting.
+    let mut agent =
+        Agent::new(config, Box::new(rand::rngs::StdRng::seed_from_u64(4)), AgentSnapshot::default()).unwrap();
+    agent.start(at(0));
+    let put = first_request(drain(&mut agent)).unwrap();
+    let refused = Ok(HttpResponse { status: 401, body: br#"{"error":"invalid token"}"#.to_vec() });
+    agent.handle_input(at(1), Input::Http(put.id, refused)).unwrap();
+    assert_eq!(
+        drain(&mut agent),
+        vec![
+            Output::Event(Event::PublicationFailed {
+                step: PublicationStep::Bundle,
+                status: 401,
+                error: "invalid token".into()
+            }),
+            Output::Close
+        ]
+    );
 }

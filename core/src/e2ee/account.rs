@@ -11,7 +11,6 @@
 use super::bundle::{PrekeyIds, Publication, PublicationError, registration_id};
 use super::keys::{KeyPair, PublicKey};
 use super::kyber::KyberKeyPair;
-use super::pq::PqRatchet;
 use super::pqxdh::{LocalIdentity, PeerBundle, SetupError};
 use super::session::{DecryptError, EncryptError, PrekeySource, SessionRecord};
 use crate::Rng;
@@ -46,8 +45,7 @@ pub enum AccountError {
     },
 }
 
-/// Which post-quantum ratchet new sessions get.
-pub type PqFactory = fn(&[u8; 32], super::pq::Role) -> PqRatchet;
+pub use super::pq::PqFactory;
 
 /// One party's keys and sessions. See the [module docs](self).
 pub struct Account {
@@ -226,8 +224,7 @@ impl Account {
     /// Starts a session with `peer` from its bundle (as initiator).
     pub fn start_session(&mut self, peer: &str, bundle: &PeerBundle, rng: &mut Rng) -> Result<E2eeChanges, SetupError> {
         let mut record = self.sessions.get(peer).cloned().unwrap_or_default();
-        let pq = self.pq;
-        record.initiate(&self.identity, bundle, |auth| pq(auth, super::pq::Role::Initiator), rng)?;
+        record.initiate(&self.identity, bundle, self.pq, rng)?;
         Ok(self.store_session(peer, record, None))
     }
 
@@ -252,10 +249,9 @@ impl Account {
         rng: &mut Rng,
     ) -> Result<(Zeroizing<Vec<u8>>, String, E2eeChanges), DecryptError> {
         let mut first_error = None;
-        let pq = self.pq;
         for peer in peers {
             let mut record = self.sessions.get(*peer).cloned().unwrap_or_default();
-            match record.decrypt(framed, self, |auth| pq(auth, super::pq::Role::Responder), rng) {
+            match record.decrypt(framed, self, self.pq, rng) {
                 Ok(decrypted) => {
                     let changes = self.store_session(peer, record, decrypted.consumed_one_time_prekey);
                     return Ok((decrypted.plaintext, (*peer).to_owned(), changes));

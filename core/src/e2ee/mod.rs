@@ -12,9 +12,11 @@
 //! - [`pq`]: the post-quantum slot each message's keys mix in (SPQR);
 //! - [`session`]: the sessions held for one peer, and which of them a ciphertext belongs to;
 //! - [`record`]: a peer's sessions as persisted bytes;
-//! - [`account`]: one party's identity, prekeys and sessions, and the changes to persist.
+//! - [`account`]: one party's identity, prekeys and sessions, and the changes to persist;
+//! - [`backend`]: the seam the state machines call, so another implementation can stand in.
 
 pub mod account;
+pub mod backend;
 pub mod bundle;
 pub mod chain;
 pub mod keys;

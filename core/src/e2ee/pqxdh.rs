@@ -10,7 +10,7 @@ use super::chain::{ChainKey, Secret32, hkdf, root_step};
 use super::keys::{KeyPair, PublicKey};
 use super::kyber::{self, KyberError, KyberKeyPair};
 use super::message::PreKeySignalMessage;
-use super::pq::PqRatchet;
+use super::pq::{PqFactory, Role};
 use super::ratchet::{PendingPreKey, ReceiverChain, SessionState};
 use super::xeddsa;
 use crate::Rng;
@@ -43,6 +43,9 @@ pub enum SetupError {
     /// The initiator's base key is not a canonical Curve25519 encoding.
     #[error("the base key is not canonical")]
     NonCanonicalBaseKey,
+    /// The post-quantum ratchet could not be set up.
+    #[error("post-quantum ratchet: {0}")]
+    PostQuantum(#[from] super::pq::PqError),
 }
 
 /// A peer's prekey bundle, as fetched from the relay.
@@ -166,7 +169,7 @@ fn is_canonical(key: &PublicKey) -> bool {
 pub fn initiate(
     local: &LocalIdentity,
     bundle: &PeerBundle,
-    pq: impl FnOnce(&[u8; 32]) -> PqRatchet,
+    pq: PqFactory,
     rng: &mut Rng,
 ) -> Result<SessionState, SetupError> {
     let identity = bundle.identity_key.u_bytes();
@@ -202,7 +205,7 @@ pub fn initiate(
         sender_chain,
         previous_counter: 0,
         receivers: vec![ReceiverChain { ratchet_key: bundle.signed_prekey, chain, skipped: VecDeque::new() }],
-        pq: pq(&pq_auth),
+        pq: pq(&pq_auth, Role::Initiator)?,
         pending_prekey: Some(PendingPreKey {
             prekey_id: bundle.one_time_prekey.as_ref().map(|(id, _)| *id),
             signed_prekey_id: bundle.signed_prekey_id,
@@ -217,7 +220,7 @@ pub fn respond(
     local: &LocalIdentity,
     keys: &ResponderKeys<'_>,
     message: &PreKeySignalMessage,
-    pq: impl FnOnce(&[u8; 32]) -> PqRatchet,
+    pq: PqFactory,
 ) -> Result<SessionState, SetupError> {
     if !is_canonical(&message.base_key) {
         return Err(SetupError::NonCanonicalBaseKey);
@@ -243,7 +246,7 @@ pub fn respond(
         sender_chain: chain,
         previous_counter: 0,
         receivers: Vec::new(),
-        pq: pq(&pq_auth),
+        pq: pq(&pq_auth, Role::Responder)?,
         pending_prekey: None,
     })
 }

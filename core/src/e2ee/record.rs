@@ -6,6 +6,7 @@
 
 use super::chain::ChainKey;
 use super::keys::{KeyPair, PublicKey};
+use super::kyber;
 use super::pq::PqRatchet;
 use super::ratchet::{PendingPreKey, ReceiverChain, SessionState};
 use super::session::SessionRecord;
@@ -176,12 +177,23 @@ impl StateProto {
             previous_counter: self.previous_counter,
             receivers,
             pq: PqRatchet::from_bytes(&self.pq).map_err(|_| RecordError::Field("pq"))?,
-            pending_prekey: self.pending.as_ref().map(|pending| PendingPreKey {
-                prekey_id: pending.prekey_id,
-                signed_prekey_id: pending.signed_prekey_id,
-                kyber_prekey_id: pending.kyber_prekey_id,
-                kyber_ciphertext: pending.kyber_ciphertext.clone(),
-            }),
+            pending_prekey: self
+                .pending
+                .as_ref()
+                .map(|pending| {
+                    // A wrong-sized ciphertext would make every PreKey message unreadable.
+                    let ciphertext = &pending.kyber_ciphertext;
+                    if ciphertext.len() != kyber::SERIALIZED_CIPHERTEXT_LEN || ciphertext[0] != kyber::KYBER1024_TYPE {
+                        return Err(RecordError::Field("pending Kyber ciphertext"));
+                    }
+                    Ok(PendingPreKey {
+                        prekey_id: pending.prekey_id,
+                        signed_prekey_id: pending.signed_prekey_id,
+                        kyber_prekey_id: pending.kyber_prekey_id,
+                        kyber_ciphertext: ciphertext.clone(),
+                    })
+                })
+                .transpose()?,
         })
     }
 }

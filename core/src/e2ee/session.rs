@@ -10,7 +10,7 @@
 use super::keys::KeyPair;
 use super::kyber::KyberKeyPair;
 use super::message::{Framed, MessageError};
-use super::pq::PqRatchet;
+use super::pq::PqFactory;
 use super::pqxdh::{self, LocalIdentity, PeerBundle, ResponderKeys, SetupError};
 use super::ratchet::{RatchetError, SessionState};
 use crate::Rng;
@@ -49,6 +49,9 @@ pub enum DecryptError {
         /// Its counter.
         counter: u32,
     },
+    /// A PreKey message for a session we hold, naming another identity than that session's.
+    #[error("the PreKey message's identity key is not its session's")]
+    IdentityMismatch,
     /// No session we hold decrypts it; each attempt's reason, current session first.
     #[error("no session decrypts the message ({})", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Failed(Vec<RatchetError>),
@@ -113,7 +116,7 @@ impl SessionRecord {
         &mut self,
         local: &LocalIdentity,
         bundle: &PeerBundle,
-        pq: impl FnOnce(&[u8; 32]) -> PqRatchet,
+        pq: PqFactory,
         rng: &mut Rng,
     ) -> Result<(), SetupError> {
         let state = pqxdh::initiate(local, bundle, pq, rng)?;
@@ -132,7 +135,7 @@ impl SessionRecord {
         &mut self,
         framed: &[u8],
         keys: &dyn PrekeySource,
-        pq: impl FnOnce(&[u8; 32]) -> PqRatchet,
+        pq: PqFactory,
         rng: &mut Rng,
     ) -> Result<Decrypted, DecryptError> {
         match Framed::decode(framed)? {
@@ -171,7 +174,11 @@ impl SessionRecord {
                         } else {
                             self.previous.get(position - usize::from(self.current.is_some())).cloned()
                         };
-                        (state.ok_or(DecryptError::NoSession)?, None, Some(position))
+                        let state = state.ok_or(DecryptError::NoSession)?;
+                        if *state.remote_identity() != message.identity_key {
+                            return Err(DecryptError::IdentityMismatch);
+                        }
+                        (state, None, Some(position))
                     }
                     None => {
                         let signed = keys

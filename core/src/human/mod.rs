@@ -7,6 +7,7 @@
 
 use crate::connection::{Backoff, Connection, Directive};
 use crate::e2ee::account::Account;
+use crate::e2ee::backend::{BackendError, SignalBackend};
 use crate::e2ee::pqxdh::PeerBundle;
 use crate::message::{Attachment, WidgetUpdate};
 use crate::payload::{chat, parse_payload, widget};
@@ -185,7 +186,7 @@ pub enum PersonError {
         /// The id.
         message_id: String,
         /// Why.
-        error: crate::e2ee::session::DecryptError,
+        error: BackendError,
     },
     /// An encrypted message was sent to this client without encryption turned on.
     #[error("message {message_id} is encrypted but this client runs without e2ee")]
@@ -198,7 +199,7 @@ pub enum PersonError {
     EncryptedTargetUnsupported,
     /// The session failed to encrypt.
     #[error(transparent)]
-    Encrypt(#[from] crate::e2ee::session::EncryptError),
+    Encrypt(#[from] BackendError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +220,7 @@ struct Queued {
     id: String,
     text: String,
     reply_to: Option<String>,
+    attachments: Option<Value>,
 }
 
 /// The person-side state machine. See the [module docs](self).
@@ -230,7 +232,7 @@ pub struct Person {
     next_request: u64,
     pending: BTreeMap<RequestId, Pending>,
     seen: HashSet<String>,
-    account: Option<Account>,
+    account: Option<Box<dyn SignalBackend>>,
     /// Messages waiting for a session, by (agent, conversation).
     waiting: BTreeMap<(String, String), Vec<Queued>>,
 }
@@ -245,12 +247,23 @@ impl std::fmt::Debug for Person {
 }
 
 impl Person {
+    /// A person's client encrypting with `backend` (another Signal implementation than the
+    /// native one); `config.e2ee` is implied.
+    pub fn with_backend(config: PersonConfig, rng: Box<Rng>, backend: Box<dyn SignalBackend>) -> Self {
+        let mut person = Person::new(PersonConfig { e2ee: false, ..config }, rng);
+        person.config.e2ee = true;
+        person.account = Some(backend);
+        person
+    }
+
     /// A person's client drawing ids and jitter from `rng`.
     pub fn new(config: PersonConfig, rng: Box<Rng>) -> Self {
         let connection = Connection::new(config.backoff);
         let mut rng = rng;
         // A person's client keeps its keys in memory: it lives as long as its test or tool.
-        let account = config.e2ee.then(|| Account::new(crate::e2ee::pq::PqRatchet::version0_for, &mut *rng).0);
+        let account = config.e2ee.then(|| -> Box<dyn SignalBackend> {
+            Box::new(Account::new(crate::e2ee::pq::PqPolicy::default().factory(), &mut *rng).0)
+        });
         Person {
             account,
             waiting: BTreeMap::new(),
@@ -467,15 +480,20 @@ impl Person {
             encrypted: true,
             from_device_id: self.config.device_id.clone(),
             reply_to_message_id: message.reply_to,
-            attachments: None,
+            attachments: message.attachments,
         };
         self.outputs.push_back(PersonOutput::Frame(frame.to_frame()));
         Ok(())
     }
 
+    /// The client's randomness (for encrypting files before their upload).
+    pub fn rng(&mut self) -> &mut Rng {
+        &mut *self.rng
+    }
+
     /// This client's identity key (33 bytes), when it runs with end-to-end encryption.
     pub fn identity_key(&self) -> Option<[u8; 33]> {
-        self.account.as_ref().map(|account| account.identity_key().serialize())
+        self.account.as_ref().map(|account| account.identity_key())
     }
 
     fn request(
@@ -567,12 +585,38 @@ impl Person {
         self.send_payload(conversation_id, to, &payload, None)
     }
 
+    /// Sends `text` with `attachments` (already uploaded with [`Self::upload_blob`], their keys
+    /// from [`crate::attachment::encrypt`]): the real metadata and keys go inside the payload,
+    /// the envelope carries redacted entries. Returns the message id.
+    pub fn send_attachments(
+        &mut self,
+        conversation_id: &str,
+        to: &str,
+        text: &str,
+        attachments: &[Attachment],
+    ) -> Result<String, PersonError> {
+        let payload = chat::encode_chat_payload(text, attachments);
+        let public: Vec<chat::PublicAttachment> = attachments.iter().map(chat::PublicAttachment::redacted).collect();
+        self.send_with(conversation_id, to, &payload, None, serde_json::to_value(public).ok())
+    }
+
     fn send_payload(
         &mut self,
         conversation_id: &str,
         to: &str,
         text: &str,
         reply_to: Option<String>,
+    ) -> Result<String, PersonError> {
+        self.send_with(conversation_id, to, text, reply_to, None)
+    }
+
+    fn send_with(
+        &mut self,
+        conversation_id: &str,
+        to: &str,
+        text: &str,
+        reply_to: Option<String>,
+        attachments: Option<Value>,
     ) -> Result<String, PersonError> {
         if !self.connection.is_connected() {
             return Err(PersonError::NotConnected);
@@ -588,7 +632,7 @@ impl Person {
                 return Err(PersonError::EncryptedTargetUnsupported);
             }
             let id = ids::uuid_v4(&mut *self.rng);
-            let message = Queued { id: id.clone(), text: text.to_owned(), reply_to };
+            let message = Queued { id: id.clone(), text: text.to_owned(), reply_to, attachments };
             let name = agent_session_name(to, conversation_id);
             if self.account.as_ref().is_some_and(|account| account.has_session(&name)) {
                 self.send_encrypted(conversation_id, to, message)?;
@@ -613,7 +657,7 @@ impl Person {
             encrypted: false,
             from_device_id: self.config.device_id.clone(),
             reply_to_message_id: reply_to,
-            attachments: None,
+            attachments,
         };
         self.outputs.push_back(PersonOutput::Frame(frame.to_frame()));
         Ok(frame.id)

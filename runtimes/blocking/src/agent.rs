@@ -1,13 +1,15 @@
 //! The blocking agent client: one loop owns the socket; everything else goes through queues it
 //! drains between reads.
 
-use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, OutgoingMessage};
+use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, OutgoingFile, OutgoingMessage};
 use pacerelle_core::config::ClientConfig;
+use pacerelle_core::e2ee::backend::SignalBackend;
 use pacerelle_core::store::{DynAgentStore, MemoryStore};
 use pacerelle_core::widget::{Widget, WidgetPatch};
-use pacerelle_core::{AgentMessage, Rng, Timestamp};
-use pacerelle_runtime_support::state::{AgentState, Effect, log_identity_outcome, panicked};
-use pacerelle_runtime_support::{self as support, ClientError, HandlerResult};
+use pacerelle_core::wire::http::{HttpRequest, RequestId};
+use pacerelle_core::{AgentMessage, Attachment, Rng, Timestamp};
+use pacerelle_runtime_support::state::{AgentState, Effect, Waiter, log_identity_outcome, panicked};
+use pacerelle_runtime_support::{self as support, ClientError, HandlerResult, HttpExecutor};
 use std::collections::VecDeque;
 use std::net::TcpStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -42,6 +44,8 @@ struct Queues {
     outbox: VecDeque<String>,
     controls: VecDeque<Control>,
     events: VecDeque<Event>,
+    /// HTTP calls to start; [`AgentHandle::start_http`] hands each to a thread of its own.
+    http: VecDeque<HttpRequest>,
 }
 
 impl Queues {
@@ -52,6 +56,7 @@ impl Queues {
             Effect::Connect => self.controls.push_back(Control::Connect),
             Effect::WakeAt(at) => self.controls.push_back(Control::WakeAt(at)),
             Effect::Close => self.controls.push_back(Control::Close),
+            Effect::Http(request) => self.http.push_back(request),
         }
     }
 }
@@ -77,6 +82,7 @@ impl Inner {
 #[derive(Clone)]
 pub struct AgentHandle {
     inner: Arc<Mutex<Inner>>,
+    http: HttpExecutor,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -91,7 +97,46 @@ impl AgentHandle {
     }
 
     fn with_agent<T>(&self, command: impl FnOnce(&mut Agent) -> T) -> T {
-        self.lock().run(command)
+        let result = self.lock().run(command);
+        self.start_http();
+        result
+    }
+
+    fn feed(&self, input: Input) {
+        self.lock().feed(input);
+        self.start_http();
+    }
+
+    /// Starts the HTTP calls the core asked for, each on a thread of its own, so that neither
+    /// the socket loop nor a handler waiting for a file's upload holds them up.
+    fn start_http(&self) {
+        let calls: Vec<HttpRequest> = self.lock().queues.http.drain(..).collect();
+        for request in calls {
+            let handle = self.clone();
+            std::thread::spawn(move || {
+                let result = handle.http.execute(&request);
+                handle.feed(Input::Http(request.id, result));
+            });
+        }
+    }
+
+    /// Runs a command that starts a request and blocks until the event that answers it.
+    fn request<T>(
+        &self,
+        command: impl FnOnce(&mut Agent) -> Result<(RequestId, T), ClientError>,
+    ) -> Result<(T, Event), ClientError> {
+        let (answer, answered) = std::sync::mpsc::channel();
+        let waiter: Waiter = Box::new(move |event| {
+            let _ = answer.send(event);
+        });
+        let value = {
+            let mut inner = self.lock();
+            let Inner { state, queues } = &mut *inner;
+            state.run_waiting(command, waiter, |effect| queues.push(effect))?
+        };
+        self.start_http();
+        let event = answered.recv().map_err(|_| ClientError::Closed)?;
+        Ok((value, event))
     }
 
     /// The agent's id.
@@ -140,6 +185,30 @@ impl AgentHandle {
         Ok(self.with_agent(|agent| agent.send_widget_update(conversation_id, to, patch))?)
     }
 
+    /// Sends a file: encrypts it, uploads only the ciphertext, then sends the message that
+    /// carries its key; blocks until the message is sent and returns its id.
+    pub fn send_file(&self, file: OutgoingFile) -> Result<String, ClientError> {
+        match self.request(|agent| Ok(agent.send_file(file)?))?.1 {
+            Event::FileSent { message_id, .. } => Ok(message_id),
+            Event::FileFailed { error, .. } => Err(error.into()),
+            other => Err(ClientError::Http { status: 0, message: format!("unexpected answer: {other:?}") }),
+        }
+    }
+
+    /// Downloads an attachment and decrypts it locally.
+    pub fn download_attachment(&self, attachment: &Attachment) -> Result<Vec<u8>, ClientError> {
+        match self.request(|agent| Ok((agent.download_attachment(attachment)?, ())))?.1 {
+            Event::Downloaded { result: Ok(bytes), .. } => Ok(bytes.expose().to_vec()),
+            Event::Downloaded { result: Err(error), .. } => Err(error.into()),
+            other => Err(ClientError::Http { status: 0, message: format!("unexpected answer: {other:?}") }),
+        }
+    }
+
+    /// The verification code people compare with their app's, with end-to-end encryption.
+    pub fn verification_code(&self) -> Option<String> {
+        self.lock().state.agent().verification_code()
+    }
+
     /// Stops the agent: [`Client::connect`] returns within a tick.
     pub fn close(&self) {
         self.with_agent(Agent::close);
@@ -182,13 +251,32 @@ impl Client {
         rng: Box<Rng>,
     ) -> Result<Self, ClientError> {
         let state = AgentState::open(&config, agent_config, store, rng)?;
+        Ok(Self::from_state(config, state))
+    }
+
+    /// A client whose end-to-end encryption is done by `backend` (another Signal
+    /// implementation, such as the official runtime); `created` stores its new identity.
+    pub fn with_backend(
+        config: ClientConfig,
+        agent_config: AgentConfig,
+        store: Box<dyn DynAgentStore>,
+        rng: Box<Rng>,
+        backend: Box<dyn SignalBackend>,
+        created: pacerelle_core::store::E2eeChanges,
+    ) -> Result<Self, ClientError> {
+        let state = AgentState::open_with_backend(&config, agent_config, store, rng, backend, created)?;
+        Ok(Self::from_state(config, state))
+    }
+
+    fn from_state(config: ClientConfig, state: AgentState) -> Self {
         let inner = Inner { state, queues: Queues::default() };
-        Ok(Client {
+        let http = HttpExecutor::new(&config.base_url, &config.token);
+        Client {
             config,
-            handle: AgentHandle { inner: Arc::new(Mutex::new(inner)) },
+            handle: AgentHandle { inner: Arc::new(Mutex::new(inner)), http },
             message_handler: None,
             identity_handler: None,
-        })
+        }
     }
 
     /// A handle for sending and closing from other threads.
@@ -224,7 +312,7 @@ impl Client {
                         let closing = || handle.lock().queues.controls.iter().any(|c| matches!(c, Control::Close));
                         socket = open_socket(&url, closing);
                         let input = if socket.is_some() { Input::Connected } else { Input::Disconnected };
-                        handle.lock().feed(input);
+                        handle.feed(input);
                     }
                     Some(Control::WakeAt(at)) => wake = Some(at),
                     Some(Control::Close) => break 'serve,
@@ -238,7 +326,7 @@ impl Client {
                         if let Err(error) = open.send(Message::text(frame)) {
                             tracing::info!(%error, "connection lost while writing");
                             socket = None;
-                            handle.lock().feed(Input::Disconnected);
+                            handle.feed(Input::Disconnected);
                         }
                     }
                     None => tracing::warn!("frame dropped: socket closed"),
@@ -246,7 +334,7 @@ impl Client {
             }
             if wake.is_some_and(|at| support::now() >= at) {
                 wake = None;
-                handle.lock().feed(Input::Timeout);
+                handle.feed(Input::Timeout);
             }
             let event = handle.lock().queues.events.pop_front();
             if let Some(event) = event {
@@ -256,10 +344,10 @@ impl Client {
             // Then wait for the socket (or a tick).
             match socket.as_mut() {
                 Some(open) => match open.read() {
-                    Ok(Message::Text(text)) => handle.lock().feed(Input::Frame(text.as_str().to_owned())),
+                    Ok(Message::Text(text)) => handle.feed(Input::Frame(text.as_str().to_owned())),
                     Ok(Message::Close(_)) => {
                         socket = None;
-                        handle.lock().feed(Input::Disconnected);
+                        handle.feed(Input::Disconnected);
                     }
                     Ok(_) => {}
                     Err(tungstenite::Error::Io(error))
@@ -267,7 +355,7 @@ impl Client {
                     Err(error) => {
                         tracing::info!(%error, "connection lost");
                         socket = None;
-                        handle.lock().feed(Input::Disconnected);
+                        handle.feed(Input::Disconnected);
                     }
                 },
                 None => std::thread::sleep(wake.map_or(TICK, |at| support::until(at).min(TICK))),
@@ -303,6 +391,7 @@ impl Client {
                     log_identity_outcome(outcome);
                 }
             }
+            other => tracing::debug!(?other, "event without a waiter"),
         }
     }
 }

@@ -143,6 +143,26 @@ pub enum ClientError {
         /// The relay's error or the transport's reason.
         message: String,
     },
+    /// The relay refused the agent's prekeys (a wrong token, a malformed body): an agent with
+    /// end-to-end encryption cannot serve without them.
+    #[error("prekey publication refused ({step:?}, HTTP {status}): {message}")]
+    Publication {
+        /// The call refused.
+        step: pacerelle_core::agent::PublicationStep,
+        /// Its status.
+        status: u16,
+        /// The relay's reason.
+        message: String,
+    },
+    /// A file could not be sent.
+    #[error(transparent)]
+    File(#[from] pacerelle_core::agent::FileError),
+    /// An attachment could not be downloaded or decrypted.
+    #[error(transparent)]
+    Download(#[from] pacerelle_core::agent::DownloadError),
+    /// An attachment could not be decrypted (person side).
+    #[error(transparent)]
+    Attachment(#[from] pacerelle_core::attachment::AttachmentError),
     /// The client was closed.
     #[error("client is closed")]
     Closed,

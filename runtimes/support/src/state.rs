@@ -11,7 +11,9 @@ use crate::{ClientError, HandlerResult, now};
 use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, InputError, Output};
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::store::DynAgentStore;
+use pacerelle_core::wire::http::{HttpRequest, RequestId};
 use pacerelle_core::{Rng, Timestamp};
+use std::collections::HashMap;
 
 /// An output of the core that the adapter carries out (store writes are already done).
 // Moved once from the core to a queue, like the core's own `Event`: boxing the large variant
@@ -27,15 +29,22 @@ pub enum Effect {
     Connect,
     /// Feed [`Input::Timeout`] at this time.
     WakeAt(Timestamp),
+    /// Make this HTTP call (off the executor's threads), then feed [`Input::Http`].
+    Http(HttpRequest),
     /// Close the socket and stop serving.
     Close,
 }
 
-/// The core and its store, plus the store failure that stopped the agent, if any.
+/// Who waits for the event that answers a request (a file sent, an attachment downloaded):
+/// called once, with that event, instead of handing it to the handlers.
+pub type Waiter = Box<dyn FnOnce(Event) + Send>;
+
+/// The core and its store, plus the failure that stopped the agent, if any.
 pub struct AgentState {
     agent: Agent,
     store: Box<dyn DynAgentStore>,
     fatal: Option<ClientError>,
+    waiters: HashMap<RequestId, Waiter>,
 }
 
 impl std::fmt::Debug for AgentState {
@@ -56,7 +65,22 @@ impl AgentState {
         let agent_config = AgentConfig { agent_id: config.agent_id.clone(), e2ee: config.e2ee, ..agent_config };
         let snapshot = store.load().map_err(ClientError::Store)?;
         let agent = Agent::new(agent_config, rng, snapshot)?;
-        Ok(AgentState { agent, store, fatal: None })
+        Ok(AgentState { agent, store, fatal: None, waiters: HashMap::new() })
+    }
+
+    /// Like [`AgentState::open`], with end-to-end encryption by `backend`.
+    pub fn open_with_backend(
+        config: &ClientConfig,
+        agent_config: AgentConfig,
+        mut store: Box<dyn DynAgentStore>,
+        rng: Box<Rng>,
+        backend: Box<dyn pacerelle_core::e2ee::backend::SignalBackend>,
+        created: pacerelle_core::store::E2eeChanges,
+    ) -> Result<Self, ClientError> {
+        let agent_config = AgentConfig { agent_id: config.agent_id.clone(), ..agent_config };
+        let snapshot = store.load().map_err(ClientError::Store)?;
+        let agent = Agent::with_backend(agent_config, rng, snapshot, backend, created)?;
+        Ok(AgentState { agent, store, fatal: None, waiters: HashMap::new() })
     }
 
     /// The core, to read from.
@@ -70,6 +94,23 @@ impl AgentState {
         let result = command(&mut self.agent);
         self.drain(effects);
         result
+    }
+
+    /// Runs `command`, which starts a request (a file send, a download); `waiter` gets the event
+    /// that answers it. The waiter is in place before any output is carried out, so an answer
+    /// cannot slip past it.
+    pub fn run_waiting<T, E>(
+        &mut self,
+        command: impl FnOnce(&mut Agent) -> Result<(RequestId, T), E>,
+        waiter: Waiter,
+        effects: impl FnMut(Effect),
+    ) -> Result<T, E> {
+        let result = command(&mut self.agent);
+        if let Ok((request, _)) = &result {
+            self.waiters.insert(*request, waiter);
+        }
+        self.drain(effects);
+        result.map(|(_, value)| value)
     }
 
     /// Feeds `input` to the core (logging a refusal), then carries out its outputs.
@@ -118,7 +159,15 @@ impl AgentState {
                     }
                 }
                 Output::Frame(text) => effects(Effect::Frame(text)),
-                Output::Event(event) => effects(Effect::Event(event)),
+                Output::Http(request) => effects(Effect::Http(request)),
+                Output::Event(Event::PublicationFailed { step, status, error }) => {
+                    // The core closes next; `connect` returns why.
+                    self.fatal = Some(ClientError::Publication { step, status, message: error });
+                }
+                Output::Event(event) => match event.request().and_then(|request| self.waiters.remove(&request)) {
+                    Some(waiter) => waiter(event),
+                    None => effects(Effect::Event(event)),
+                },
                 Output::Connect => effects(Effect::Connect),
                 Output::WakeAt(at) => effects(Effect::WakeAt(at)),
                 Output::Close => effects(Effect::Close),

@@ -7,18 +7,20 @@
 //! as much as it likes before it returns.
 
 use super::{Control, Runtime, SocketEvent, socket_loop, write};
-use crate::state::{AgentState, Effect, log_identity_outcome, panicked};
-use crate::{ClientError, HandlerResult, now, os_rng};
+use crate::state::{AgentState, Effect, Waiter, log_identity_outcome, panicked};
+use crate::{ClientError, HandlerResult, HttpExecutor, now, os_rng};
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures_channel::oneshot;
 use futures_util::future::AbortHandle;
 use futures_util::{FutureExt as _, StreamExt as _};
 use pacerelle_core::AgentMessage;
 use pacerelle_core::Rng;
-use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, OutgoingMessage};
+use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, OutgoingFile, OutgoingMessage};
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::store::{DynAgentStore, MemoryStore};
 use pacerelle_core::widget::{Widget, WidgetPatch};
+use pacerelle_core::wire::http::HttpRequest;
+use pacerelle_core::{Attachment, e2ee::backend::SignalBackend};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
@@ -40,6 +42,20 @@ struct Shared {
     inner: Mutex<Inner>,
     control: UnboundedSender<Control>,
     events: UnboundedSender<Event>,
+    http: HttpExecutor,
+    /// Makes an HTTP call on the executor's blocking pool and feeds the answer back
+    /// (`spawn_http::<R>`: the handle itself is the same type on every executor).
+    spawn_http: fn(HttpRequest, Arc<Shared>),
+}
+
+/// Runs `request` off the executor's threads and feeds its answer to the core.
+fn spawn_http<R: Runtime>(request: HttpRequest, shared: Arc<Shared>) {
+    R::spawn(async move {
+        let http = shared.http.clone();
+        let id = request.id;
+        let result = R::unblock(move || http.execute(&request)).await;
+        shared.feed(Input::Http(id, result));
+    });
 }
 
 impl Shared {
@@ -50,8 +66,9 @@ impl Shared {
     }
 
     /// Carries out one effect. Runs under the lock, so it only queues.
-    fn effect(&self, writer: Option<&UnboundedSender<Message>>, effect: Effect) {
+    fn effect(self: &Arc<Self>, writer: Option<&UnboundedSender<Message>>, effect: Effect) {
         match effect {
+            Effect::Http(request) => (self.spawn_http)(request, self.clone()),
             Effect::Frame(text) => {
                 if !write(writer, text) {
                     // The socket just died; the core hears of it next. Acknowledgements are
@@ -76,19 +93,39 @@ impl Shared {
     }
 
     /// Runs `command` on the core, then carries out everything it asked for, in order.
-    fn with_agent<T>(&self, command: impl FnOnce(&mut Agent) -> T) -> T {
+    fn with_agent<T>(self: &Arc<Self>, command: impl FnOnce(&mut Agent) -> T) -> T {
         let mut guard = self.lock();
         let Inner { state, writer } = &mut *guard;
         state.run(command, |effect| self.effect(writer.as_ref(), effect))
     }
 
-    fn feed(&self, input: Input) {
+    /// Runs a command that starts a request, and waits for the event that answers it.
+    async fn request<T>(
+        self: &Arc<Self>,
+        command: impl FnOnce(&mut Agent) -> Result<(pacerelle_core::wire::http::RequestId, T), ClientError>,
+    ) -> Result<(T, Event), ClientError> {
+        let (answer, answered) = oneshot::channel();
+        let waiter: Waiter = Box::new(move |event| {
+            let _ = answer.send(event);
+        });
+        let value = {
+            let mut guard = self.lock();
+            let Inner { state, writer } = &mut *guard;
+            state.run_waiting(command, waiter, |effect| self.effect(writer.as_ref(), effect))?
+        };
+        // Every request is answered (the HTTP client has its own deadlines); a client that
+        // stops first drops the waiter.
+        let event = answered.await.map_err(|_| ClientError::Closed)?;
+        Ok((value, event))
+    }
+
+    fn feed(self: &Arc<Self>, input: Input) {
         let mut guard = self.lock();
         let Inner { state, writer } = &mut *guard;
         state.feed(input, |effect| self.effect(writer.as_ref(), effect));
     }
 
-    fn settle(&self, message_id: &str, outcome: HandlerResult) {
+    fn settle(self: &Arc<Self>, message_id: &str, outcome: HandlerResult) {
         let mut guard = self.lock();
         let Inner { state, writer } = &mut *guard;
         state.settle(message_id, outcome, |effect| self.effect(writer.as_ref(), effect));
@@ -171,6 +208,40 @@ impl AgentHandle {
         Ok(self.shared.with_agent(|agent| agent.send_widget_update(conversation_id, to, patch))?)
     }
 
+    /// Sends a file ([`OutgoingFile`]: bytes, real name and type, caption, dimensions or
+    /// duration for media): encrypts it, uploads only the ciphertext, then sends the message
+    /// that carries its key. Returns the message's id once it is sent.
+    pub async fn send_file(&self, file: OutgoingFile) -> Result<String, ClientError> {
+        let (_, event) = self.shared.request(|agent| Ok(agent.send_file(file)?)).await?;
+        match event {
+            Event::FileSent { message_id, .. } => Ok(message_id),
+            Event::FileFailed { error, .. } => Err(error.into()),
+            other => Err(ClientError::Http { status: 0, message: format!("unexpected answer: {other:?}") }),
+        }
+    }
+
+    /// Downloads an attachment and decrypts it locally; an attachment without key and IV, or
+    /// whose blob fails authentication, is an error.
+    pub async fn download_attachment(&self, attachment: &Attachment) -> Result<Vec<u8>, ClientError> {
+        let (_, event) = self.shared.request(|agent| Ok((agent.download_attachment(attachment)?, ()))).await?;
+        match event {
+            Event::Downloaded { result: Ok(bytes), .. } => Ok(bytes.expose().to_vec()),
+            Event::Downloaded { result: Err(error), .. } => Err(error.into()),
+            other => Err(ClientError::Http { status: 0, message: format!("unexpected answer: {other:?}") }),
+        }
+    }
+
+    /// The agent's identity key (33 bytes), when it runs with end-to-end encryption.
+    pub fn identity_key(&self) -> Option<[u8; 33]> {
+        self.shared.lock().state.agent().identity_key()
+    }
+
+    /// The verification code people compare with their app's, when it runs with end-to-end
+    /// encryption.
+    pub fn verification_code(&self) -> Option<String> {
+        self.shared.lock().state.agent().verification_code()
+    }
+
     /// Stops the agent: [`Client::connect`] returns soon after.
     pub fn close(&self) {
         self.shared.with_agent(Agent::close);
@@ -217,14 +288,35 @@ impl<R: Runtime> Client<R> {
         rng: Box<Rng>,
     ) -> Result<Self, ClientError> {
         let state = AgentState::open(&config, agent_config, store, rng)?;
+        Ok(Self::from_state(config, state))
+    }
+
+    /// A client whose end-to-end encryption is done by `backend` (another Signal
+    /// implementation than the native one, such as the official runtime); `created` are the
+    /// changes that stored the backend's new identity, if it just made one.
+    pub fn with_backend(
+        config: ClientConfig,
+        agent_config: AgentConfig,
+        store: Box<dyn DynAgentStore>,
+        rng: Box<Rng>,
+        backend: Box<dyn SignalBackend>,
+        created: pacerelle_core::store::E2eeChanges,
+    ) -> Result<Self, ClientError> {
+        let state = AgentState::open_with_backend(&config, agent_config, store, rng, backend, created)?;
+        Ok(Self::from_state(config, state))
+    }
+
+    fn from_state(config: ClientConfig, state: AgentState) -> Self {
         let (control_tx, control) = mpsc::unbounded();
         let (events_tx, events) = mpsc::unbounded();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner { state, writer: None }),
             control: control_tx,
             events: events_tx,
+            http: HttpExecutor::new(&config.base_url, &config.token),
+            spawn_http: spawn_http::<R>,
         });
-        Ok(Client {
+        Client {
             config,
             handle: AgentHandle { shared },
             control,
@@ -232,7 +324,7 @@ impl<R: Runtime> Client<R> {
             message_handler: None,
             identity_handler: None,
             runtime: PhantomData,
-        })
+        }
     }
 
     /// A handle for sending and closing from outside handlers (e.g. on Ctrl-C).
@@ -261,7 +353,9 @@ impl<R: Runtime> Client<R> {
     }
 
     /// Connects and serves until [`AgentHandle::close`]; reconnects with backoff when the
-    /// connection drops. Returns an error only when the store failed.
+    /// connection drops. With end-to-end encryption it first publishes the agent's prekeys
+    /// (retried with backoff while the relay is unreachable). Returns an error only when the
+    /// store failed or the relay refused the prekeys.
     pub async fn connect(self) -> Result<(), ClientError> {
         let Client { config, handle, mut control, events, message_handler, identity_handler, runtime: _ } = self;
         let shared = handle.shared.clone();
@@ -352,6 +446,8 @@ async fn run_handlers(
                     log_identity_outcome(outcome);
                 }
             }
+            // Answers to file sends and downloads nobody waits for any more.
+            other => tracing::debug!(?other, "event without a waiter"),
         }
     }
 }

@@ -7,10 +7,11 @@ use crate::{ClientError, HttpExecutor, now, os_rng};
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures_channel::oneshot;
 use futures_util::StreamExt as _;
-use pacerelle_core::Rng;
+use pacerelle_core::attachment::{self, FileMetadata};
 use pacerelle_core::human::{Person, PersonConfig, PersonEvent, PersonInput, PersonMessage, PersonOutput};
 use pacerelle_core::wire::http::{BlobUploaded, RequestId, percent_encode};
 use pacerelle_core::wire::person::{CreateConversation, FetchedBundle};
+use pacerelle_core::{Attachment, Rng};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -29,6 +30,9 @@ pub struct PersonClientConfig {
     pub base_url: String,
     /// This client's device id.
     pub device_id: Option<String>,
+    /// End-to-end encryption: messages to agents are encrypted with a session per agent and
+    /// conversation, started from the agent's bundle before the first message.
+    pub e2ee: bool,
 }
 
 impl std::fmt::Debug for PersonClientConfig {
@@ -38,6 +42,7 @@ impl std::fmt::Debug for PersonClientConfig {
             .field("token", &"<redacted>")
             .field("base_url", &self.base_url)
             .field("device_id", &self.device_id)
+            .field("e2ee", &self.e2ee)
             .finish()
     }
 }
@@ -50,7 +55,14 @@ impl PersonClientConfig {
             token: token.into(),
             base_url: base_url.into(),
             device_id: None,
+            e2ee: false,
         }
+    }
+
+    /// The same with end-to-end encryption on.
+    pub fn encrypted(mut self) -> Self {
+        self.e2ee = true;
+        self
     }
 
     /// The same with a device id.
@@ -191,8 +203,11 @@ impl<R: Runtime> PersonClient<R> {
 
     /// Like [`PersonClient::connect`] with the given randomness.
     pub async fn connect_with_rng(config: PersonClientConfig, rng: Box<Rng>) -> Result<Self, ClientError> {
-        let person_config =
-            PersonConfig { device_id: config.device_id.clone(), ..PersonConfig::new(config.person_id.clone()) };
+        let person_config = PersonConfig {
+            device_id: config.device_id.clone(),
+            e2ee: config.e2ee,
+            ..PersonConfig::new(config.person_id.clone())
+        };
         let (control_tx, mut control) = mpsc::unbounded();
         let (events_tx, events) = mpsc::unbounded();
         let shared = Arc::new(Shared::<R> {
@@ -311,6 +326,32 @@ impl<R: Runtime> PersonClient<R> {
             PersonEvent::BlobDownloaded { bytes, .. } => Ok(bytes),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Sends a file to `to` in `conversation_id` with caption `text`: encrypts it with a fresh
+    /// key, uploads only the ciphertext, then sends the message carrying the key and the real
+    /// metadata (encrypted when e2ee is on). Returns the message id.
+    pub async fn send_file(
+        &self,
+        conversation_id: &str,
+        to: &str,
+        text: &str,
+        bytes: &[u8],
+        metadata: FileMetadata,
+    ) -> Result<String, ClientError> {
+        let (ciphertext, mut attachment) =
+            self.shared.with_person(|inner| attachment::encrypt(bytes, metadata, inner.person.rng()));
+        attachment.blob_id = self.upload_blob(ciphertext).await?.id;
+        Ok(self.shared.with_person(|inner| {
+            inner.person.send_attachments(conversation_id, to, text, std::slice::from_ref(&attachment))
+        })?)
+    }
+
+    /// Downloads an attachment and decrypts it with the key its message carried.
+    pub async fn download_attachment(&self, attachment: &Attachment) -> Result<Vec<u8>, ClientError> {
+        attachment::key_of(attachment)?;
+        let blob = self.download_blob(&attachment.blob_id).await?;
+        Ok(attachment::decrypt(attachment, &blob)?.to_vec())
     }
 
     /// Sends `text` to `to` in `conversation_id`; returns the message id.

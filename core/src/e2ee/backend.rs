@@ -1,0 +1,105 @@
+//! The seam between the state machines and a Signal implementation: the native one
+//! ([`Account`]) by default, or another behind the same calls (the official runtime, in
+//! `pacerelle-official-runtime`).
+//!
+//! Every call returns the [`E2eeChanges`] to commit and changes nothing when it fails, so the
+//! agent's guarantees (keys persisted before they are published, a session's new state committed
+//! with the message it opened) hold whichever implementation runs.
+
+use super::account::{Account, AccountError};
+use super::bundle::PublicationError;
+use super::pqxdh::{PeerBundle, SetupError};
+use super::session::{DecryptError, EncryptError};
+use crate::Rng;
+use crate::store::E2eeChanges;
+use crate::wire::http::{OneTimePrekeysBody, PrekeyBundleBody};
+use zeroize::Zeroizing;
+
+/// Why a Signal operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// No session opens the ciphertext (or it is malformed, or a duplicate).
+    #[error(transparent)]
+    Decrypt(#[from] DecryptError),
+    /// The message could not be encrypted.
+    #[error(transparent)]
+    Encrypt(#[from] EncryptError),
+    /// A session could not be set up from a bundle.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// No new prekeys can be made.
+    #[error(transparent)]
+    Publication(#[from] PublicationError),
+    /// Stored state does not load.
+    #[error(transparent)]
+    State(#[from] AccountError),
+    /// Another implementation refused, in its own words.
+    #[error("{operation} failed: {reason}")]
+    Other {
+        /// What was asked.
+        operation: &'static str,
+        /// Its answer.
+        reason: String,
+    },
+}
+
+/// A new publication: the changes to commit first (private halves), then the two bodies.
+pub type Published = (E2eeChanges, PrekeyBundleBody, OneTimePrekeysBody);
+
+/// What the agent and person state machines need from a Signal implementation.
+pub trait SignalBackend: Send {
+    /// The identity key, serialized (33 bytes, `0x05`).
+    fn identity_key(&self) -> [u8; 33];
+
+    /// A new prekey publication.
+    fn publish(&mut self, rng: &mut Rng) -> Result<Published, BackendError>;
+
+    /// Whether a session with `peer` exists.
+    fn has_session(&self, peer: &str) -> bool;
+
+    /// Starts a session with `peer` from its bundle.
+    fn start_session(&mut self, peer: &str, bundle: &PeerBundle, rng: &mut Rng) -> Result<E2eeChanges, BackendError>;
+
+    /// Encrypts `plaintext` for `peer` into a framed ciphertext.
+    fn encrypt(&mut self, peer: &str, plaintext: &[u8], rng: &mut Rng) -> Result<(Vec<u8>, E2eeChanges), BackendError>;
+
+    /// Decrypts a framed ciphertext from the first of `peers` that opens it; returns the
+    /// plaintext and the name that worked.
+    fn decrypt(
+        &mut self,
+        peers: &[&str],
+        framed: &[u8],
+        rng: &mut Rng,
+    ) -> Result<(Zeroizing<Vec<u8>>, String, E2eeChanges), BackendError>;
+}
+
+impl SignalBackend for Account {
+    fn identity_key(&self) -> [u8; 33] {
+        Account::identity_key(self).serialize()
+    }
+
+    fn publish(&mut self, rng: &mut Rng) -> Result<Published, BackendError> {
+        Ok(Account::publish(self, rng)?)
+    }
+
+    fn has_session(&self, peer: &str) -> bool {
+        Account::has_session(self, peer)
+    }
+
+    fn start_session(&mut self, peer: &str, bundle: &PeerBundle, rng: &mut Rng) -> Result<E2eeChanges, BackendError> {
+        Ok(Account::start_session(self, peer, bundle, rng)?)
+    }
+
+    fn encrypt(&mut self, peer: &str, plaintext: &[u8], rng: &mut Rng) -> Result<(Vec<u8>, E2eeChanges), BackendError> {
+        Ok(Account::encrypt(self, peer, plaintext, rng)?)
+    }
+
+    fn decrypt(
+        &mut self,
+        peers: &[&str],
+        framed: &[u8],
+        rng: &mut Rng,
+    ) -> Result<(Zeroizing<Vec<u8>>, String, E2eeChanges), BackendError> {
+        Ok(Account::decrypt(self, peers, framed, rng)?)
+    }
+}
