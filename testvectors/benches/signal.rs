@@ -239,6 +239,56 @@ fn encrypt_decrypt(c: &mut Criterion) {
     }
 }
 
+/// One round trip (person to agent, agent to person) in an established session.
+fn native_round_trip(agent: &mut Account, person: &mut Account, plaintext: &[u8], rng: &mut StdRng) {
+    let (framed, _) = person.encrypt(AGENT, plaintext, rng).expect("encrypt");
+    black_box(agent.decrypt(&[HUMAN], &framed, rng).expect("decrypt"));
+    let (framed, _) = agent.encrypt(HUMAN, plaintext, rng).expect("encrypt");
+    black_box(person.decrypt(&[AGENT], &framed, rng).expect("decrypt"));
+}
+
+fn runtime_round_trip(agent: &mut RuntimeStore, person: &mut RuntimeStore, plaintext: &[u8]) {
+    let framed = person.encrypt(AGENT, plaintext).expect("encrypt");
+    black_box(agent.decrypt(HUMAN, &framed).expect("decrypt"));
+    let framed = agent.encrypt(HUMAN, plaintext).expect("encrypt");
+    black_box(person.decrypt(AGENT, &framed).expect("decrypt"));
+}
+
+/// Both directions in turn, so SPQR's epochs keep turning over: the cost of the post-quantum
+/// ratchet per epoch follows from the time of 100 messages and the epochs they span (printed).
+fn lockstep(c: &mut Criterion) {
+    let plaintext = vec![0x62u8; 100];
+    let run_rng = &mut rng(6);
+    let (mut agent, mut person) = native_conversation(2, run_rng);
+    let epoch = |account: &Account| account.session(AGENT).expect("a session").current().expect("current").pq().epoch();
+    let before = epoch(&person);
+    for _ in 0..500 {
+        native_round_trip(&mut agent, &mut person, &plaintext, run_rng);
+    }
+    let epochs = epoch(&person) - before;
+    println!(
+        "SPQR epochs in 1,000 lockstep messages (native): {epochs} (one every {:.1} messages)",
+        1000.0 / epochs as f64
+    );
+    let mut group = c.benchmark_group("lockstep/100_messages");
+    group.bench_function("native", |b| {
+        b.iter(|| {
+            for _ in 0..50 {
+                native_round_trip(&mut agent, &mut person, &plaintext, run_rng);
+            }
+        })
+    });
+    let (mut agent, mut person) = runtime_conversation(2);
+    group.bench_function("runtime", |b| {
+        b.iter(|| {
+            for _ in 0..50 {
+                runtime_round_trip(&mut agent, &mut person, &plaintext);
+            }
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     // Modest settings so the whole run takes a few minutes on two shared cores.
@@ -246,7 +296,7 @@ criterion_group! {
         .sample_size(30)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    targets = session_setup, encrypt_decrypt
+    targets = session_setup, encrypt_decrypt, lockstep
 }
 
 fn main() {

@@ -225,7 +225,8 @@ impl Account {
     pub fn start_session(&mut self, peer: &str, bundle: &PeerBundle, rng: &mut Rng) -> Result<E2eeChanges, SetupError> {
         let mut record = self.sessions.get(peer).cloned().unwrap_or_default();
         record.initiate(&self.identity, bundle, self.pq, rng)?;
-        Ok(self.store_session(peer, record, None))
+        self.sessions.insert(peer.to_owned(), record);
+        Ok(self.persist_session(peer, None))
     }
 
     /// Encrypts `plaintext` for `peer`.
@@ -235,9 +236,10 @@ impl Account {
         plaintext: &[u8],
         rng: &mut Rng,
     ) -> Result<(Vec<u8>, E2eeChanges), EncryptError> {
-        let mut record = self.sessions.get(peer).cloned().ok_or(EncryptError::NoSession)?;
+        // `SessionRecord::encrypt` changes nothing when it fails, so no copy is needed.
+        let record = self.sessions.get_mut(peer).ok_or(EncryptError::NoSession)?;
         let framed = record.encrypt(plaintext, rng)?;
-        Ok((framed, self.store_session(peer, record, None)))
+        Ok((framed, self.persist_session(peer, None)))
     }
 
     /// Decrypts a framed ciphertext from the first of `peers` (tried in order) that opens it;
@@ -250,10 +252,16 @@ impl Account {
     ) -> Result<(Zeroizing<Vec<u8>>, String, E2eeChanges), DecryptError> {
         let mut first_error = None;
         for peer in peers {
-            let mut record = self.sessions.get(*peer).cloned().unwrap_or_default();
-            match record.decrypt(framed, self, self.pq, rng) {
+            // Out of the map while it decrypts (the account lends its prekeys meanwhile);
+            // `SessionRecord::decrypt` leaves it unchanged on failure, and it goes back either way.
+            let mut record = self.sessions.remove(*peer).unwrap_or_default();
+            let result = record.decrypt(framed, self, self.pq, rng);
+            if !record.is_empty() {
+                self.sessions.insert((*peer).to_owned(), record);
+            }
+            match result {
                 Ok(decrypted) => {
-                    let changes = self.store_session(peer, record, decrypted.consumed_one_time_prekey);
+                    let changes = self.persist_session(peer, decrypted.consumed_one_time_prekey);
                     return Ok((decrypted.plaintext, (*peer).to_owned(), changes));
                 }
                 // A duplicate is final: trying another name could only start a second session.
@@ -267,15 +275,18 @@ impl Account {
         Err(first_error.unwrap_or(DecryptError::NoSession))
     }
 
-    fn store_session(&mut self, peer: &str, record: SessionRecord, consumed: Option<u32>) -> E2eeChanges {
+    /// The changes that store `peer`'s record as it is now, and delete the one-time prekey a
+    /// message just consumed.
+    fn persist_session(&mut self, peer: &str, consumed: Option<u32>) -> E2eeChanges {
         let mut changes = E2eeChanges::default();
-        changes.put_sessions.push((peer.to_owned(), SecretBytes::new(record.to_bytes().to_vec())));
+        if let Some(record) = self.sessions.get(peer) {
+            changes.put_sessions.push((peer.to_owned(), SecretBytes::new(record.to_bytes().to_vec())));
+        }
         if let Some(id) = consumed
             && self.one_time.remove(&id).is_some()
         {
             changes.remove_prekeys.push((PrekeyKind::OneTime, id));
         }
-        self.sessions.insert(peer.to_owned(), record);
         changes
     }
 }

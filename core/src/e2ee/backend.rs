@@ -71,6 +71,21 @@ pub trait SignalBackend: Send {
         framed: &[u8],
         rng: &mut Rng,
     ) -> Result<(Zeroizing<Vec<u8>>, String, E2eeChanges), BackendError>;
+
+    /// The post-quantum ratchet of the current session with `peer`: its SPQR epoch and whether
+    /// version 1 was negotiated, when the implementation can tell (diagnostics and tests).
+    fn pq_status(&self, _peer: &str) -> Option<PqStatus> {
+        None
+    }
+}
+
+/// Where a session's post-quantum ratchet stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PqStatus {
+    /// The SPQR epoch (0 without SPQR).
+    pub epoch: u64,
+    /// Whether SPQR version 1 was negotiated with the peer (settled, not downgraded).
+    pub version1: bool,
 }
 
 impl SignalBackend for Account {
@@ -101,5 +116,11 @@ impl SignalBackend for Account {
         rng: &mut Rng,
     ) -> Result<(Zeroizing<Vec<u8>>, String, E2eeChanges), BackendError> {
         Ok(Account::decrypt(self, peers, framed, rng)?)
+    }
+
+    fn pq_status(&self, peer: &str) -> Option<PqStatus> {
+        let pq = self.session(peer)?.current()?.pq();
+        let version1 = pq.version() == pacerelle_spqr::CurrentVersion::NegotiationComplete(pacerelle_spqr::Version::V1);
+        Some(PqStatus { epoch: pq.epoch(), version1 })
     }
 }

@@ -126,8 +126,8 @@ impl SessionState {
 
     /// Encrypts `plaintext` into a framed ciphertext (`0x01` PreKey or `0x02` ordinary).
     pub fn encrypt(&mut self, plaintext: &[u8], rng: &mut Rng) -> Result<Vec<u8>, RatchetError> {
-        let mut pq = self.pq.clone();
-        let pq_sent = pq.send(rng)?;
+        // SPQR's `send` changes nothing when it fails, and nothing below can fail.
+        let pq_sent = self.pq.send(rng)?;
         let keys = MessageKeys::derive(&self.sender_chain.message_seed(), pq_sent.key.as_deref());
         let ciphertext = keys.encrypt(plaintext);
         let message = SignalMessage::encode(
@@ -160,7 +160,6 @@ impl SessionState {
             ),
             None => frame(FRAME_WHISPER, message),
         };
-        self.pq = pq;
         self.sender_chain = self.sender_chain.next();
         Ok(framed)
     }

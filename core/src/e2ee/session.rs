@@ -98,6 +98,11 @@ impl SessionRecord {
         SessionRecord::default()
     }
 
+    /// Whether it holds no session at all.
+    pub fn is_empty(&self) -> bool {
+        self.current.is_none() && self.previous.is_empty()
+    }
+
     /// The current session, if any.
     pub fn current(&self) -> Option<&SessionState> {
         self.current.as_ref()

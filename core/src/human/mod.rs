@@ -160,6 +160,15 @@ pub enum PersonEvent {
         /// The relay's `error`, or the transport's reason.
         error: String,
     },
+    /// A message accepted by `send_text` (or another send) could not be sent after all: its
+    /// session could not be started (the agent's bundle could not be fetched or used, for
+    /// instance because the agent has not published its prekeys yet). Nothing was sent.
+    NotSent {
+        /// The message's id.
+        message_id: String,
+        /// Why.
+        error: String,
+    },
 }
 
 /// Why a person's command was refused.
@@ -455,16 +464,25 @@ impl Person {
         account.start_session(&name, &bundle, &mut *self.rng).map_err(|error| error.to_string())?;
         let queued = self.waiting.remove(&(agent_id.to_owned(), conversation_id.to_owned())).unwrap_or_default();
         for message in queued {
+            let message_id = message.id.clone();
             if let Err(error) = self.send_encrypted(conversation_id, agent_id, message) {
                 tracing::warn!(%error, "a message waiting for its session could not be sent");
+                let event = PersonEvent::NotSent { message_id, error: error.to_string() };
+                self.outputs.push_back(PersonOutput::Event(event));
             }
         }
         Ok(())
     }
 
+    /// Gives up the messages waiting for a session that could not be started: each is reported
+    /// as [`PersonEvent::NotSent`], so no message disappears without a word.
     fn drop_waiting(&mut self, agent_id: &str, conversation_id: &str, error: &str) {
         if let Some(queued) = self.waiting.remove(&(agent_id.to_owned(), conversation_id.to_owned())) {
-            tracing::warn!(agent_id, count = queued.len(), error, "no session: messages waiting for it are dropped");
+            tracing::warn!(agent_id, count = queued.len(), error, "no session: messages waiting for it are not sent");
+            for message in queued {
+                let event = PersonEvent::NotSent { message_id: message.id, error: error.to_owned() };
+                self.outputs.push_back(PersonOutput::Event(event));
+            }
         }
     }
 
@@ -489,6 +507,11 @@ impl Person {
     /// The client's randomness (for encrypting files before their upload).
     pub fn rng(&mut self) -> &mut Rng {
         &mut *self.rng
+    }
+
+    /// The post-quantum ratchet of the session with `agent_id` in `conversation_id`, when known.
+    pub fn pq_status(&self, agent_id: &str, conversation_id: &str) -> Option<crate::e2ee::backend::PqStatus> {
+        self.account.as_ref()?.pq_status(&agent_session_name(agent_id, conversation_id))
     }
 
     /// This client's identity key (33 bytes), when it runs with end-to-end encryption.

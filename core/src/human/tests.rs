@@ -104,3 +104,37 @@ fn relay_frames_and_bad_input() {
     );
     assert!(drain(&mut person).is_empty());
 }
+
+#[test]
+fn an_encrypted_message_whose_session_cannot_start_is_reported_not_sent() {
+    let config = PersonConfig { e2ee: true, ..PersonConfig::new("u1") };
+    let mut person = Person::new(config, Box::new(rand::rngs::StdRng::seed_from_u64(3)));
+    person.start();
+    person.handle_input(Timestamp::from_millis(1), PersonInput::Connected).unwrap();
+    drain(&mut person);
+    let first = person.send_text("c1", "agent-1", "one").unwrap();
+    let second = person.send_text("c1", "agent-1", "two").unwrap();
+    let outputs = drain(&mut person);
+    let [PersonOutput::Http(fetch)] = outputs.as_slice() else { panic!("one bundle fetch: {outputs:?}") };
+    assert_eq!(fetch.path, "/person/agents/agent-1/prekey-bundle");
+    let unknown = HttpResponse { status: 404, body: br#"{"error":"unknown prekey bundle"}"#.to_vec() };
+    person.handle_input(Timestamp::from_millis(2), PersonInput::Http(fetch.id, Ok(unknown))).unwrap();
+    let outputs = drain(&mut person);
+    let not_sent: Vec<&str> = outputs
+        .iter()
+        .filter_map(|output| match output {
+            PersonOutput::Event(PersonEvent::NotSent { message_id, error }) => {
+                assert_eq!(error, "unknown prekey bundle");
+                Some(message_id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(not_sent, [first.as_str(), second.as_str()], "{outputs:?}");
+    assert!(
+        outputs
+            .iter()
+            .any(|output| matches!(output, PersonOutput::Event(PersonEvent::RequestFailed { status: 404, .. })))
+    );
+    assert!(!outputs.iter().any(|output| matches!(output, PersonOutput::Frame(_))), "nothing sent");
+}

@@ -2,17 +2,19 @@
 //! ([`Action`]s), and a small interpreter per handle shape carries the actions out. It also
 //! records every call, so that cases can tell "handled once" from "handled twice".
 
-use pacerelle_core::AgentMessage;
-use pacerelle_core::agent::OutgoingMessage;
+use pacerelle_core::agent::{OutgoingFile, OutgoingMessage};
 use pacerelle_core::widget::{
     Choice, ChoiceOption, Confirm, DateTime, FilePicker, Form, FormField, Permission, Progress, Widget, WidgetPatch,
 };
+use pacerelle_core::{AgentMessage, Attachment};
 use pacerelle_runtime_support::{HandlerError, HandlerResult};
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, Mutex};
 
 /// Shows one widget of each of the seven kinds.
 pub const WIDGETS: &str = "/widgets";
+/// Shows one confirm widget, titled [`CONFIRM_TITLE`].
+pub const CONFIRM: &str = "/confirm";
 /// Shows a progress bar, then updates it to done.
 pub const PROGRESS: &str = "/progress";
 /// Three replies, a choice and a progress bar, all from one handler call.
@@ -22,6 +24,16 @@ pub const FAIL_ONCE: &str = "/fail-once";
 
 /// The title of the updated progress bar.
 pub const DONE_TITLE: &str = "Done";
+/// The title of the widget [`CONFIRM`] shows.
+pub const CONFIRM_TITLE: &str = "Ship the quarterly report?";
+/// The name of the file the agent sends back for a file named `name`.
+pub fn echo_name(name: &str) -> String {
+    format!("echo-{name}")
+}
+/// The caption of the file the agent sends back for a file named `name`.
+pub fn echo_caption(name: &str) -> String {
+    format!("echo of {name}")
+}
 
 /// One handler call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +42,36 @@ pub struct Call {
     pub message_id: String,
     /// Its text.
     pub text: String,
+    /// Whether it arrived end-to-end encrypted.
+    pub encrypted: bool,
+    /// Its attachments, as the handler saw them.
+    pub attachments: Vec<Attachment>,
+}
+
+/// One attachment the agent downloaded (and decrypted), or failed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    /// The message that carried it.
+    pub message_id: String,
+    /// The attachment's id.
+    pub attachment_id: String,
+    /// The plaintext, or why it could not be had.
+    pub result: Result<Vec<u8>, String>,
+}
+
+/// Where [`act`] and [`act_blocking`] record the attachments they download; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct Downloads(Arc<Mutex<Vec<Download>>>);
+
+impl Downloads {
+    fn record(&self, download: Download) {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(download);
+    }
+
+    /// Every download so far, in order.
+    pub fn all(&self) -> Vec<Download> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
 }
 
 /// Something the agent does in answer to a message.
@@ -41,12 +83,21 @@ pub enum Action {
     Widget(Widget),
     /// Change the widget this handler call showed last.
     UpdateLastWidget(Map<String, Value>),
+    /// Download and decrypt this attachment of the message (recording the outcome in
+    /// `downloads`), then send its bytes back reversed, as a reply ([`echo_file`]).
+    EchoFile {
+        /// The attachment, as received.
+        attachment: Attachment,
+        /// Where the download is recorded.
+        downloads: Downloads,
+    },
 }
 
 /// The agent's behaviour; clones share the record of calls.
 #[derive(Debug, Clone, Default)]
 pub struct Behaviour {
     calls: Arc<Mutex<Vec<Call>>>,
+    downloads: Downloads,
 }
 
 impl Behaviour {
@@ -65,17 +116,33 @@ impl Behaviour {
         self.calls().iter().filter(|call| call.message_id == message_id).count()
     }
 
+    /// The first call that handled `message_id`.
+    pub fn call(&self, message_id: &str) -> Option<Call> {
+        self.calls().into_iter().find(|call| call.message_id == message_id)
+    }
+
+    /// Every attachment downloaded so far, in order.
+    pub fn downloads(&self) -> Vec<Download> {
+        self.downloads.all()
+    }
+
     /// Records the call and decides what to do; an error fails the handler.
     ///
-    /// - `/widgets`: one widget of each kind; `/progress`: a progress bar then its update;
-    ///   `/burst`: three replies, a choice and a progress bar; `/fail-once`: fails the first
-    ///   time, then replies `handled on attempt N`;
+    /// - `/widgets`: one widget of each kind; `/confirm`: one confirm widget; `/progress`: a
+    ///   progress bar then its update; `/burst`: three replies, a choice and a progress bar;
+    ///   `/fail-once`: fails the first time, then replies `handled on attempt N`;
     /// - an answer to a widget: `answered <ref>: <value>` (or `dismissed <ref>`);
+    /// - a message with attachments: each is downloaded and sent back reversed ([`echo_file`]);
     /// - anything else `T`: `Received: T`.
     pub fn respond(&self, message: &AgentMessage) -> Result<Vec<Action>, HandlerError> {
         let attempt = {
             let mut calls = self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            calls.push(Call { message_id: message.id.clone(), text: message.text.clone() });
+            calls.push(Call {
+                message_id: message.id.clone(),
+                text: message.text.clone(),
+                encrypted: message.encrypted,
+                attachments: message.attachments.clone(),
+            });
             calls.iter().filter(|call| call.message_id == message.id).count()
         };
         let reply = |text: String| Action::Send(OutgoingMessage::reply(message, text));
@@ -87,8 +154,16 @@ impl Behaviour {
             };
             return Ok(vec![reply(said)]);
         }
+        if !message.attachments.is_empty() {
+            let echo = |attachment: &Attachment| Action::EchoFile {
+                attachment: attachment.clone(),
+                downloads: self.downloads.clone(),
+            };
+            return Ok(message.attachments.iter().map(echo).collect());
+        }
         Ok(match message.text.as_str() {
             WIDGETS => every_widget().into_iter().map(Action::Widget).collect(),
+            CONFIRM => vec![Action::Widget(Confirm::new(CONFIRM_TITLE).into())],
             PROGRESS => {
                 let mut spec = Map::new();
                 spec.insert("title".into(), json!(DONE_TITLE));
@@ -125,6 +200,42 @@ pub fn every_widget() -> Vec<Widget> {
     ]
 }
 
+/// The file the agent sends back for `attachment` of `message`, whose plaintext is `bytes`: the
+/// bytes reversed, named [`echo_name`], same type and dimensions or duration, captioned
+/// [`echo_caption`], as a reply to `message` (so to its device).
+pub fn echo_file(message: &AgentMessage, attachment: &Attachment, mut bytes: Vec<u8>) -> OutgoingFile {
+    bytes.reverse();
+    let file = OutgoingFile::new(
+        &message.conversation_id,
+        &message.from,
+        bytes,
+        echo_name(&attachment.name),
+        &attachment.mime,
+    );
+    OutgoingFile {
+        message: OutgoingMessage::reply(message, echo_caption(&attachment.name)),
+        width: attachment.width,
+        height: attachment.height,
+        duration_ms: attachment.duration_ms,
+        ..file
+    }
+}
+
+/// Records the outcome of downloading `attachment` of `message`, and hands it on.
+fn recorded(
+    downloads: &Downloads,
+    message: &AgentMessage,
+    attachment: &Attachment,
+    result: Result<Vec<u8>, pacerelle_runtime_support::ClientError>,
+) -> Result<Vec<u8>, HandlerError> {
+    downloads.record(Download {
+        message_id: message.id.clone(),
+        attachment_id: attachment.id.clone(),
+        result: result.as_ref().map(Vec::clone).map_err(ToString::to_string),
+    });
+    Ok(result?)
+}
+
 /// Carries out `actions` for `message` with an async runtime's handle (tokio, smol, async-std).
 pub async fn act(
     actions: Vec<Action>,
@@ -143,6 +254,10 @@ pub async fn act(
             Action::UpdateLastWidget(spec) => {
                 let patch = WidgetPatch::new(last_widget.clone().ok_or("no widget to update")?).spec(spec);
                 agent.send_widget_update(&message.conversation_id, &message.from, patch).await?;
+            }
+            Action::EchoFile { attachment, downloads } => {
+                let bytes = recorded(&downloads, message, &attachment, agent.download_attachment(&attachment).await)?;
+                agent.send_file(echo_file(message, &attachment, bytes)).await?;
             }
         }
     }
@@ -167,6 +282,10 @@ pub fn act_blocking(
             Action::UpdateLastWidget(spec) => {
                 let patch = WidgetPatch::new(last_widget.clone().ok_or("no widget to update")?).spec(spec);
                 agent.send_widget_update(&message.conversation_id, &message.from, patch)?;
+            }
+            Action::EchoFile { attachment, downloads } => {
+                let bytes = recorded(&downloads, message, &attachment, agent.download_attachment(&attachment))?;
+                agent.send_file(echo_file(message, &attachment, bytes))?;
             }
         }
     }

@@ -27,6 +27,7 @@ pub trait Harness {
 trait Control: Send + Sync {
     fn close(&self);
     fn is_connected(&self) -> bool;
+    fn verification_code(&self) -> Option<String>;
 }
 
 impl Control for AgentHandle {
@@ -36,6 +37,9 @@ impl Control for AgentHandle {
     fn is_connected(&self) -> bool {
         AgentHandle::is_connected(self)
     }
+    fn verification_code(&self) -> Option<String> {
+        AgentHandle::verification_code(self)
+    }
 }
 
 impl Control for pacerelle_blocking::AgentHandle {
@@ -44,6 +48,9 @@ impl Control for pacerelle_blocking::AgentHandle {
     }
     fn is_connected(&self) -> bool {
         pacerelle_blocking::AgentHandle::is_connected(self)
+    }
+    fn verification_code(&self) -> Option<String> {
+        pacerelle_blocking::AgentHandle::verification_code(self)
     }
 }
 
@@ -77,6 +84,12 @@ impl Running {
     /// Whether its socket is open.
     pub fn is_connected(&self) -> bool {
         self.control.is_connected()
+    }
+
+    /// The verification code people compare with their app's; `None` without end-to-end
+    /// encryption.
+    pub fn verification_code(&self) -> Option<String> {
+        self.control.verification_code()
     }
 
     /// What `connect` returned, waiting at most `limit`; `None` if it did not return in time.

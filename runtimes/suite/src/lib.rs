@@ -32,14 +32,15 @@
 //! - `shutdown_is_prompt_and_clean`: closing returns `Ok` promptly, connected, retrying, or
 //!   while a handshake hangs, and the agent stops consuming;
 //! - `handler_sends_a_burst`: a handler sends several messages and widgets before returning,
-//!   without deadlocking on the core's lock.
-//!
-//! # Pending cases
-//! [`PENDING_CASES`] are required by the issue and not written yet, because what they test does
-//! not exist yet (files and end-to-end encryption are another issue, in progress). They must be
-//! added here, not faked:
-//! - `a_file_each_way`: the person sends a file the agent reads, the agent sends one back;
-//! - `encryption_on`: the whole conversation with `ClientConfig { e2ee: true, .. }`.
+//!   without deadlocking on the core's lock;
+//! - `a_file_each_way`: without end-to-end encryption, the person sends a file with a caption;
+//!   the handler receives its real name, type, size and dimensions, downloads and decrypts it,
+//!   and sends it back reversed as a reply; the person receives that with its real metadata and
+//!   decrypts it. The relay's envelope entries are redacted and its blobs are ciphertext;
+//! - `encryption_on`: the person and the agent with end-to-end encryption: the verification
+//!   code matches the published identity key; echo, a widget and its answer, a file each way
+//!   and a reply to the source device all work; every MSG that crossed the relay is encrypted,
+//!   and no text, widget, file name, type, key or contents can be read in anything it saw.
 //!
 //! # Adding a runtime
 //! Implement [`Harness`] (see [`harness`]), add `tests/<runtime>.rs` with
@@ -56,7 +57,7 @@ pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
 /// Every case, as named in [`behaviour_suite!`] and [`cases`] (keep the three in step).
-pub const CASES: [&str; 9] = [
+pub const CASES: [&str; 11] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -66,11 +67,9 @@ pub const CASES: [&str; 9] = [
     "failing_handler_is_replayed",
     "shutdown_is_prompt_and_clean",
     "handler_sends_a_burst",
+    "a_file_each_way",
+    "encryption_on",
 ];
-
-/// Cases the issue requires that wait for features still being built (files, end-to-end
-/// encryption). Listed so that they are not forgotten; never faked.
-pub const PENDING_CASES: [&str; 2] = ["a_file_each_way", "encryption_on"];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
 ///
@@ -91,6 +90,8 @@ macro_rules! behaviour_suite {
             failing_handler_is_replayed,
             shutdown_is_prompt_and_clean,
             handler_sends_a_burst,
+            a_file_each_way,
+            encryption_on,
         );
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {

@@ -1,4 +1,4 @@
-//! The behaviour suite on async-std (see the crate docs for the cases and those still pending).
+//! The behaviour suite on async-std (see the crate docs for the cases).
 
 pacerelle_runtime_suite::behaviour_suite!(pacerelle_runtime_suite::harness::AsyncStd);
 

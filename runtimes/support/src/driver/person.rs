@@ -354,6 +354,12 @@ impl<R: Runtime> PersonClient<R> {
         Ok(attachment::decrypt(attachment, &blob)?.to_vec())
     }
 
+    /// The post-quantum ratchet of the session with `agent_id` in `conversation_id` (its SPQR
+    /// epoch and whether version 1 was negotiated), once there is one.
+    pub fn pq_status(&self, agent_id: &str, conversation_id: &str) -> Option<pacerelle_core::e2ee::backend::PqStatus> {
+        self.shared.lock().person.pq_status(agent_id, conversation_id)
+    }
+
     /// Sends `text` to `to` in `conversation_id`; returns the message id.
     pub fn send_text(&self, conversation_id: &str, to: &str, text: &str) -> Result<String, ClientError> {
         Ok(self.shared.with_person(|inner| inner.person.send_text(conversation_id, to, text))?)
