@@ -235,6 +235,16 @@ fn encrypt_decrypt(c: &mut Criterion) {
                 black_box(agent.decrypt(HUMAN, &framed).expect("decrypt"))
             })
         });
+        // What an SDK on the runtime must also do to persist its state: the runtime's only way
+        // out is a whole-store export, which the official SDK writes after every message.
+        group.bench_function("runtime_persisted", |b| {
+            b.iter(|| {
+                let framed = person.encrypt(AGENT, &plaintext).expect("encrypt");
+                black_box(person.export().expect("export"));
+                black_box(agent.decrypt(HUMAN, &framed).expect("decrypt"));
+                black_box(agent.export().expect("export"))
+            })
+        });
         group.finish();
     }
 }
@@ -247,11 +257,22 @@ fn native_round_trip(agent: &mut Account, person: &mut Account, plaintext: &[u8]
     black_box(person.decrypt(&[AGENT], &framed, rng).expect("decrypt"));
 }
 
-fn runtime_round_trip(agent: &mut RuntimeStore, person: &mut RuntimeStore, plaintext: &[u8]) {
+/// One round trip between runtime stores; with `persist`, each store is exported after each
+/// operation, as an SDK on the runtime must to keep its state.
+fn runtime_round_trip(agent: &mut RuntimeStore, person: &mut RuntimeStore, plaintext: &[u8], persist: bool) {
+    let export = |store: &RuntimeStore| {
+        if persist {
+            black_box(store.export().expect("export"));
+        }
+    };
     let framed = person.encrypt(AGENT, plaintext).expect("encrypt");
+    export(person);
     black_box(agent.decrypt(HUMAN, &framed).expect("decrypt"));
+    export(agent);
     let framed = agent.encrypt(HUMAN, plaintext).expect("encrypt");
+    export(agent);
     black_box(person.decrypt(AGENT, &framed).expect("decrypt"));
+    export(person);
 }
 
 /// Both directions in turn, so SPQR's epochs keep turning over: the cost of the post-quantum
@@ -282,7 +303,14 @@ fn lockstep(c: &mut Criterion) {
     group.bench_function("runtime", |b| {
         b.iter(|| {
             for _ in 0..50 {
-                runtime_round_trip(&mut agent, &mut person, &plaintext);
+                runtime_round_trip(&mut agent, &mut person, &plaintext, false);
+            }
+        })
+    });
+    group.bench_function("runtime_persisted", |b| {
+        b.iter(|| {
+            for _ in 0..50 {
+                runtime_round_trip(&mut agent, &mut person, &plaintext, true);
             }
         })
     });
