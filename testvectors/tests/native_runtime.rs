@@ -149,6 +149,19 @@ fn converse(
     stats
 }
 
+/// 5,000 messages with restarts every 1,000; every one arrives exactly once and SPQR turns over
+/// at least ten epochs.
+fn long_conversation(ends: &mut [End; 2], rng: &mut rand::rngs::StdRng) {
+    let stats = converse(ends, 5_000, 6, 1_000, rng);
+    assert_eq!(stats.delivered, 5_000);
+    assert!(stats.duplicates_refused > 0 && stats.restarts >= 3);
+    assert!(stats.native_epoch >= 10, "SPQR epochs advanced: {}", stats.native_epoch);
+    eprintln!(
+        "delivered {}, duplicates refused {}, restarts {}, SPQR epoch {}",
+        stats.delivered, stats.duplicates_refused, stats.restarts, stats.native_epoch
+    );
+}
+
 #[test]
 fn a_runtime_person_starts_and_converses_with_a_native_agent() {
     let rng = &mut rand::rngs::StdRng::seed_from_u64(41);
@@ -164,14 +177,7 @@ fn a_runtime_person_starts_and_converses_with_a_native_agent() {
     assert_eq!(reply[0], FRAME_WHISPER, "the responder never sends PreKey messages");
     assert_eq!(ends[0].decrypt(&reply, rng).unwrap(), b"hello person");
 
-    let stats = converse(&mut ends, 5_000, 6, 1_000, rng);
-    assert_eq!(stats.delivered, 5_000);
-    assert!(stats.duplicates_refused > 0 && stats.restarts >= 3);
-    assert!(stats.native_epoch >= 10, "SPQR epochs advanced: {}", stats.native_epoch);
-    eprintln!(
-        "delivered {}, duplicates refused {}, restarts {}, SPQR epoch {}",
-        stats.delivered, stats.duplicates_refused, stats.restarts, stats.native_epoch
-    );
+    long_conversation(&mut ends, rng);
 }
 
 #[test]
@@ -188,14 +194,7 @@ fn a_native_person_starts_and_converses_with_a_runtime_agent() {
     assert_eq!(first[0], FRAME_PREKEY);
     assert_eq!(ends[1].decrypt(&first, rng).unwrap(), b"hello agent");
 
-    let stats = converse(&mut ends, 5_000, 6, 1_000, rng);
-    assert_eq!(stats.delivered, 5_000);
-    assert!(stats.duplicates_refused > 0 && stats.restarts >= 3);
-    assert!(stats.native_epoch >= 10, "SPQR epochs advanced: {}", stats.native_epoch);
-    eprintln!(
-        "delivered {}, duplicates refused {}, restarts {}, SPQR epoch {}",
-        stats.delivered, stats.duplicates_refused, stats.restarts, stats.native_epoch
-    );
+    long_conversation(&mut ends, rng);
 }
 
 #[test]

@@ -8,7 +8,9 @@ use pacerelle_core::store::{DynAgentStore, MemoryStore};
 use pacerelle_core::widget::{Widget, WidgetPatch};
 use pacerelle_core::wire::http::{HttpRequest, RequestId};
 use pacerelle_core::{AgentMessage, Attachment, Rng, Timestamp};
-use pacerelle_runtime_support::state::{AgentState, Effect, Waiter, log_identity_outcome, panicked};
+use pacerelle_runtime_support::state::{
+    AgentState, Effect, Waiter, downloaded, file_sent, log_identity_outcome, panicked,
+};
 use pacerelle_runtime_support::{self as support, ClientError, HandlerResult, HttpExecutor};
 use std::collections::VecDeque;
 use std::net::TcpStream;
@@ -188,20 +190,12 @@ impl AgentHandle {
     /// Sends a file: encrypts it, uploads only the ciphertext, then sends the message that
     /// carries its key; blocks until the message is sent and returns its id.
     pub fn send_file(&self, file: OutgoingFile) -> Result<String, ClientError> {
-        match self.request(|agent| Ok(agent.send_file(file)?))?.1 {
-            Event::FileSent { message_id, .. } => Ok(message_id),
-            Event::FileFailed { error, .. } => Err(error.into()),
-            other => Err(ClientError::Http { status: 0, message: format!("unexpected answer: {other:?}") }),
-        }
+        file_sent(self.request(|agent| Ok(agent.send_file(file)?))?.1)
     }
 
     /// Downloads an attachment and decrypts it locally.
     pub fn download_attachment(&self, attachment: &Attachment) -> Result<Vec<u8>, ClientError> {
-        match self.request(|agent| Ok((agent.download_attachment(attachment)?, ())))?.1 {
-            Event::Downloaded { result: Ok(bytes), .. } => Ok(bytes.expose().to_vec()),
-            Event::Downloaded { result: Err(error), .. } => Err(error.into()),
-            other => Err(ClientError::Http { status: 0, message: format!("unexpected answer: {other:?}") }),
-        }
+        downloaded(self.request(|agent| Ok((agent.download_attachment(attachment)?, ())))?.1)
     }
 
     /// The verification code people compare with their app's, with end-to-end encryption.

@@ -176,6 +176,28 @@ impl AgentState {
     }
 }
 
+/// The outcome of a file send, from the event that answered it.
+pub fn file_sent(event: Event) -> Result<String, ClientError> {
+    match event {
+        Event::FileSent { message_id, .. } => Ok(message_id),
+        Event::FileFailed { error, .. } => Err(error.into()),
+        other => Err(unexpected_answer(&other)),
+    }
+}
+
+/// The outcome of a download, from the event that answered it.
+pub fn downloaded(event: Event) -> Result<Vec<u8>, ClientError> {
+    match event {
+        Event::Downloaded { result: Ok(bytes), .. } => Ok(bytes.expose().to_vec()),
+        Event::Downloaded { result: Err(error), .. } => Err(error.into()),
+        other => Err(unexpected_answer(&other)),
+    }
+}
+
+fn unexpected_answer(event: &Event) -> ClientError {
+    ClientError::Http { status: 0, message: format!("unexpected answer: {event:?}") }
+}
+
 /// What a panicking handler counts as: a failed one. The message stays unacknowledged and the
 /// agent keeps serving.
 pub fn panicked(handler: &'static str) -> HandlerResult {

@@ -165,3 +165,18 @@ async fn a_wrong_token_never_connects() {
     tokio::time::timeout(Duration::from_secs(2), serving).await.unwrap().unwrap().unwrap();
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_prekey_publication_stops_connect_with_the_reason() {
+    let relay = relay().await;
+    // A token the relay does not know: the bundle upload gets a 401, which retrying cannot fix.
+    let config =
+        ClientConfig { e2ee: true, ..ClientConfig::new(AGENT, "wrong-token").with_base_url(relay.base_url()).unwrap() };
+    let client = Client::new(config).unwrap();
+    let outcome = tokio::time::timeout(WAIT, client.connect()).await.expect("connect returns");
+    match outcome {
+        Err(pacerelle_tokio::ClientError::Publication { status: 401, .. }) => {}
+        other => panic!("expected a refused publication, got {other:?}"),
+    }
+    relay.shutdown().await;
+}

@@ -7,7 +7,7 @@
 //! as much as it likes before it returns.
 
 use super::{Control, Runtime, SocketEvent, socket_loop, write};
-use crate::state::{AgentState, Effect, Waiter, log_identity_outcome, panicked};
+use crate::state::{AgentState, Effect, Waiter, downloaded, file_sent, log_identity_outcome, panicked};
 use crate::{ClientError, HandlerResult, HttpExecutor, now, os_rng};
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures_channel::oneshot;
@@ -213,22 +213,14 @@ impl AgentHandle {
     /// that carries its key. Returns the message's id once it is sent.
     pub async fn send_file(&self, file: OutgoingFile) -> Result<String, ClientError> {
         let (_, event) = self.shared.request(|agent| Ok(agent.send_file(file)?)).await?;
-        match event {
-            Event::FileSent { message_id, .. } => Ok(message_id),
-            Event::FileFailed { error, .. } => Err(error.into()),
-            other => Err(ClientError::Http { status: 0, message: format!("unexpected answer: {other:?}") }),
-        }
+        file_sent(event)
     }
 
     /// Downloads an attachment and decrypts it locally; an attachment without key and IV, or
     /// whose blob fails authentication, is an error.
     pub async fn download_attachment(&self, attachment: &Attachment) -> Result<Vec<u8>, ClientError> {
         let (_, event) = self.shared.request(|agent| Ok((agent.download_attachment(attachment)?, ()))).await?;
-        match event {
-            Event::Downloaded { result: Ok(bytes), .. } => Ok(bytes.expose().to_vec()),
-            Event::Downloaded { result: Err(error), .. } => Err(error.into()),
-            other => Err(ClientError::Http { status: 0, message: format!("unexpected answer: {other:?}") }),
-        }
+        downloaded(event)
     }
 
     /// The agent's identity key (33 bytes), when it runs with end-to-end encryption.
