@@ -193,6 +193,23 @@ impl Decoder {
     }
 
     /// The stored points, per polynomial, in x order.
+    /// The received points of each polynomial as big-endian `x ‖ y` pairs, in x order (the
+    /// persisted form), written straight from the maps.
+    pub(crate) fn points_be(&self) -> Vec<Vec<u8>> {
+        self.points
+            .iter()
+            .map(|map| {
+                let mut out = Vec::with_capacity(map.len() * 4);
+                for (x, y) in map {
+                    out.extend_from_slice(&x.to_be_bytes());
+                    out.extend_from_slice(&y.to_be_bytes());
+                }
+                out
+            })
+            .collect()
+    }
+
+    #[cfg(test)]
     pub(crate) fn points(&self) -> Vec<Vec<(u16, u16)>> {
         self.points.iter().map(|m| m.iter().map(|(&x, &y)| (x, y)).collect()).collect()
     }

@@ -220,13 +220,7 @@ fn encoder_pb(e: &Encoder) -> Option<EncoderPb> {
 }
 
 fn decoder_pb(d: &Decoder) -> Option<DecoderPb> {
-    Some(DecoderPb {
-        points: d
-            .points()
-            .iter()
-            .map(|pts| pts.iter().flat_map(|(x, y)| x.to_be_bytes().into_iter().chain(y.to_be_bytes())).collect())
-            .collect(),
-    })
+    Some(DecoderPb { points: d.points_be() })
 }
 
 fn braid_pb(b: &Braid) -> BraidPb {

@@ -280,7 +280,9 @@ impl Account {
     fn persist_session(&mut self, peer: &str, consumed: Option<u32>) -> E2eeChanges {
         let mut changes = E2eeChanges::default();
         if let Some(record) = self.sessions.get(peer) {
-            changes.put_sessions.push((peer.to_owned(), SecretBytes::new(record.to_bytes().to_vec())));
+            // Moved out of its wiping wrapper, not copied: `SecretBytes` wipes it in turn.
+            let mut bytes = record.to_bytes();
+            changes.put_sessions.push((peer.to_owned(), SecretBytes::new(std::mem::take(&mut *bytes))));
         }
         if let Some(id) = consumed
             && self.one_time.remove(&id).is_some()
