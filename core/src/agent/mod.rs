@@ -28,7 +28,7 @@ use crate::e2ee::account::Account;
 use crate::e2ee::backend::SignalBackend;
 use crate::message::{AgentMessage, Attachment};
 use crate::payload::{chat, parse_payload, widget};
-use crate::store::{AgentSnapshot, Receipt, ReceiptState, StoreChanges};
+use crate::store::{AgentSnapshot, PrekeyKind, Receipt, ReceiptState, StoreChanges};
 use crate::wire::agent::is_group_target;
 use crate::wire::http::{HttpRequest, HttpResponse, RequestId};
 use crate::wire::{AckRead, FrameError, InboundFrame, InboundMsg, OutboundMsg};
@@ -37,6 +37,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use std::collections::VecDeque;
 use std::time::Duration;
+
+/// One-time prekeys used (of the 50 each publication brings) after which the agent publishes
+/// again, well before the relay could run out.
+pub const REPLENISH_AFTER: usize = crate::e2ee::bundle::ONE_TIME_PREKEYS / 2;
 
 /// How an agent behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,6 +290,8 @@ pub struct Agent {
     outputs: VecDeque<Output>,
     e2ee: Option<e2ee::AgentE2ee>,
     publisher: Option<publish::Publisher>,
+    /// One-time prekeys people used since the last publication.
+    consumed_one_time_prekeys: usize,
     next_request: u64,
     transfers: files::Transfers,
 }
@@ -326,6 +332,7 @@ impl Agent {
             outputs,
             e2ee,
             publisher: None,
+            consumed_one_time_prekeys: 0,
             next_request: 0,
             transfers: Default::default(),
         })
@@ -391,19 +398,29 @@ impl Agent {
     /// With end-to-end encryption, the agent first publishes a fresh prekey bundle (private
     /// halves committed first) and opens the socket once the relay has taken it.
     pub fn start(&mut self, _now: Timestamp) {
-        let publication = match self.e2ee.as_mut() {
-            Some(e2ee) if self.publisher.is_none() => Some(e2ee.account_mut().publish(&mut *self.rng)),
-            _ => None,
-        };
-        match publication {
-            None => self.open_socket(),
-            Some(Err(error)) => {
+        if !self.publish_prekeys() {
+            self.open_socket();
+        }
+    }
+
+    /// Starts a prekey publication (at start, and again when people have used up half of the
+    /// one-time prekeys: the official runtime cannot start a session without one, so the relay
+    /// must never run dry). Returns whether one started; when it ends, [`Self::open_socket`]
+    /// runs (a no-op once connected).
+    fn publish_prekeys(&mut self) -> bool {
+        let Some(e2ee) = self.e2ee.as_mut() else { return false };
+        if self.publisher.as_ref().is_some_and(|publisher| !publisher.is_finished()) {
+            return false;
+        }
+        match e2ee.account_mut().publish(&mut *self.rng) {
+            Err(error) => {
                 // The prekey id space is used up: the old keys still serve sessions already
-                // started, so the agent connects rather than going dark.
+                // started, so the agent carries on rather than going dark.
                 tracing::error!(%error, "no new prekeys can be published");
-                self.open_socket();
+                false
             }
-            Some(Ok((changes, bundle, one_time))) => {
+            Ok((changes, bundle, one_time)) => {
+                self.consumed_one_time_prekeys = 0;
                 self.commit(StoreChanges { e2ee: changes, ..Default::default() });
                 let body = |value: serde_json::Result<Vec<u8>>| value.unwrap_or_default();
                 let mut publisher = publish::Publisher::new(
@@ -415,6 +432,7 @@ impl Agent {
                 let next = publisher.begin(id);
                 self.publisher = Some(publisher);
                 self.follow_publication(next);
+                true
             }
         }
     }
@@ -546,7 +564,17 @@ impl Agent {
                 if let Some(device) = &msg.from_device_id {
                     changes.put_last_devices.push(((msg.from.clone(), msg.conversation_id.clone()), device.clone()));
                 }
+                let consumed =
+                    changes.e2ee.remove_prekeys.iter().filter(|(kind, _)| *kind == PrekeyKind::OneTime).count();
                 self.commit(changes);
+                self.consumed_one_time_prekeys += consumed;
+                if self.consumed_one_time_prekeys >= REPLENISH_AFTER {
+                    tracing::info!(
+                        used = self.consumed_one_time_prekeys,
+                        "one-time prekeys running low: publishing more"
+                    );
+                    self.publish_prekeys();
+                }
                 text
             }
         };

@@ -80,6 +80,11 @@ impl Publisher {
         }
     }
 
+    /// Whether everything was published (or refused): a new publication may start.
+    pub fn is_finished(&self) -> bool {
+        self.remaining.is_empty() && self.in_flight.is_none()
+    }
+
     /// The first call (or [`Next::Done`] when there is nothing to publish).
     pub fn begin(&mut self, id: RequestId) -> Next {
         self.send(id)

@@ -621,6 +621,58 @@ mod encrypted {
     }
 
     #[test]
+    fn prekeys_are_published_again_before_the_relay_runs_dry() {
+        let mut store = AgentSnapshot::default();
+        let (mut agent, published) = e2ee_agent(AgentSnapshot::default(), 21, &mut store);
+        let bundle: crate::wire::http::PrekeyBundleBody = serde_json::from_slice(&published[0].body).unwrap();
+        let one_time: crate::wire::http::OneTimePrekeysBody = serde_json::from_slice(&published[1].body).unwrap();
+        for (index, prekey) in one_time.one_time_prekeys.iter().take(super::REPLENISH_AFTER).enumerate() {
+            // A new person each time, each with the one-time prekey the relay handed out.
+            let fetched = FetchedBundle {
+                bundle: bundle.clone(),
+                prekey_id: Some(prekey.prekey_id),
+                prekey_public: Some(prekey.public_key.clone()),
+            };
+            let person_id = format!("u{index}");
+            let config = PersonConfig { e2ee: true, ..PersonConfig::new(person_id.clone()) };
+            let mut person = Person::new(config, Box::new(rand::rngs::StdRng::seed_from_u64(100 + index as u64)));
+            person.start();
+            person.handle_input(at(1), PersonInput::Connected).unwrap();
+            let _ = person_frames(&mut person);
+            person.send_text("c1", "agent-1", "hi").unwrap();
+            let (_, requests) = person_frames(&mut person);
+            let body = serde_json::to_vec(&fetched).unwrap();
+            person
+                .handle_input(at(2), PersonInput::Http(requests[0].id, Ok(HttpResponse { status: 200, body })))
+                .unwrap();
+            let (sent, _) = person_frames(&mut person);
+            agent.handle_input(at(3), Input::Frame(to_agent(&sent[0], &person_id))).unwrap();
+            let outputs = drain_into(&mut agent, &mut store);
+            let calls: Vec<_> = outputs.iter().filter(|o| matches!(o, Output::Http(_))).collect();
+            if index + 1 < super::REPLENISH_AFTER {
+                assert!(calls.is_empty(), "no publication after {} sessions", index + 1);
+            } else {
+                // Half the one-time prekeys used: a new publication, private halves first.
+                let persist =
+                    outputs.iter().position(|o| matches!(o, Output::Persist(c) if c.e2ee.put_prekeys.len() == 52));
+                let call =
+                    outputs.iter().position(|o| matches!(o, Output::Http(r) if r.path == "/agent/prekey-bundle"));
+                assert!(persist.is_some() && call.is_some() && persist < call, "{outputs:?}");
+                assert!(agent.is_connected(), "the socket stays open meanwhile");
+                // The relay takes both calls; nothing else happens (no reconnect).
+                let Some(Output::Http(put)) = call.map(|at| outputs[at].clone()) else { unreachable!() };
+                agent.handle_input(at(4), Input::Http(put.id, ok("{}"))).unwrap();
+                let outputs = drain_into(&mut agent, &mut store);
+                let [Output::Http(post)] = outputs.as_slice() else { panic!("{outputs:?}") };
+                assert_eq!(post.path, "/agent/one-time-prekeys");
+                agent.handle_input(at(5), Input::Http(post.id, ok("{}"))).unwrap();
+                assert!(drain_into(&mut agent, &mut store).is_empty());
+                assert!(agent.is_connected());
+            }
+        }
+    }
+
+    #[test]
     fn a_conversation_is_encrypted_both_ways_and_survives_a_restart() {
         let mut store = AgentSnapshot::default();
         let (mut agent, published) = e2ee_agent(AgentSnapshot::default(), 7, &mut store);
