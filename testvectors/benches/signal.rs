@@ -8,16 +8,16 @@
 //! persisted size of an established session on each side (not a timing).
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
+use pacerelle_conformance::peers::runtime;
 use pacerelle_core::e2ee::account::{Account, PqFactory};
 use pacerelle_core::e2ee::pq::PqRatchet;
 use pacerelle_core::e2ee::pqxdh::PeerBundle;
 use pacerelle_core::store::{E2eeSnapshot, PrekeyKind};
 use pacerelle_core::wire::person::FetchedBundle;
-use pacerelle_official_runtime::{OfficialRuntime, PrekeyBundle, RuntimeStore};
+use pacerelle_official_runtime::{PrekeyBundle, RuntimeStore};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::hint::black_box;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The post-quantum ratchet native sessions get: SPQR version 1, as the SDK makes them.
@@ -30,14 +30,6 @@ const FIRST_MESSAGE: &[u8] = &[b'x'; 100];
 
 fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
-}
-
-fn runtime() -> Arc<OfficialRuntime> {
-    static RUNTIME: OnceLock<Arc<OfficialRuntime>> = OnceLock::new();
-    Arc::clone(RUNTIME.get_or_init(|| {
-        let path = pacerelle_conformance::runtime_library();
-        OfficialRuntime::load(&path).unwrap_or_else(|error| panic!("loading {}: {error}", path.display()))
-    }))
 }
 
 /// A native agent that has published once, as a store snapshot holding only what a first

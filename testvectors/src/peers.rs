@@ -19,6 +19,7 @@ pub fn runtime() -> Arc<OfficialRuntime> {
     static RUNTIME: OnceLock<Arc<OfficialRuntime>> = OnceLock::new();
     Arc::clone(RUNTIME.get_or_init(|| {
         let path = crate::runtime_library();
+        assert_eq!(path, pacerelle_official_runtime::default_library_path(crate::oracle_dir()));
         OfficialRuntime::load(&path).unwrap_or_else(|error| panic!("loading {}: {error}", path.display()))
     }))
 }

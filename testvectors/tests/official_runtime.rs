@@ -30,24 +30,15 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use pacerelle_official_runtime::{OfficialRuntime, PrekeyBundle, RuntimeError, RuntimeStore, default_library_path};
+use pacerelle_conformance::peers::runtime;
+use pacerelle_official_runtime::{OfficialRuntime, PrekeyBundle, RuntimeError, RuntimeStore};
 use serde_json::{Value, json};
 use std::io::Write as _;
 use std::process::Stdio;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 const AGENT: &str = "agent:a";
 const HUMAN: &str = "human:h:c";
-
-/// The runtime, loaded once per test process (loading again would only bump dlopen's count).
-fn runtime() -> Arc<OfficialRuntime> {
-    static RUNTIME: OnceLock<Arc<OfficialRuntime>> = OnceLock::new();
-    Arc::clone(RUNTIME.get_or_init(|| {
-        let path = pacerelle_conformance::runtime_library();
-        assert_eq!(path, default_library_path(pacerelle_conformance::oracle_dir()));
-        OfficialRuntime::load(&path).unwrap_or_else(|error| panic!("loading {}: {error}", path.display()))
-    }))
-}
 
 /// An agent and a human store where the human has processed the agent's bundle (no message yet).
 fn pair() -> (RuntimeStore, RuntimeStore, PrekeyBundle) {

@@ -178,9 +178,6 @@ pub enum ConfigError {
     /// The agent id is empty.
     #[error("agent id is empty")]
     EmptyAgentId,
-    /// End-to-end encryption was asked for but this version cannot provide it.
-    #[error("end-to-end encryption is not available in this version of pacerelle-core")]
-    E2eeUnavailable,
     /// The stored keys or sessions do not load.
     #[error("stored end-to-end encryption state: {0}")]
     E2eeState(#[from] crate::e2ee::account::AccountError),
@@ -691,9 +688,8 @@ impl Agent {
     /// Downloads and decrypts `attachment`; the plaintext arrives as [`Event::Downloaded`] with
     /// the returned request id. An attachment without key and IV is refused at once.
     pub fn download_attachment(&mut self, attachment: &Attachment) -> Result<RequestId, DownloadError> {
-        let request = RequestId(self.next_request + 1);
+        let request = self.request_id();
         let call = self.transfers.download(request, attachment)?;
-        self.next_request += 1;
         self.outputs.push_back(Output::Http(call));
         Ok(request)
     }
