@@ -91,6 +91,50 @@ pub struct StoredHistoryKey {
     pub raw_key: SecretBytes,
 }
 
+/// A person (or agent) and, when their frames name one, their device: whom an identity key
+/// belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerId {
+    /// The person's (or agent's) id, the frame's `from`.
+    pub user_id: String,
+    /// The frame's `from_device_id`, when it names one.
+    pub device_id: Option<String>,
+}
+
+impl PeerId {
+    /// The peer `user_id`, on `device_id` when there is one.
+    pub fn new(user_id: impl Into<String>, device_id: Option<impl Into<String>>) -> Self {
+        PeerId { user_id: user_id.into(), device_id: device_id.map(Into::into) }
+    }
+}
+
+impl std::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.device_id {
+            Some(device) => write!(f, "{} (device {device})", self.user_id),
+            None => f.write_str(&self.user_id),
+        }
+    }
+}
+
+/// The serialized Curve25519 identity key of a peer (33 bytes, `0x05` first). Public, but
+/// what the trust model rests on.
+pub type IdentityKeyBytes = [u8; 33];
+
+/// What the agent knows of a peer's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPeerIdentity {
+    /// The identity key the agent trusts for this peer (the first one seen, or the one the app
+    /// trusted last).
+    pub trusted: IdentityKeyBytes,
+    /// Another identity key that spoke for this peer and was refused (under
+    /// [`crate::agent::TrustPolicy::Pinned`]), waiting for the app to trust it.
+    pub pending: Option<IdentityKeyBytes>,
+    /// When this peer was last heard from (the least recently heard go first when a person has
+    /// too many devices and conversations).
+    pub last_seen: Timestamp,
+}
+
 /// Changes to the end-to-end encryption state: keys and per-peer session records.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct E2eeChanges {
@@ -106,6 +150,12 @@ pub struct E2eeChanges {
     pub put_sessions: Vec<(String, SecretBytes)>,
     /// Archive keys learnt, by conversation (never replaced once set).
     pub put_history_keys: Vec<(String, StoredHistoryKey)>,
+    /// Peers' identity keys, as first seen or as the app trusted them.
+    pub put_peer_identities: Vec<(PeerId, StoredPeerIdentity)>,
+    /// Peers forgotten (their sessions evicted).
+    pub remove_peer_identities: Vec<PeerId>,
+    /// When one-time prekeys were last made and published.
+    pub one_time_published_at: Option<Timestamp>,
 }
 
 impl E2eeChanges {
@@ -117,6 +167,9 @@ impl E2eeChanges {
             && self.remove_prekeys.is_empty()
             && self.put_sessions.is_empty()
             && self.put_history_keys.is_empty()
+            && self.put_peer_identities.is_empty()
+            && self.remove_peer_identities.is_empty()
+            && self.one_time_published_at.is_none()
     }
 
     /// Adds `later` after these changes (later changes win).
@@ -134,6 +187,18 @@ impl E2eeChanges {
             self.put_sessions.push((name.clone(), record.clone()));
         }
         self.put_history_keys.extend(later.put_history_keys.iter().cloned());
+        for (peer, identity) in &later.put_peer_identities {
+            self.put_peer_identities.retain(|(existing, _)| existing != peer);
+            self.remove_peer_identities.retain(|existing| existing != peer);
+            self.put_peer_identities.push((peer.clone(), identity.clone()));
+        }
+        for peer in &later.remove_peer_identities {
+            self.put_peer_identities.retain(|(existing, _)| existing != peer);
+            self.remove_peer_identities.push(peer.clone());
+        }
+        if later.one_time_published_at.is_some() {
+            self.one_time_published_at = later.one_time_published_at;
+        }
     }
 }
 
@@ -150,6 +215,10 @@ pub struct E2eeSnapshot {
     pub sessions: BTreeMap<String, SecretBytes>,
     /// Archive keys by conversation.
     pub history_keys: BTreeMap<String, StoredHistoryKey>,
+    /// Peers' identity keys.
+    pub peer_identities: BTreeMap<PeerId, StoredPeerIdentity>,
+    /// When one-time prekeys were last made and published.
+    pub one_time_published_at: Option<Timestamp>,
 }
 
 impl E2eeSnapshot {
@@ -173,6 +242,15 @@ impl E2eeSnapshot {
         for (conversation, key) in &changes.put_history_keys {
             self.history_keys.insert(conversation.clone(), key.clone());
         }
+        for (peer, identity) in &changes.put_peer_identities {
+            self.peer_identities.insert(peer.clone(), identity.clone());
+        }
+        for peer in &changes.remove_peer_identities {
+            self.peer_identities.remove(peer);
+        }
+        if let Some(at) = changes.one_time_published_at {
+            self.one_time_published_at = Some(at);
+        }
     }
 }
 
@@ -189,6 +267,8 @@ pub struct Receipt {
     pub conversation_id: String,
     /// The sender's device, when named.
     pub from_device_id: Option<String>,
+    /// The identity key of the session that decrypted it (end-to-end encrypted messages only).
+    pub sender_identity: Option<IdentityKeyBytes>,
     /// Pending or accepted.
     pub state: ReceiptState,
 }
@@ -227,6 +307,30 @@ pub enum ReceiptState {
     },
 }
 
+/// A message that could not be read: how often it came, and whether the agent gave up on it.
+///
+/// An unreadable message is not acknowledged at first, so the relay delivers it again (its
+/// session may be set up by a message still on its way); after a bounded number of deliveries
+/// the agent acknowledges it and reports it undeliverable, so it cannot come back forever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryFailure {
+    /// The message id.
+    pub message_id: String,
+    /// The sender the frame named.
+    pub from: String,
+    /// The conversation the frame named.
+    pub conversation_id: String,
+    /// Deliveries that failed so far.
+    pub attempts: u32,
+    /// Why the last one failed (an error's text: ids and reasons, never contents).
+    pub reason: String,
+    /// The first failed delivery.
+    pub first_at: Timestamp,
+    /// When the agent acknowledged it and reported it undeliverable; replays are acknowledged
+    /// again without another report.
+    pub given_up_at: Option<Timestamp>,
+}
+
 /// One batch of changes to apply atomically.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreChanges {
@@ -236,6 +340,10 @@ pub struct StoreChanges {
     pub remove_receipts: Vec<String>,
     /// The last device seen per (person, conversation).
     pub put_last_devices: Vec<((String, String), String)>,
+    /// Messages that failed to be read, to insert or replace, by message id.
+    pub put_failures: Vec<DeliveryFailure>,
+    /// Failure records to delete.
+    pub remove_failures: Vec<String>,
     /// Keys and sessions.
     pub e2ee: E2eeChanges,
 }
@@ -246,6 +354,8 @@ impl StoreChanges {
         self.put_receipts.is_empty()
             && self.remove_receipts.is_empty()
             && self.put_last_devices.is_empty()
+            && self.put_failures.is_empty()
+            && self.remove_failures.is_empty()
             && self.e2ee.is_empty()
     }
 }
@@ -257,6 +367,8 @@ pub struct AgentSnapshot {
     pub receipts: BTreeMap<String, Receipt>,
     /// Last device per (person, conversation).
     pub last_devices: BTreeMap<(String, String), String>,
+    /// Messages that failed to be read, by message id.
+    pub failures: BTreeMap<String, DeliveryFailure>,
     /// Keys and sessions.
     pub e2ee: E2eeSnapshot,
 }
@@ -273,6 +385,12 @@ impl AgentSnapshot {
         }
         for (key, device) in &changes.put_last_devices {
             self.last_devices.insert(key.clone(), device.clone());
+        }
+        for failure in &changes.put_failures {
+            self.failures.insert(failure.message_id.clone(), failure.clone());
+        }
+        for id in &changes.remove_failures {
+            self.failures.remove(id);
         }
         self.e2ee.apply(&changes.e2ee);
     }

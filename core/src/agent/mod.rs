@@ -42,6 +42,25 @@ use std::time::Duration;
 /// again, well before the relay could run out.
 pub const REPLENISH_AFTER: usize = crate::e2ee::bundle::ONE_TIME_PREKEYS / 2;
 
+/// Deliveries of an unreadable message before the agent gives up on it, by default.
+pub const DEFAULT_MAX_DELIVERY_ATTEMPTS: u32 = 5;
+
+/// What a new identity key under a known peer does to that peer's messages.
+///
+/// Either way the change is first reported ([`Event::IdentityChanged`], with both safety
+/// numbers) and the new identity only ever speaks through its own session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TrustPolicy {
+    /// The message is delivered after the event, and the new identity becomes the trusted one,
+    /// as Signal's apps do: a person who reinstalled the app keeps talking to the agent.
+    #[default]
+    TrustOnFirstUse,
+    /// The message is refused (acknowledged, reported as [`Event::Undeliverable`], never handed
+    /// to the app) and the old identity stays trusted until the app calls
+    /// [`Agent::trust_identity`], after checking the new safety number with the person.
+    Pinned,
+}
+
 /// How an agent behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
@@ -53,6 +72,15 @@ pub struct AgentConfig {
     /// Whether new end-to-end sessions accept people whose apps lack the post-quantum ratchet
     /// (SPQR). By default they must speak it; a session never downgrades once negotiated.
     pub pq_policy: crate::e2ee::pq::PqPolicy,
+    /// What a new identity key under a peer the agent already knows does to that peer's
+    /// messages.
+    pub trust_policy: TrustPolicy,
+    /// Whether an end-to-end encrypted agent hands plaintext (`encrypted: false`) messages to
+    /// the app. Off by default: anyone who can write frames (the relay) could write them.
+    pub accept_plaintext: bool,
+    /// Deliveries of a message that cannot be read before it is acknowledged and reported
+    /// undeliverable ([`Event::Undeliverable`]).
+    pub max_delivery_attempts: u32,
     /// Reconnect policy.
     pub backoff: Backoff,
     /// How long accepted receipts are kept to recognise replays.
@@ -68,6 +96,9 @@ impl AgentConfig {
             agent_id: agent_id.into(),
             e2ee: false,
             pq_policy: Default::default(),
+            trust_policy: TrustPolicy::default(),
+            accept_plaintext: false,
+            max_delivery_attempts: DEFAULT_MAX_DELIVERY_ATTEMPTS,
             backoff: Backoff::default(),
             receipt_retention: Duration::from_secs(7 * 24 * 3600),
             max_accepted_receipts: 10_000,
@@ -553,6 +584,7 @@ impl Agent {
                         from: msg.from.clone(),
                         conversation_id: msg.conversation_id.clone(),
                         from_device_id: msg.from_device_id.clone(),
+                        sender_identity: None,
                         state: ReceiptState::Pending { text: text.clone() },
                     }],
                     e2ee: e2ee_changes,

@@ -211,7 +211,7 @@ impl AgentStore for SqliteStore {
             };
             snapshot.receipts.insert(
                 message_id.clone(),
-                Receipt { message_id, digest, from, conversation_id, from_device_id, state },
+                Receipt { message_id, digest, from, conversation_id, from_device_id, sender_identity: None, state },
             );
         }
         let mut statement = self.connection.prepare("SELECT person, conversation_id, device_id FROM last_devices")?;

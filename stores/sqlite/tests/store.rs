@@ -19,6 +19,7 @@ fn receipt(id: &str, state: ReceiptState) -> Receipt {
         from: "u1".into(),
         conversation_id: "c1".into(),
         from_device_id: Some("phone".into()),
+        sender_identity: None,
         state,
     }
 }
