@@ -20,6 +20,9 @@ pub struct AgentMessage {
     pub text: String,
     /// Whether it arrived end-to-end encrypted.
     pub encrypted: bool,
+    /// The safety number of the identity key whose session decrypted it (end-to-end encrypted
+    /// messages; `None` for plaintext, or when the Signal implementation cannot tell).
+    pub sender_identity: Option<crate::agent::SafetyNumber>,
     /// Attachments, with their real metadata when the encrypted payload carried it.
     pub attachments: Vec<Attachment>,
     /// The message this one answers.

@@ -148,6 +148,8 @@ pub struct E2eeChanges {
     pub remove_prekeys: Vec<(PrekeyKind, u32)>,
     /// Session records to insert or replace, by peer name.
     pub put_sessions: Vec<(String, SecretBytes)>,
+    /// Session records to delete, by peer name (a person's least recently used beyond the cap).
+    pub remove_sessions: Vec<String>,
     /// Archive keys learnt, by conversation (never replaced once set).
     pub put_history_keys: Vec<(String, StoredHistoryKey)>,
     /// Peers' identity keys, as first seen or as the app trusted them.
@@ -166,6 +168,7 @@ impl E2eeChanges {
             && self.put_prekeys.is_empty()
             && self.remove_prekeys.is_empty()
             && self.put_sessions.is_empty()
+            && self.remove_sessions.is_empty()
             && self.put_history_keys.is_empty()
             && self.put_peer_identities.is_empty()
             && self.remove_peer_identities.is_empty()
@@ -184,7 +187,12 @@ impl E2eeChanges {
         self.remove_prekeys.extend(later.remove_prekeys.iter().copied());
         for (name, record) in &later.put_sessions {
             self.put_sessions.retain(|(existing, _)| existing != name);
+            self.remove_sessions.retain(|existing| existing != name);
             self.put_sessions.push((name.clone(), record.clone()));
+        }
+        for name in &later.remove_sessions {
+            self.put_sessions.retain(|(existing, _)| existing != name);
+            self.remove_sessions.push(name.clone());
         }
         self.put_history_keys.extend(later.put_history_keys.iter().cloned());
         for (peer, identity) in &later.put_peer_identities {
@@ -238,6 +246,9 @@ impl E2eeSnapshot {
         }
         for (name, record) in &changes.put_sessions {
             self.sessions.insert(name.clone(), record.clone());
+        }
+        for name in &changes.remove_sessions {
+            self.sessions.remove(name);
         }
         for (conversation, key) in &changes.put_history_keys {
             self.history_keys.insert(conversation.clone(), key.clone());

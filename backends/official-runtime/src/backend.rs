@@ -192,4 +192,23 @@ impl SignalBackend for RuntimeBackend {
         }
         Err(other("decrypt", first_error.unwrap_or(RuntimeError::Protocol)))
     }
+
+    fn discard(&mut self, changes: &E2eeChanges, committed: &E2eeSnapshot) -> Result<(), BackendError> {
+        if !changes.put_sessions.iter().any(|(name, _)| name == SNAPSHOT_RECORD) {
+            return Ok(());
+        }
+        // The runtime's whole state is one snapshot: the committed one comes back whole.
+        let state = committed.sessions.get(SNAPSHOT_RECORD).ok_or(BackendError::Other {
+            operation: "discard",
+            reason: "no committed runtime snapshot to go back to".into(),
+        })?;
+        let runtime = Arc::clone(self.store.runtime());
+        self.store = runtime.import_store(self.store.local_name(), state.expose()).map_err(|e| other("discard", e))?;
+        self.peers = committed
+            .sessions
+            .get(PEERS_RECORD)
+            .map(|names| String::from_utf8_lossy(names.expose()).lines().map(str::to_owned).collect())
+            .unwrap_or_default();
+        Ok(())
+    }
 }

@@ -9,9 +9,10 @@
 
 use crate::Rng;
 use crate::e2ee::backend::{BackendError, SignalBackend};
+use crate::e2ee::message::Framed;
 use crate::payload::delivery::{HistoryKey, unwrap_delivery};
 use crate::payload::history::{self, HistoryContext, HistoryRecord, SenderType};
-use crate::store::{E2eeChanges, E2eeSnapshot, SecretBytes, StoredHistoryKey};
+use crate::store::{E2eeChanges, E2eeSnapshot, IdentityKeyBytes, SecretBytes, StoredHistoryKey};
 use crate::wire::InboundMsg;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -71,6 +72,16 @@ pub fn person_session_names(person: &str, conversation_id: &str, device_id: Opti
         Some(device) if !device.is_empty() => vec![format!("{conversation}:device:{device}"), conversation],
         _ => vec![conversation],
     }
+}
+
+/// A message that decrypted, before its contents are read.
+pub(super) struct Decrypted {
+    /// The plaintext.
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// The session changes it made.
+    pub changes: E2eeChanges,
+    /// The identity key that spoke, when known.
+    pub identity: Option<IdentityKeyBytes>,
 }
 
 /// What a decrypted message brings.
@@ -146,18 +157,34 @@ impl AgentE2ee {
         self.account.identity_key()
     }
 
-    /// Decrypts an inbound message. When the session opened it but its contents are unusable,
-    /// the failure carries the session changes, which must still be committed.
-    pub fn open(&mut self, msg: &InboundMsg, rng: &mut Rng) -> Result<Opened, Box<OpenFailure>> {
-        let fail = |error: InboundCryptoError, changes: E2eeChanges| Box::new(OpenFailure { error, changes });
-        let framed =
-            STANDARD.decode(&msg.payload_b64).map_err(|_| fail(InboundCryptoError::Base64, E2eeChanges::default()))?;
+    /// Decrypts an inbound message under the first of its session names that opens it. On error
+    /// no session changed.
+    pub fn decrypt(&mut self, msg: &InboundMsg, rng: &mut Rng) -> Result<Decrypted, InboundCryptoError> {
+        let framed = STANDARD.decode(&msg.payload_b64).map_err(|_| InboundCryptoError::Base64)?;
         let names = person_session_names(&msg.from, &msg.conversation_id, msg.from_device_id.as_deref());
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let (plaintext, _name, mut changes) = self
-            .account
-            .decrypt(&names, &framed, rng)
-            .map_err(|error| fail(InboundCryptoError::Decrypt(error), E2eeChanges::default()))?;
+        let (plaintext, name, changes) =
+            self.account.decrypt(&names, &framed, rng).map_err(InboundCryptoError::Decrypt)?;
+        // The session says who spoke; a backend that cannot tell still shows the identity a
+        // PreKey message names, which the message's successful decryption authenticated.
+        let identity = self.account.remote_identity(&name).or_else(|| match Framed::decode(&framed) {
+            Ok(Framed::PreKey(message)) => Some(message.identity_key.serialize()),
+            _ => None,
+        });
+        Ok(Decrypted { plaintext, changes, identity })
+    }
+
+    /// Forgets a decryption whose changes will not be committed.
+    pub fn discard(&mut self, changes: &E2eeChanges, committed: &E2eeSnapshot) -> Result<(), BackendError> {
+        self.account.discard(changes, committed)
+    }
+
+    /// Reads a decrypted payload: its text, with a `pacerelle.delivery` unwrapped and its
+    /// archive key learnt. When the contents are unusable the failure carries the session
+    /// changes, which must still be committed (the session moved on and cannot open it again).
+    pub fn finish(&mut self, msg: &InboundMsg, decrypted: Decrypted) -> Result<Opened, Box<OpenFailure>> {
+        let Decrypted { plaintext, mut changes, .. } = decrypted;
+        let fail = |error: InboundCryptoError, changes: E2eeChanges| Box::new(OpenFailure { error, changes });
         let Ok(text) = String::from_utf8(plaintext.to_vec()) else {
             return Err(fail(InboundCryptoError::NotUtf8, changes));
         };

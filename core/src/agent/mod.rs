@@ -17,18 +17,23 @@ pub mod e2ee;
 mod files;
 mod outgoing;
 mod publish;
+pub mod trust;
 
 pub use digest::message_digest;
 pub use files::{DownloadError, OutgoingFile, UploadError};
 pub use outgoing::OutgoingMessage;
 pub use publish::Step as PublicationStep;
+pub use trust::{ChangeSource, IdentityChange, SafetyNumber, TrustError, Undeliverable, UndeliverableReason};
 
 use crate::connection::{Backoff, Connection, Directive};
 use crate::e2ee::account::Account;
 use crate::e2ee::backend::SignalBackend;
 use crate::message::{AgentMessage, Attachment};
 use crate::payload::{chat, parse_payload, widget};
-use crate::store::{AgentSnapshot, PrekeyKind, Receipt, ReceiptState, StoreChanges};
+use crate::store::{
+    AgentSnapshot, DeliveryFailure, E2eeChanges, PeerId, PrekeyKind, Receipt, ReceiptState, StoreChanges,
+    StoredPeerIdentity,
+};
 use crate::wire::agent::is_group_target;
 use crate::wire::http::{HttpRequest, HttpResponse, RequestId};
 use crate::wire::{AckRead, FrameError, InboundFrame, InboundMsg, OutboundMsg};
@@ -153,11 +158,14 @@ pub enum Output {
 pub enum Event {
     /// A message to handle; accept it when the handler has returned.
     Message(AgentMessage),
-    /// A peer's identity key changed. Nothing was destroyed; the app decides what to do.
-    IdentityChanged {
-        /// The person or agent.
-        peer_id: String,
-    },
+    /// A peer's identity key changed: a message came from a session with another identity key
+    /// than the trusted one (before that message's own event, if it is delivered), or the relay
+    /// says so. Nothing was destroyed; [`AgentConfig::trust_policy`] decided what happened to the
+    /// message.
+    IdentityChanged(IdentityChange),
+    /// A message was acknowledged without reaching the app: refused (plaintext to an encrypted
+    /// agent, an untrusted identity) or unreadable after bounded deliveries.
+    Undeliverable(Undeliverable),
     /// A file was uploaded and the message carrying it sent.
     FileSent {
         /// The call [`Agent::send_file`] returned.
@@ -240,6 +248,21 @@ pub enum InputError {
         /// The id.
         message_id: String,
     },
+    /// A plaintext message reached an agent with end-to-end encryption that does not accept
+    /// plaintext ([`AgentConfig::accept_plaintext`]).
+    #[error("message {message_id} is plaintext; this agent only takes end-to-end encrypted messages")]
+    Plaintext {
+        /// The id.
+        message_id: String,
+    },
+    /// The message came from an identity key the app has not trusted ([`TrustPolicy::Pinned`]).
+    #[error("message {message_id} comes from an untrusted identity of {peer}")]
+    UntrustedIdentity {
+        /// The id.
+        message_id: String,
+        /// Who it claims to be.
+        peer: PeerId,
+    },
     /// An encrypted message could not be read.
     #[error("message {message_id}: {error}")]
     Crypto {
@@ -307,6 +330,19 @@ pub enum AgentError {
     /// See [`AcceptError`].
     #[error(transparent)]
     Accept(#[from] AcceptError),
+}
+
+/// The fields that name a message, enough to acknowledge and report it.
+struct MessageIds {
+    message_id: String,
+    from: String,
+    conversation_id: String,
+}
+
+impl MessageIds {
+    fn of(msg: &InboundMsg) -> Self {
+        MessageIds { message_id: msg.id.clone(), from: msg.from.clone(), conversation_id: msg.conversation_id.clone() }
+    }
 }
 
 /// The agent state machine. See the [module docs](self).
@@ -552,21 +588,43 @@ impl Agent {
                 }
                 Ok(())
             }
-            Input::Frame(text) => match InboundFrame::parse(&text)? {
-                InboundFrame::Msg(msg) => self.handle_msg(msg),
-                InboundFrame::IdentityChanged { peer_id } => {
-                    self.outputs.push_back(Output::Event(Event::IdentityChanged { peer_id }));
+            Input::Frame(text) => match InboundFrame::parse(&text) {
+                Ok(InboundFrame::Msg(msg)) => self.handle_msg(msg, now),
+                Ok(InboundFrame::IdentityChanged { peer_id }) => {
+                    tracing::info!(peer = %peer_id, "the relay reports an identity change");
+                    self.outputs.push_back(Output::Event(Event::IdentityChanged(IdentityChange::from_relay(peer_id))));
                     Ok(())
                 }
+                Err(error) => match crate::wire::agent::refused_msg_ids(&text) {
+                    // A message the SDK cannot read but can name: counted like any unreadable
+                    // message, so it does not come back forever.
+                    Some((message_id, from, conversation_id)) if !error.is_ignorable() => {
+                        let ids = MessageIds { message_id, from, conversation_id };
+                        self.unreadable(&ids, InputError::Frame(error), E2eeChanges::default(), now)
+                    }
+                    _ => Err(error.into()),
+                },
             },
         }
     }
 
-    fn handle_msg(&mut self, msg: InboundMsg) -> Result<(), InputError> {
+    fn handle_msg(&mut self, msg: InboundMsg, now: Timestamp) -> Result<(), InputError> {
+        let ids = MessageIds::of(&msg);
+        if self.state.failures.get(&msg.id).is_some_and(|failure| failure.given_up_at.is_some()) {
+            tracing::debug!(message = %msg.id, "replay of a message given up on: acknowledged again");
+            self.push_ack(&msg.from, &msg.id, &msg.conversation_id);
+            return Ok(());
+        }
         let digest = message_digest(&msg.raw);
-        let text = match self.state.receipts.get(&msg.id) {
+        let (text, sender_identity) = match self.state.receipts.get(&msg.id) {
             Some(receipt) if receipt.digest != digest => {
-                return Err(InputError::Conflict { message_id: msg.id });
+                let error = InputError::Conflict { message_id: msg.id.clone() };
+                if matches!(receipt.state, ReceiptState::Pending { .. }) {
+                    // The message of that id waits for its handler: acknowledging the impostor
+                    // would acknowledge it too.
+                    return Err(error);
+                }
+                return self.unreadable(&ids, error, E2eeChanges::default(), now);
             }
             Some(Receipt { state: ReceiptState::Accepted { .. }, .. }) => {
                 tracing::debug!(message = %msg.id, "replay of an accepted message: acknowledged again");
@@ -574,9 +632,11 @@ impl Agent {
                 return Ok(());
             }
             // Decoded before, not yet accepted: hand the stored text out again.
-            Some(Receipt { state: ReceiptState::Pending { text }, .. }) => text.clone(),
+            Some(Receipt { state: ReceiptState::Pending { text }, sender_identity, .. }) => {
+                (text.clone(), *sender_identity)
+            }
             None => {
-                let (text, e2ee_changes) = self.decode(&msg)?;
+                let (text, e2ee_changes, sender_identity) = self.decode(&msg, &ids, now)?;
                 let mut changes = StoreChanges {
                     put_receipts: vec![Receipt {
                         message_id: msg.id.clone(),
@@ -584,12 +644,15 @@ impl Agent {
                         from: msg.from.clone(),
                         conversation_id: msg.conversation_id.clone(),
                         from_device_id: msg.from_device_id.clone(),
-                        sender_identity: None,
+                        sender_identity,
                         state: ReceiptState::Pending { text: text.clone() },
                     }],
                     e2ee: e2ee_changes,
                     ..Default::default()
                 };
+                if self.state.failures.contains_key(&msg.id) {
+                    changes.remove_failures.push(msg.id.clone());
+                }
                 if let Some(device) = &msg.from_device_id {
                     changes.put_last_devices.push(((msg.from.clone(), msg.conversation_id.clone()), device.clone()));
                 }
@@ -604,7 +667,7 @@ impl Agent {
                     );
                     self.publish_prekeys();
                 }
-                text
+                (text, sender_identity)
             }
         };
         let parsed = parse_payload(&text);
@@ -617,6 +680,7 @@ impl Agent {
             to: msg.to,
             text: parsed.text,
             encrypted: msg.encrypted,
+            sender_identity: sender_identity.as_ref().map(SafetyNumber::of),
             reply_to_message_id: msg.reply_to_message_id,
             widget_response: parsed.widget_response,
             widget_update: parsed.widget_update,
@@ -626,29 +690,209 @@ impl Agent {
         Ok(())
     }
 
-    /// The payload's text, and the session changes to commit with its receipt.
-    fn decode(&mut self, msg: &InboundMsg) -> Result<(String, crate::store::E2eeChanges), InputError> {
-        if msg.encrypted {
-            let Some(e2ee) = self.e2ee.as_mut() else {
-                return Err(InputError::EncryptedWithoutE2ee { message_id: msg.id.clone() });
+    /// The payload's text, the changes to commit with its receipt, and the identity that spoke.
+    /// A message that cannot be delivered is settled here (counted, or refused and reported).
+    fn decode(
+        &mut self,
+        msg: &InboundMsg,
+        ids: &MessageIds,
+        now: Timestamp,
+    ) -> Result<(String, E2eeChanges, Option<crate::store::IdentityKeyBytes>), InputError> {
+        if !msg.encrypted {
+            if self.e2ee.is_some() && !self.config.accept_plaintext {
+                let error = InputError::Plaintext { message_id: msg.id.clone() };
+                return Err(self.refuse(ids, error, UndeliverableReason::Plaintext, StoreChanges::default(), now));
+            }
+            let undecodable = |reason| InputError::Undecodable { message_id: msg.id.clone(), reason };
+            let text = match STANDARD.decode(&msg.payload_b64) {
+                Err(_) => Err(undecodable("payload_b64 is not base64")),
+                Ok(bytes) => String::from_utf8(bytes).map_err(|_| undecodable("payload is not UTF-8")),
             };
-            return match e2ee.open(msg, &mut *self.rng) {
-                Ok(opened) => Ok((opened.text, opened.changes)),
-                Err(failure) => {
-                    let e2ee::OpenFailure { error, changes } = *failure;
-                    // The session opened the message and moved on: keep that, or the next
-                    // message from this peer would not open either.
-                    if !changes.is_empty() {
-                        self.commit(StoreChanges { e2ee: changes, ..Default::default() });
-                    }
-                    Err(InputError::Crypto { message_id: msg.id.clone(), error })
-                }
+            return match text {
+                Ok(text) => Ok((text, E2eeChanges::default(), None)),
+                Err(error) => self.unreadable(ids, error, E2eeChanges::default(), now),
             };
         }
-        let undecodable = |reason| InputError::Undecodable { message_id: msg.id.clone(), reason };
-        let bytes = STANDARD.decode(&msg.payload_b64).map_err(|_| undecodable("payload_b64 is not base64"))?;
-        let text = String::from_utf8(bytes).map_err(|_| undecodable("payload is not UTF-8"))?;
-        Ok((text, Default::default()))
+        let Some(e2ee) = self.e2ee.as_mut() else {
+            let error = InputError::EncryptedWithoutE2ee { message_id: msg.id.clone() };
+            let reason = UndeliverableReason::EncryptedWithoutE2ee;
+            return Err(self.refuse(ids, error, reason, StoreChanges::default(), now));
+        };
+        let crypto = |error| InputError::Crypto { message_id: msg.id.clone(), error };
+        let decrypted = match e2ee.decrypt(msg, &mut *self.rng) {
+            Ok(decrypted) => decrypted,
+            Err(error) => {
+                return self.unreadable(ids, crypto(error), E2eeChanges::default(), now);
+            }
+        };
+        let spoke = decrypted.identity;
+        let mut trust_changes = E2eeChanges::default();
+        if let Some(spoke) = spoke {
+            let peer = PeerId { user_id: msg.from.clone(), device_id: msg.from_device_id.clone() };
+            let pinned = self.config.trust_policy == TrustPolicy::Pinned;
+            let known = self.state.e2ee.peer_identities.get(&peer);
+            let (verdict, change) = trust::check(known, &peer, spoke, pinned, now);
+            if let Some(change) = change {
+                tracing::warn!(%peer, trusted = change.trusted, "a peer's identity key changed");
+                self.outputs.push_back(Output::Event(Event::IdentityChanged(change)));
+            }
+            match verdict {
+                trust::Verdict::Refuse(stored) => {
+                    // The session the newcomer started (or moved) is forgotten, so replies keep
+                    // going to the trusted identity; its next message tries again.
+                    if let Err(error) = e2ee.discard(&decrypted.changes, &self.state.e2ee) {
+                        // Replies could go to the newcomer's session: stop rather than risk it.
+                        tracing::error!(%error, "a refused session could not be forgotten; stopping");
+                        self.close();
+                    }
+                    let safety_number = SafetyNumber::of(&spoke);
+                    let error = InputError::UntrustedIdentity { message_id: msg.id.clone(), peer: peer.clone() };
+                    let reason = UndeliverableReason::UntrustedIdentity { peer: peer.clone(), safety_number };
+                    let mut changes = StoreChanges::default();
+                    changes.e2ee.put_peer_identities.push((peer, stored));
+                    return Err(self.refuse(ids, error, reason, changes, now));
+                }
+                trust::Verdict::Deliver(stored) => {
+                    let is_new = !self.state.e2ee.peer_identities.contains_key(&peer);
+                    if is_new {
+                        let evicted = trust::devices_beyond_cap(&self.state.e2ee.peer_identities, &peer.user_id, &peer);
+                        trust_changes.remove_peer_identities.extend(evicted);
+                    }
+                    if self.state.e2ee.peer_identities.get(&peer) != Some(&stored) {
+                        trust_changes.put_peer_identities.push((peer, stored));
+                    }
+                }
+            }
+        }
+        match e2ee.finish(msg, decrypted) {
+            Ok(opened) => {
+                let mut changes = opened.changes;
+                changes.merge(trust_changes);
+                Ok((opened.text, changes, spoke))
+            }
+            Err(failure) => {
+                let e2ee::OpenFailure { error, mut changes } = *failure;
+                // The session opened the message and moved on: keep that, or the next message
+                // from this peer would not open either.
+                changes.merge(trust_changes);
+                self.unreadable(ids, crypto(error), changes, now)
+            }
+        }
+    }
+
+    /// Counts a failed delivery of a message that cannot be read (committing `e2ee` with it);
+    /// at [`AgentConfig::max_delivery_attempts`], acknowledges it and reports it undeliverable.
+    /// Returns `error` (as `Err`) either way, for the caller to pass on.
+    fn unreadable<T>(
+        &mut self,
+        ids: &MessageIds,
+        error: InputError,
+        e2ee: E2eeChanges,
+        now: Timestamp,
+    ) -> Result<T, InputError> {
+        let previous = self.state.failures.get(&ids.message_id);
+        let attempts = previous.map_or(0, |failure| failure.attempts).saturating_add(1);
+        let give_up = attempts >= self.config.max_delivery_attempts.max(1);
+        let failure = DeliveryFailure {
+            message_id: ids.message_id.clone(),
+            from: ids.from.clone(),
+            conversation_id: ids.conversation_id.clone(),
+            attempts,
+            reason: error.to_string(),
+            first_at: previous.map_or(now, |failure| failure.first_at),
+            given_up_at: give_up.then_some(now),
+        };
+        tracing::warn!(message = %ids.message_id, attempts, %error, give_up, "message could not be read");
+        let changes = StoreChanges {
+            put_failures: vec![failure],
+            remove_failures: self.expired_failures(now, &ids.message_id),
+            e2ee,
+            ..Default::default()
+        };
+        self.commit(changes);
+        if give_up {
+            let reason = UndeliverableReason::Unreadable { attempts, error: error.to_string() };
+            self.report_undeliverable(ids, reason);
+        }
+        Err(error)
+    }
+
+    /// Refuses a message at once: records it as given up (with `changes`), acknowledges it and
+    /// reports it. Returns `error`, for the caller to pass on.
+    fn refuse(
+        &mut self,
+        ids: &MessageIds,
+        error: InputError,
+        reason: UndeliverableReason,
+        mut changes: StoreChanges,
+        now: Timestamp,
+    ) -> InputError {
+        tracing::warn!(message = %ids.message_id, %error, "message refused");
+        let previous = self.state.failures.get(&ids.message_id);
+        changes.put_failures.push(DeliveryFailure {
+            message_id: ids.message_id.clone(),
+            from: ids.from.clone(),
+            conversation_id: ids.conversation_id.clone(),
+            attempts: previous.map_or(0, |failure| failure.attempts).saturating_add(1),
+            reason: error.to_string(),
+            first_at: previous.map_or(now, |failure| failure.first_at),
+            given_up_at: Some(now),
+        });
+        changes.remove_failures = self.expired_failures(now, &ids.message_id);
+        self.commit(changes);
+        self.report_undeliverable(ids, reason);
+        error
+    }
+
+    fn report_undeliverable(&mut self, ids: &MessageIds, reason: UndeliverableReason) {
+        self.push_ack(&ids.from, &ids.message_id, &ids.conversation_id);
+        self.outputs.push_back(Output::Event(Event::Undeliverable(Undeliverable {
+            message_id: ids.message_id.clone(),
+            from: ids.from.clone(),
+            conversation_id: ids.conversation_id.clone(),
+            reason,
+        })));
+    }
+
+    /// Failure records past the receipt retention window, or beyond the receipt count limit
+    /// (oldest first), other than `keep`'s.
+    fn expired_failures(&self, now: Timestamp, keep: &str) -> Vec<String> {
+        let mut records: Vec<(Timestamp, &String)> = self
+            .state
+            .failures
+            .values()
+            .filter(|failure| failure.message_id != keep)
+            .map(|failure| (failure.first_at, &failure.message_id))
+            .collect();
+        records.sort();
+        let over_limit = (records.len() + 1).saturating_sub(self.config.max_accepted_receipts);
+        records
+            .iter()
+            .enumerate()
+            .filter(|(index, (at, _))| *index < over_limit || now.saturating_since(*at) > self.config.receipt_retention)
+            .map(|(_, (_, id))| (*id).clone())
+            .collect()
+    }
+
+    /// Trusts the identity key that spoke for `peer` and was refused under
+    /// [`TrustPolicy::Pinned`] (check its safety number with the person first, as the
+    /// [`Event::IdentityChanged`] showed it). Its next message starts a session and is delivered.
+    pub fn trust_identity(&mut self, peer: &PeerId) -> Result<SafetyNumber, TrustError> {
+        let stored = self.state.e2ee.peer_identities.get(peer);
+        let Some((stored, pending)) = stored.and_then(|stored| Some((stored, stored.pending?))) else {
+            return Err(TrustError::NothingPending(peer.clone()));
+        };
+        let record = StoredPeerIdentity { trusted: pending, pending: None, last_seen: stored.last_seen };
+        let mut changes = StoreChanges::default();
+        changes.e2ee.put_peer_identities.push((peer.clone(), record));
+        self.commit(changes);
+        tracing::info!(%peer, "identity trusted by the app");
+        Ok(SafetyNumber::of(&pending))
+    }
+
+    /// The safety number trusted for `peer`, once one of its sessions spoke.
+    pub fn trusted_identity(&self, peer: &PeerId) -> Option<SafetyNumber> {
+        self.state.e2ee.peer_identities.get(peer).map(|stored| SafetyNumber::of(&stored.trusted))
     }
 
     /// Marks a message accepted (its handler returned): persists that, then acknowledges it.

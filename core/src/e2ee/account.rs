@@ -11,6 +11,7 @@
 use super::bundle::{PrekeyIds, Publication, PublicationError, registration_id};
 use super::keys::{KeyPair, PublicKey};
 use super::kyber::KyberKeyPair;
+use super::message::Framed;
 use super::pqxdh::{LocalIdentity, PeerBundle, SetupError};
 use super::session::{DecryptError, EncryptError, PrekeySource, SessionRecord};
 use crate::Rng;
@@ -23,6 +24,17 @@ use zeroize::Zeroizing;
 pub const KEPT_PUBLICATIONS: usize = 3;
 /// At most this many unused one-time prekeys are kept; the oldest go first.
 pub const MAX_ONE_TIME_PREKEYS: usize = 500;
+
+/// Session names kept per person (one per conversation and device); past it, the person's least
+/// recently used session goes, so a flood of forged conversations or devices under one person
+/// cannot grow the agent's state without bound.
+pub const MAX_SESSIONS_PER_PERSON: usize = 256;
+
+/// The person a session name (`human:{user}:{conversation}[:device:{device}]`) belongs to is
+/// known exactly only when the name was made; this prefix is what counts a name as theirs.
+fn person_prefix(user: &str) -> String {
+    format!("human:{user}:")
+}
 
 /// Why stored keys could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +67,11 @@ pub struct Account {
     kyber: BTreeMap<u32, KyberKeyPair>,
     one_time: BTreeMap<u32, KeyPair>,
     sessions: HashMap<String, SessionRecord>,
+    /// Which session name each base key (a PreKey message's session) was set up under, so the
+    /// same first message arriving under another name cannot start a second session.
+    base_keys: HashMap<PublicKey, String>,
+    /// Session names, least recently used first (recency counts from this process's start).
+    recency: Vec<String>,
     pq: PqFactory,
 }
 
@@ -133,6 +150,8 @@ impl Account {
             kyber: BTreeMap::new(),
             one_time: BTreeMap::new(),
             sessions: HashMap::new(),
+            base_keys: HashMap::new(),
+            recency: Vec::new(),
             pq,
         };
         for ((kind, id), bytes) in &snapshot.prekeys {
@@ -153,9 +172,65 @@ impl Account {
         for (peer, bytes) in &snapshot.sessions {
             let record = SessionRecord::from_bytes(bytes.expose())
                 .map_err(|error| AccountError::InvalidSession { peer: peer.clone(), error })?;
+            account.index_session(peer, &record);
             account.sessions.insert(peer.clone(), record);
         }
+        account.recency = account.sessions.keys().cloned().collect();
+        account.recency.sort();
         Ok((account, changes))
+    }
+
+    fn index_session(&mut self, peer: &str, record: &SessionRecord) {
+        for state in record.current.iter().chain(record.previous.iter()) {
+            self.base_keys.insert(*state.base_key(), peer.to_owned());
+        }
+    }
+
+    fn touch(&mut self, peer: &str) {
+        if let Some(position) = self.recency.iter().position(|name| name == peer) {
+            let name = self.recency.remove(position);
+            self.recency.push(name);
+        } else {
+            self.recency.push(peer.to_owned());
+        }
+    }
+
+    /// The identity key of the current session with `peer` (after a decryption, the session that
+    /// decrypted).
+    pub fn remote_identity(&self, peer: &str) -> Option<PublicKey> {
+        self.sessions.get(peer)?.current().map(|state| *state.remote_identity())
+    }
+
+    /// Forgets what an operation did in memory whose `changes` will not be committed: every
+    /// session record and one-time prekey they touch goes back to its state in `committed`.
+    pub fn discard(&mut self, changes: &E2eeChanges, committed: &E2eeSnapshot) -> Result<(), AccountError> {
+        let touched = changes.put_sessions.iter().map(|(peer, _)| peer).chain(changes.remove_sessions.iter());
+        for peer in touched {
+            self.base_keys.retain(|_, name| name != peer);
+            match committed.sessions.get(peer) {
+                Some(bytes) => {
+                    let record = SessionRecord::from_bytes(bytes.expose())
+                        .map_err(|error| AccountError::InvalidSession { peer: peer.clone(), error })?;
+                    self.index_session(peer, &record);
+                    self.sessions.insert(peer.clone(), record);
+                    if !self.recency.contains(peer) {
+                        self.recency.insert(0, peer.clone());
+                    }
+                }
+                None => {
+                    self.sessions.remove(peer);
+                    self.recency.retain(|name| name != peer);
+                }
+            }
+        }
+        for (kind, id) in &changes.remove_prekeys {
+            if *kind == PrekeyKind::OneTime
+                && let Some(bytes) = committed.prekeys.get(&(PrekeyKind::OneTime, *id))
+            {
+                self.one_time.insert(*id, KeyPair::from_private_bytes(key32(bytes, "one-time prekey", *id)?));
+            }
+        }
+        Ok(())
     }
 
     /// The identity key (what bundles carry and verification codes hash).
@@ -250,6 +325,25 @@ impl Account {
         framed: &[u8],
         rng: &mut Rng,
     ) -> Result<(Zeroizing<Vec<u8>>, String, E2eeChanges), DecryptError> {
+        // A PreKey message whose session we already set up belongs to the name it was set up
+        // under, and only there: under another name it would start a second session (and a
+        // second delivery) from the same first message.
+        let known_name = match Framed::decode(framed) {
+            Ok(Framed::PreKey(message)) => self.base_keys.get(&message.base_key).cloned(),
+            _ => None,
+        };
+        let routed;
+        let peers: &[&str] = match &known_name {
+            Some(name) if peers.contains(&name.as_str()) => {
+                routed = [name.as_str()];
+                &routed
+            }
+            Some(name) => {
+                tracing::warn!(session = %name, "a session's first message arrived again under another name: refused");
+                return Err(DecryptError::ReplayedFirstMessage);
+            }
+            None => peers,
+        };
         let mut first_error = None;
         for peer in peers {
             // Out of the map while it decrypts (the account lends its prekeys meanwhile);
@@ -261,7 +355,13 @@ impl Account {
             }
             match result {
                 Ok(decrypted) => {
-                    let changes = self.persist_session(peer, decrypted.consumed_one_time_prekey);
+                    let mut changes = self.persist_session(peer, decrypted.consumed_one_time_prekey);
+                    if let Some(record) = self.sessions.get(*peer) {
+                        let record = record.clone();
+                        self.index_session(peer, &record);
+                    }
+                    self.touch(peer);
+                    changes.remove_sessions.extend(self.evict_beyond_cap(peer));
                     return Ok((decrypted.plaintext, (*peer).to_owned(), changes));
                 }
                 // A duplicate is final: trying another name could only start a second session.
@@ -273,6 +373,33 @@ impl Account {
             }
         }
         Err(first_error.unwrap_or(DecryptError::NoSession))
+    }
+
+    /// Drops the least recently used sessions of the person `peer` belongs to beyond
+    /// [`MAX_SESSIONS_PER_PERSON`]; returns their names.
+    fn evict_beyond_cap(&mut self, peer: &str) -> Vec<String> {
+        let Some(user) = peer.strip_prefix("human:").and_then(|rest| rest.split(':').next()) else {
+            return Vec::new();
+        };
+        let prefix = person_prefix(user);
+        // Only names that can be read back exactly as this person's count: with colons inside
+        // ids, a name could belong to another person, who must never lose a session for it.
+        let is_theirs = |name: &str| {
+            name.strip_prefix(&prefix).is_some_and(|rest| match rest.split_once(":device:") {
+                Some((conversation, device)) => !conversation.contains(':') && !device.contains(':'),
+                None => !rest.contains(':'),
+            })
+        };
+        let theirs: Vec<String> = self.recency.iter().filter(|name| is_theirs(name)).cloned().collect();
+        let excess = theirs.len().saturating_sub(MAX_SESSIONS_PER_PERSON);
+        let evicted: Vec<String> = theirs.into_iter().filter(|name| name != peer).take(excess).collect();
+        for name in &evicted {
+            tracing::info!(session = %name, "a person's least recently used session dropped (too many sessions)");
+            self.sessions.remove(name);
+            self.recency.retain(|existing| existing != name);
+            self.base_keys.retain(|_, owner| owner != name);
+        }
+        evicted
     }
 
     /// The changes that store `peer`'s record as it is now, and delete the one-time prekey a

@@ -11,7 +11,7 @@ use super::bundle::PublicationError;
 use super::pqxdh::{PeerBundle, SetupError};
 use super::session::{DecryptError, EncryptError};
 use crate::Rng;
-use crate::store::E2eeChanges;
+use crate::store::{E2eeChanges, E2eeSnapshot};
 use crate::wire::http::{OneTimePrekeysBody, PrekeyBundleBody};
 use zeroize::Zeroizing;
 
@@ -72,6 +72,18 @@ pub trait SignalBackend: Send {
         rng: &mut Rng,
     ) -> Result<(Zeroizing<Vec<u8>>, String, E2eeChanges), BackendError>;
 
+    /// The identity key of the current session with `peer` (after a decryption: the session
+    /// that decrypted it), when the implementation can tell. Without it, the agent knows a
+    /// peer's identity from the PreKey messages that start its sessions.
+    fn remote_identity(&self, _peer: &str) -> Option<[u8; 33]> {
+        None
+    }
+
+    /// Forgets what an operation did in memory whose `changes` will not be committed (a message
+    /// refused after it decrypted, say from an identity the app has not trusted): whatever
+    /// `changes` touch goes back to its state in `committed`.
+    fn discard(&mut self, changes: &E2eeChanges, committed: &E2eeSnapshot) -> Result<(), BackendError>;
+
     /// The post-quantum ratchet of the current session with `peer`: its SPQR epoch and whether
     /// version 1 was negotiated, when the implementation can tell (diagnostics and tests).
     fn pq_status(&self, _peer: &str) -> Option<PqStatus> {
@@ -116,6 +128,14 @@ impl SignalBackend for Account {
         rng: &mut Rng,
     ) -> Result<(Zeroizing<Vec<u8>>, String, E2eeChanges), BackendError> {
         Ok(Account::decrypt(self, peers, framed, rng)?)
+    }
+
+    fn remote_identity(&self, peer: &str) -> Option<[u8; 33]> {
+        Account::remote_identity(self, peer).map(|key| key.serialize())
+    }
+
+    fn discard(&mut self, changes: &E2eeChanges, committed: &E2eeSnapshot) -> Result<(), BackendError> {
+        Ok(Account::discard(self, changes, committed)?)
     }
 
     fn pq_status(&self, peer: &str) -> Option<PqStatus> {

@@ -49,6 +49,10 @@ pub enum DecryptError {
         /// Its counter.
         counter: u32,
     },
+    /// A PreKey message whose session was set up under another peer name (another person,
+    /// conversation or device): the same first message delivered again.
+    #[error("the session's first message was already received under another name")]
+    ReplayedFirstMessage,
     /// A PreKey message for a session we hold, naming another identity than that session's.
     #[error("the PreKey message's identity key is not its session's")]
     IdentityMismatch,

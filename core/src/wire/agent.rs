@@ -103,6 +103,18 @@ impl InboundMsg {
     }
 }
 
+/// The id, sender and conversation of a `MSG` frame that [`InboundFrame::parse`] refused, when
+/// it names them (non-empty strings): enough to acknowledge it and report it, so that a frame
+/// the SDK cannot read does not come back forever.
+pub fn refused_msg_ids(text: &str) -> Option<(String, String, String)> {
+    let (object, kind) = parse_object(text).ok()?;
+    if kind.as_deref() != Some("MSG") {
+        return None;
+    }
+    let field = |name| required_str(&object, name).ok();
+    Some((field("id")?, field("from")?, field("conversation_id")?))
+}
+
 /// Whether `to` addresses the group of `conversation_id` (`group:{conversation_id}`).
 pub fn is_group_target(to: &str, conversation_id: &str) -> bool {
     to.strip_prefix("group:") == Some(conversation_id)

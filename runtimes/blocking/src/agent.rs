@@ -1,10 +1,12 @@
 //! The blocking agent client: one loop owns the socket; everything else goes through queues it
 //! drains between reads.
 
-use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, OutgoingFile, OutgoingMessage};
+use pacerelle_core::agent::{
+    Agent, AgentConfig, Event, IdentityChange, Input, OutgoingFile, OutgoingMessage, SafetyNumber, Undeliverable,
+};
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::e2ee::backend::SignalBackend;
-use pacerelle_core::store::{DynAgentStore, MemoryStore};
+use pacerelle_core::store::{DynAgentStore, MemoryStore, PeerId};
 use pacerelle_core::widget::{Widget, WidgetPatch};
 use pacerelle_core::wire::http::{HttpRequest, RequestId};
 use pacerelle_core::{AgentMessage, Attachment, Rng, Timestamp};
@@ -26,7 +28,8 @@ use tungstenite::{Message, WebSocket};
 const TICK: Duration = Duration::from_millis(20);
 
 type MessageHandler = Box<dyn FnMut(AgentMessage, &AgentHandle) -> HandlerResult + Send>;
-type IdentityHandler = Box<dyn FnMut(String, &AgentHandle) -> HandlerResult + Send>;
+type IdentityHandler = Box<dyn FnMut(IdentityChange, &AgentHandle) -> HandlerResult + Send>;
+type UndeliverableHandler = Box<dyn FnMut(Undeliverable, &AgentHandle) -> HandlerResult + Send>;
 type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
 enum Control {
@@ -203,6 +206,18 @@ impl AgentHandle {
         self.lock().state.agent().verification_code()
     }
 
+    /// Trusts the identity key that spoke for `peer` and was refused under
+    /// [`pacerelle_core::agent::TrustPolicy::Pinned`] (check its safety number with the person
+    /// first); its next message is delivered. Returns the safety number now trusted.
+    pub fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError> {
+        Ok(self.with_agent(|agent| agent.trust_identity(peer))?)
+    }
+
+    /// The safety number trusted for `peer`, once one of its sessions spoke.
+    pub fn trusted_identity(&self, peer: &PeerId) -> Option<SafetyNumber> {
+        self.lock().state.agent().trusted_identity(peer)
+    }
+
     /// Stops the agent: [`Client::connect`] returns within a tick.
     pub fn close(&self) {
         self.with_agent(Agent::close);
@@ -215,6 +230,7 @@ pub struct Client {
     handle: AgentHandle,
     message_handler: Option<MessageHandler>,
     identity_handler: Option<IdentityHandler>,
+    undeliverable_handler: Option<UndeliverableHandler>,
 }
 
 impl std::fmt::Debug for Client {
@@ -270,6 +286,7 @@ impl Client {
             handle: AgentHandle { inner: Arc::new(Mutex::new(inner)), http },
             message_handler: None,
             identity_handler: None,
+            undeliverable_handler: None,
         }
     }
 
@@ -284,9 +301,24 @@ impl Client {
         self.message_handler = Some(Box::new(handler));
     }
 
-    /// Sets the handler for `IDENTITY_CHANGED`.
-    pub fn on_identity_changed(&mut self, handler: impl FnMut(String, &AgentHandle) -> HandlerResult + Send + 'static) {
+    /// Sets the handler for identity changes: a message came from a session whose identity key
+    /// is not the one trusted for its sender (with both safety numbers; it runs before that
+    /// message's own handler), or the relay says a peer's key changed (no numbers).
+    pub fn on_identity_changed(
+        &mut self,
+        handler: impl FnMut(IdentityChange, &AgentHandle) -> HandlerResult + Send + 'static,
+    ) {
         self.identity_handler = Some(Box::new(handler));
+    }
+
+    /// Sets the handler for messages acknowledged without being handed over: refused
+    /// (plaintext to an encrypted agent, an untrusted identity) or unreadable after bounded
+    /// deliveries. Without one they are logged as warnings.
+    pub fn on_undeliverable(
+        &mut self,
+        handler: impl FnMut(Undeliverable, &AgentHandle) -> HandlerResult + Send + 'static,
+    ) {
+        self.undeliverable_handler = Some(Box::new(handler));
     }
 
     /// Connects and serves on this thread until [`AgentHandle::close`]; reconnects with backoff
@@ -377,14 +409,22 @@ impl Client {
                 };
                 handle.lock().settle(&id, outcome);
             }
-            Event::IdentityChanged { peer_id } => {
-                tracing::info!(peer = %peer_id, "peer identity changed");
+            Event::IdentityChanged(change) => {
+                tracing::info!(peer = %change.peer, source = ?change.source, "peer identity changed");
                 if let Some(handler) = self.identity_handler.as_mut() {
-                    let outcome = catch_unwind(AssertUnwindSafe(|| handler(peer_id, &handle)))
+                    let outcome = catch_unwind(AssertUnwindSafe(|| handler(change, &handle)))
                         .unwrap_or_else(|_| panicked("identity"));
                     log_identity_outcome(outcome);
                 }
             }
+            Event::Undeliverable(report) => match self.undeliverable_handler.as_mut() {
+                Some(handler) => {
+                    let outcome = catch_unwind(AssertUnwindSafe(|| handler(report, &handle)))
+                        .unwrap_or_else(|_| panicked("undeliverable"));
+                    log_identity_outcome(outcome);
+                }
+                None => support::state::log_undeliverable(&report),
+            },
             other => tracing::debug!(?other, "event without a waiter"),
         }
     }

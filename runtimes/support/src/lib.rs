@@ -126,6 +126,9 @@ pub enum ClientError {
     /// A message could not be sent.
     #[error(transparent)]
     Send(#[from] pacerelle_core::agent::SendError),
+    /// An identity could not be trusted.
+    #[error(transparent)]
+    Trust(#[from] pacerelle_core::agent::TrustError),
     /// A person's command was refused.
     #[error(transparent)]
     Person(#[from] pacerelle_core::human::PersonError),

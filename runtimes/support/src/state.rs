@@ -204,9 +204,21 @@ pub fn panicked(handler: &'static str) -> HandlerResult {
     Err(format!("{handler} handler panicked").into())
 }
 
-/// Logs the outcome of an identity-change handler (there is nothing to acknowledge).
+/// Logs the outcome of a handler that settles nothing (identity changes, undeliverable
+/// reports): there is nothing to acknowledge.
 pub fn log_identity_outcome(outcome: HandlerResult) {
     if let Err(error) = outcome {
-        tracing::warn!(%error, "identity handler failed");
+        tracing::warn!(%error, "handler failed");
     }
+}
+
+/// Logs a message acknowledged without being handed over, when the app set no handler for it.
+pub fn log_undeliverable(report: &pacerelle_core::agent::Undeliverable) {
+    tracing::warn!(
+        message = %report.message_id,
+        from = %report.from,
+        conversation = %report.conversation_id,
+        reason = %report.reason,
+        "message undeliverable"
+    );
 }

@@ -7,7 +7,9 @@
 //! as much as it likes before it returns.
 
 use super::{Control, Runtime, SocketEvent, socket_loop, write};
-use crate::state::{AgentState, Effect, Waiter, downloaded, file_sent, log_identity_outcome, panicked};
+use crate::state::{
+    AgentState, Effect, Waiter, downloaded, file_sent, log_identity_outcome, log_undeliverable, panicked,
+};
 use crate::{ClientError, HandlerResult, HttpExecutor, now, os_rng};
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures_channel::oneshot;
@@ -15,8 +17,11 @@ use futures_util::future::AbortHandle;
 use futures_util::{FutureExt as _, StreamExt as _};
 use pacerelle_core::AgentMessage;
 use pacerelle_core::Rng;
-use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, OutgoingFile, OutgoingMessage};
+use pacerelle_core::agent::{
+    Agent, AgentConfig, Event, IdentityChange, Input, OutgoingFile, OutgoingMessage, SafetyNumber, Undeliverable,
+};
 use pacerelle_core::config::ClientConfig;
+use pacerelle_core::store::PeerId;
 use pacerelle_core::store::{DynAgentStore, MemoryStore};
 use pacerelle_core::widget::{Widget, WidgetPatch};
 use pacerelle_core::wire::http::HttpRequest;
@@ -30,7 +35,8 @@ use tungstenite::Message;
 
 type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
 type MessageHandler = Arc<dyn Fn(AgentMessage, AgentHandle) -> BoxFuture + Send + Sync>;
-type IdentityHandler = Arc<dyn Fn(String, AgentHandle) -> BoxFuture + Send + Sync>;
+type IdentityHandler = Arc<dyn Fn(IdentityChange, AgentHandle) -> BoxFuture + Send + Sync>;
+type UndeliverableHandler = Arc<dyn Fn(Undeliverable, AgentHandle) -> BoxFuture + Send + Sync>;
 
 struct Inner {
     state: AgentState,
@@ -234,6 +240,18 @@ impl AgentHandle {
         self.shared.lock().state.agent().verification_code()
     }
 
+    /// Trusts the identity key that spoke for `peer` and was refused under
+    /// [`pacerelle_core::agent::TrustPolicy::Pinned`] (check its safety number with the person
+    /// first); its next message is delivered. Returns the safety number now trusted.
+    pub fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError> {
+        Ok(self.shared.with_agent(|agent| agent.trust_identity(peer))?)
+    }
+
+    /// The safety number trusted for `peer`, once one of its sessions spoke.
+    pub fn trusted_identity(&self, peer: &PeerId) -> Option<SafetyNumber> {
+        self.shared.lock().state.agent().trusted_identity(peer)
+    }
+
     /// Stops the agent: [`Client::connect`] returns soon after.
     pub fn close(&self) {
         self.shared.with_agent(Agent::close);
@@ -249,6 +267,7 @@ pub struct Client<R> {
     events: UnboundedReceiver<Event>,
     message_handler: Option<MessageHandler>,
     identity_handler: Option<IdentityHandler>,
+    undeliverable_handler: Option<UndeliverableHandler>,
     runtime: PhantomData<fn() -> R>,
 }
 
@@ -315,6 +334,7 @@ impl<R: Runtime> Client<R> {
             events,
             message_handler: None,
             identity_handler: None,
+            undeliverable_handler: None,
             runtime: PhantomData,
         }
     }
@@ -335,13 +355,26 @@ impl<R: Runtime> Client<R> {
         self.message_handler = Some(Arc::new(move |message, handle| Box::pin(handler(message, handle))));
     }
 
-    /// Sets the handler for `IDENTITY_CHANGED` (a peer's identity key changed).
+    /// Sets the handler for identity changes: a message came from a session whose identity key
+    /// is not the one trusted for its sender (with both safety numbers; it runs before that
+    /// message's own handler), or the relay says a peer's key changed (no numbers).
     pub fn on_identity_changed<F, Fut>(&mut self, handler: F)
     where
-        F: Fn(String, AgentHandle) -> Fut + Send + Sync + 'static,
+        F: Fn(IdentityChange, AgentHandle) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
-        self.identity_handler = Some(Arc::new(move |peer, handle| Box::pin(handler(peer, handle))));
+        self.identity_handler = Some(Arc::new(move |change, handle| Box::pin(handler(change, handle))));
+    }
+
+    /// Sets the handler for messages acknowledged without being handed over: refused
+    /// (plaintext to an encrypted agent, an untrusted identity) or unreadable after bounded
+    /// deliveries. Without one they are logged as warnings.
+    pub fn on_undeliverable<F, Fut>(&mut self, handler: F)
+    where
+        F: Fn(Undeliverable, AgentHandle) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.undeliverable_handler = Some(Arc::new(move |report, handle| Box::pin(handler(report, handle))));
     }
 
     /// Connects and serves until [`AgentHandle::close`]; reconnects with backoff when the
@@ -349,13 +382,23 @@ impl<R: Runtime> Client<R> {
     /// (retried with backoff while the relay is unreachable). Returns an error only when the
     /// store failed or the relay refused the prekeys.
     pub async fn connect(self) -> Result<(), ClientError> {
-        let Client { config, handle, mut control, events, message_handler, identity_handler, runtime: _ } = self;
+        let Client {
+            config,
+            handle,
+            mut control,
+            events,
+            message_handler,
+            identity_handler,
+            undeliverable_handler,
+            runtime: _,
+        } = self;
+        let handlers =
+            Handlers { message: message_handler, identity: identity_handler, undeliverable: undeliverable_handler };
         let shared = handle.shared.clone();
 
         // Handlers run on a task of their own, so that a slow handler never stops the socket
         // from being read (or the relay's pings from being answered).
-        let (handlers, stop_handlers) =
-            futures_util::future::abortable(run_handlers(events, handle, message_handler, identity_handler));
+        let (handlers, stop_handlers) = futures_util::future::abortable(run_handlers(events, handle, handlers));
         let serving = Serving { shared: shared.clone(), stop_handlers };
         let (handlers_done, handlers_stopped) = oneshot::channel::<()>();
         R::spawn(async move {
@@ -407,19 +450,21 @@ impl Drop for Serving {
     }
 }
 
+/// The app's handlers.
+struct Handlers {
+    message: Option<MessageHandler>,
+    identity: Option<IdentityHandler>,
+    undeliverable: Option<UndeliverableHandler>,
+}
+
 /// Runs handlers one at a time, in arrival order, and accepts each message whose handler
 /// succeeded.
-async fn run_handlers(
-    mut events: UnboundedReceiver<Event>,
-    handle: AgentHandle,
-    message_handler: Option<MessageHandler>,
-    identity_handler: Option<IdentityHandler>,
-) {
+async fn run_handlers(mut events: UnboundedReceiver<Event>, handle: AgentHandle, handlers: Handlers) {
     while let Some(event) = events.next().await {
         match event {
             Event::Message(message) => {
                 let id = message.id.clone();
-                let outcome = match &message_handler {
+                let outcome = match &handlers.message {
                     Some(handler) => AssertUnwindSafe(handler(message, handle.clone()))
                         .catch_unwind()
                         .await
@@ -428,16 +473,26 @@ async fn run_handlers(
                 };
                 handle.shared.settle(&id, outcome);
             }
-            Event::IdentityChanged { peer_id } => {
-                tracing::info!(peer = %peer_id, "peer identity changed");
-                if let Some(handler) = &identity_handler {
-                    let outcome = AssertUnwindSafe(handler(peer_id, handle.clone()))
+            Event::IdentityChanged(change) => {
+                tracing::info!(peer = %change.peer, source = ?change.source, "peer identity changed");
+                if let Some(handler) = &handlers.identity {
+                    let outcome = AssertUnwindSafe(handler(change, handle.clone()))
                         .catch_unwind()
                         .await
                         .unwrap_or_else(|_| panicked("identity"));
                     log_identity_outcome(outcome);
                 }
             }
+            Event::Undeliverable(report) => match &handlers.undeliverable {
+                Some(handler) => {
+                    let outcome = AssertUnwindSafe(handler(report, handle.clone()))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| panicked("undeliverable"));
+                    log_identity_outcome(outcome);
+                }
+                None => log_undeliverable(&report),
+            },
             // Answers to file sends and downloads nobody waits for any more.
             other => tracing::debug!(?other, "event without a waiter"),
         }
