@@ -6,7 +6,9 @@
 //! step all outputs are drained and checked:
 //! - every `Output::Frame` is a JSON object with a string `type`, and the relay can parse it
 //!   (`AgentOutboundFrame::parse`);
-//! - a refused input or command (`Err`) emitted nothing and left `agent.snapshot()` unchanged;
+//! - a refused input or command (`Err`) changed nothing but a message's failure record, and
+//!   emitted nothing but that record's `Persist` and, once the message is given up, its
+//!   `ACK_READ` and `Event::Undeliverable` (never a message event or a `MSG` frame);
 //! - a store that applies every `Output::Persist` in order equals `agent.snapshot()` after each
 //!   step, holds a message's pending receipt before its `Event::Message`, and its accepted receipt
 //!   before its `ACK_READ` (the delivery guarantees of `core/src/agent/mod.rs`);
@@ -616,6 +618,8 @@ enum Expect {
     },
     /// A frame for an id already accepted before the step: no `Event::Message` for it.
     NoEventFor(String),
+    /// A refused input: no message event, no `MSG` frame.
+    Refused,
 }
 
 enum SentCheck {
@@ -787,8 +791,11 @@ impl Harness {
         };
 
         if let Err(error) = &result {
-            assert_eq!(self.agent.poll_output(), None, "refused ({error}) but emitted output");
-            assert_eq!(self.agent.snapshot(), &before, "refused ({error}) but changed the state");
+            let mut after = self.agent.snapshot().clone();
+            after.failures = before.failures.clone();
+            assert_eq!(&after, &before, "refused ({error}) but changed more than a failure record");
+            self.drain(Expect::Refused);
+            assert_eq!(self.agent.snapshot(), &self.store, "store differs after a refusal");
             return;
         }
         self.drain(expect);
@@ -823,14 +830,20 @@ impl Harness {
                         AgentOutboundFrame::AckRead(ack) => {
                             assert_eq!(kind, "ACK_READ");
                             let receipt = self.store.receipts.get(&ack.message_id);
+                            let given_up = self
+                                .store
+                                .failures
+                                .get(&ack.message_id)
+                                .is_some_and(|failure| failure.given_up_at.is_some());
                             assert!(
-                                matches!(receipt.map(|r| &r.state), Some(ReceiptState::Accepted { .. })),
-                                "ACK_READ for {} before its acceptance was persisted",
+                                given_up || matches!(receipt.map(|r| &r.state), Some(ReceiptState::Accepted { .. })),
+                                "ACK_READ for {} before its acceptance (or giving up) was persisted",
                                 ack.message_id
                             );
                         }
                         AgentOutboundFrame::Msg(msg) => {
                             assert_eq!(kind, "MSG");
+                            assert!(!matches!(expect, Expect::Refused), "a refused input sent a message");
                             sent.push(msg);
                         }
                     }
@@ -846,12 +859,18 @@ impl Harness {
                     if let Expect::NoEventFor(id) = &expect {
                         assert_ne!(&message.id, id, "accepted message handed to the app again");
                     }
+                    assert!(!matches!(expect, Expect::Refused), "a refused message reached the app");
                     self.received.push(message);
                     if self.received.len() > 16 {
                         self.received.remove(0);
                     }
                 }
-                Output::Event(Event::IdentityChanged { peer_id }) => assert!(!peer_id.is_empty()),
+                Output::Event(Event::IdentityChanged(change)) => assert!(!change.peer.user_id.is_empty()),
+                Output::Event(Event::Undeliverable(report)) => assert!(
+                    self.store.failures.get(&report.message_id).is_some_and(|failure| failure.given_up_at.is_some()),
+                    "{} reported undeliverable before giving up was persisted",
+                    report.message_id
+                ),
                 // This agent runs without e2ee and sends no files: no publication, no transfer.
                 Output::Event(other) => panic!("unexpected event for a plaintext agent: {other:?}"),
                 Output::Http(request) => panic!("a plaintext agent makes no HTTP call: {request:?}"),
