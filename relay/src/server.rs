@@ -119,6 +119,13 @@ impl RelayHandle {
         self.app.lock().disconnect(&Party::Person(id.to_owned()));
     }
 
+    /// Hands agent `id` a frame the relay made up, as a hostile relay could: forged, replayed or
+    /// tampered. It is queued under its `id` field like any message (so it comes back on every
+    /// reconnect until acknowledged) and sent at once if the agent is connected.
+    pub fn inject_to_agent(&self, id: &str, frame: impl Into<String>) {
+        self.app.lock().inject(&Party::Agent(id.to_owned()), frame.into());
+    }
+
     /// How many messages wait for agent `id` to acknowledge them.
     pub fn pending_for_agent(&self, id: &str) -> usize {
         self.app.lock().pending_for(&Party::Agent(id.to_owned()))

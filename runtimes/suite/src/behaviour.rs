@@ -2,7 +2,7 @@
 //! ([`Action`]s), and a small interpreter per handle shape carries the actions out. It also
 //! records every call, so that cases can tell "handled once" from "handled twice".
 
-use pacerelle_core::agent::{OutgoingFile, OutgoingMessage};
+use pacerelle_core::agent::{IdentityChange, OutgoingFile, OutgoingMessage, SafetyNumber, Undeliverable};
 use pacerelle_core::widget::{
     Choice, ChoiceOption, Confirm, DateTime, FilePicker, Form, FormField, Permission, Progress, Widget, WidgetPatch,
 };
@@ -46,6 +46,8 @@ pub struct Call {
     pub encrypted: bool,
     /// Its attachments, as the handler saw them.
     pub attachments: Vec<Attachment>,
+    /// The safety number of the identity whose session decrypted it.
+    pub sender_identity: Option<SafetyNumber>,
 }
 
 /// One attachment the agent downloaded (and decrypted), or failed to.
@@ -98,6 +100,16 @@ pub enum Action {
 pub struct Behaviour {
     calls: Arc<Mutex<Vec<Call>>>,
     downloads: Downloads,
+    reports: Arc<Mutex<Vec<Report>>>,
+}
+
+/// Something the agent told the app besides messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// An identity change (`on_identity_changed`).
+    IdentityChanged(IdentityChange),
+    /// A message acknowledged without being handed over (`on_undeliverable`).
+    Undeliverable(Undeliverable),
 }
 
 impl Behaviour {
@@ -126,6 +138,16 @@ impl Behaviour {
         self.downloads.all()
     }
 
+    /// Records what the identity and undeliverable handlers heard.
+    pub fn report(&self, report: Report) {
+        self.reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(report);
+    }
+
+    /// Every identity change and undeliverable report so far, in order.
+    pub fn reports(&self) -> Vec<Report> {
+        self.reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     /// Records the call and decides what to do; an error fails the handler.
     ///
     /// - `/widgets`: one widget of each kind; `/confirm`: one confirm widget; `/progress`: a
@@ -142,6 +164,7 @@ impl Behaviour {
                 text: message.text.clone(),
                 encrypted: message.encrypted,
                 attachments: message.attachments.clone(),
+                sender_identity: message.sender_identity.clone(),
             });
             calls.iter().filter(|call| call.message_id == message.id).count()
         };

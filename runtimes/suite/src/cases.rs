@@ -20,6 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod trust;
+pub use trust::{an_impostor_is_announced_and_refused_until_trusted, hostile_frames_are_refused_and_reported};
+
 const AGENT: &str = "suite-agent";
 const AGENT_TOKEN: &str = "suite-agent-token";
 const PERSON: &str = "alice";
@@ -148,10 +151,15 @@ impl World {
     /// The agent of this relay on runtime `H`, with fast reconnects (and end-to-end encryption
     /// when the world has it).
     fn agent<H: Harness>(&self, behaviour: &Behaviour) -> Running {
+        self.agent_with::<H>(behaviour, fast_backoff())
+    }
+
+    /// Like [`World::agent`], with the core's settings `core`.
+    fn agent_with<H: Harness>(&self, behaviour: &Behaviour, core: AgentConfig) -> Running {
         let mut config =
             ClientConfig::new(AGENT, AGENT_TOKEN).with_base_url(self.relay.base_url()).expect("a base URL");
         config.e2ee = self.e2ee;
-        H::start(config, fast_backoff(), behaviour.clone())
+        H::start(config, core, behaviour.clone())
     }
 
     fn send(&self, text: &str) -> String {

@@ -2,10 +2,12 @@
 //! with the suite's [`Behaviour`] as its handler and serves it on a thread of its own, with its
 //! own executor, so that nothing of the test's tokio runtime (relay, person) leaks into it.
 
-use crate::behaviour::{Behaviour, act, act_blocking};
+use crate::behaviour::{Behaviour, Report, act, act_blocking};
 use pacerelle_core::agent::AgentConfig;
+use pacerelle_core::agent::SafetyNumber;
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::store::MemoryStore;
+use pacerelle_core::store::PeerId;
 use pacerelle_runtime_support::driver::{self, AgentHandle};
 use pacerelle_runtime_support::{ClientError, os_rng};
 use std::future::Future;
@@ -28,6 +30,7 @@ trait Control: Send + Sync {
     fn close(&self);
     fn is_connected(&self) -> bool;
     fn verification_code(&self) -> Option<String>;
+    fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError>;
 }
 
 impl Control for AgentHandle {
@@ -40,6 +43,9 @@ impl Control for AgentHandle {
     fn verification_code(&self) -> Option<String> {
         AgentHandle::verification_code(self)
     }
+    fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError> {
+        AgentHandle::trust_identity(self, peer)
+    }
 }
 
 impl Control for pacerelle_blocking::AgentHandle {
@@ -51,6 +57,9 @@ impl Control for pacerelle_blocking::AgentHandle {
     }
     fn verification_code(&self) -> Option<String> {
         pacerelle_blocking::AgentHandle::verification_code(self)
+    }
+    fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError> {
+        pacerelle_blocking::AgentHandle::trust_identity(self, peer)
     }
 }
 
@@ -92,6 +101,11 @@ impl Running {
         self.control.verification_code()
     }
 
+    /// Trusts the identity refused for `peer` (under a pinned trust policy).
+    pub fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError> {
+        self.control.trust_identity(peer)
+    }
+
     /// What `connect` returned, waiting at most `limit`; `None` if it did not return in time.
     pub async fn finished(self, limit: Duration) -> Option<Result<(), ClientError>> {
         match tokio::time::timeout(limit, self.finished).await {
@@ -113,6 +127,16 @@ fn start_async<R: driver::Runtime>(
 ) -> Running {
     let mut client = driver::Client::<R>::with_parts(config, core, Box::new(MemoryStore::new()), os_rng())
         .expect("the agent starts");
+    let reports = behaviour.clone();
+    client.on_identity_changed(move |change, _| {
+        reports.report(Report::IdentityChanged(change));
+        async { Ok(()) }
+    });
+    let reports = behaviour.clone();
+    client.on_undeliverable(move |undeliverable, _| {
+        reports.report(Report::Undeliverable(undeliverable));
+        async { Ok(()) }
+    });
     client.on_message(move |message, agent| {
         let behaviour = behaviour.clone();
         async move {
@@ -176,6 +200,16 @@ impl Harness for Blocking {
     fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
         let mut client = pacerelle_blocking::Client::with_parts(config, core, Box::new(MemoryStore::new()), os_rng())
             .expect("the agent starts");
+        let reports = behaviour.clone();
+        client.on_identity_changed(move |change, _| {
+            reports.report(Report::IdentityChanged(change));
+            Ok(())
+        });
+        let reports = behaviour.clone();
+        client.on_undeliverable(move |undeliverable, _| {
+            reports.report(Report::Undeliverable(undeliverable));
+            Ok(())
+        });
         client.on_message(move |message, agent| {
             let actions = behaviour.respond(&message)?;
             act_blocking(actions, &message, agent)

@@ -41,6 +41,14 @@
 //!   code matches the published identity key; echo, a widget and its answer, a file each way
 //!   and a reply to the source device all work; every MSG that crossed the relay is encrypted,
 //!   and no text, widget, file name, type, key or contents can be read in anything it saw.
+//! - `hostile_frames_are_refused_and_reported`: the relay injects a plaintext widget answer "from"
+//!   the person, the person's first message again under a new id and device, and a tampered
+//!   copy: none reaches the handler; the plaintext is acknowledged and reported at once, the
+//!   others after their bounded deliveries; each is reported once and the conversation goes on;
+//! - `an_impostor_is_announced_and_refused_until_trusted`: under a pinned trust policy, a fresh
+//!   identity writing as the person on the person's device is announced (both safety numbers),
+//!   refused and reported, the person is still answered, and once the app trusts the new
+//!   identity its next message is handled with its safety number.
 //!
 //! # Adding a runtime
 //! Implement [`Harness`] (see [`harness`]), add `tests/<runtime>.rs` with
@@ -57,7 +65,7 @@ pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
 /// Every case, as named in [`behaviour_suite!`] and [`cases`] (keep the three in step).
-pub const CASES: [&str; 11] = [
+pub const CASES: [&str; 13] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -69,6 +77,8 @@ pub const CASES: [&str; 11] = [
     "handler_sends_a_burst",
     "a_file_each_way",
     "encryption_on",
+    "hostile_frames_are_refused_and_reported",
+    "an_impostor_is_announced_and_refused_until_trusted",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -92,6 +102,8 @@ macro_rules! behaviour_suite {
             handler_sends_a_burst,
             a_file_each_way,
             encryption_on,
+            hostile_frames_are_refused_and_reported,
+            an_impostor_is_announced_and_refused_until_trusted,
         );
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {

@@ -263,6 +263,11 @@ impl<R: Runtime> PersonClient<R> {
         self.shared.lock().person.person_id().to_owned()
     }
 
+    /// The person's identity key (33 bytes), with end-to-end encryption.
+    pub fn identity_key(&self) -> Option<[u8; 33]> {
+        self.shared.lock().person.identity_key()
+    }
+
     /// Waits until the socket is open again (after a drop).
     pub async fn wait_connected(&self, timeout: Duration) -> Result<(), ClientError> {
         let (waiter, opened) = oneshot::channel();
