@@ -753,6 +753,270 @@ mod encrypted {
         }
     }
 
+    /// Random schedules of what a hostile relay can do to a conversation.
+    mod hostile_schedules {
+        use super::*;
+        use std::collections::{BTreeMap, BTreeSet};
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// Alice writes a message (held by the relay until delivered).
+            AliceWrites,
+            /// The relay delivers one of Alice's messages (again, maybe, or out of order).
+            Deliver(usize),
+            /// It delivers one under a new id, maybe from another device or conversation.
+            ReplayAsNew(usize, u8),
+            /// It delivers a copy with one byte flipped, under a new id.
+            Tamper(usize, usize),
+            /// It writes a plaintext message as Alice.
+            Plaintext,
+            /// A fresh identity writes as Alice, on her device.
+            Impostor,
+            /// The agent replies to the last message it handled, and the reply reaches Alice.
+            Reply,
+            /// The agent restarts from its store.
+            Restart,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => Just(Op::AliceWrites),
+                4 => any::<usize>().prop_map(Op::Deliver),
+                2 => (any::<usize>(), any::<u8>()).prop_map(|(index, how)| Op::ReplayAsNew(index, how)),
+                2 => (any::<usize>(), any::<usize>()).prop_map(|(index, byte)| Op::Tamper(index, byte)),
+                1 => Just(Op::Plaintext),
+                1 => Just(Op::Impostor),
+                1 => Just(Op::Reply),
+                1 => Just(Op::Restart),
+            ]
+        }
+
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Author {
+            Alice,
+            Impostor,
+        }
+
+        struct World {
+            agent: Agent,
+            store: AgentSnapshot,
+            config: AgentConfig,
+            alice: Person,
+            impostor: Option<Person>,
+            identities: BTreeMap<&'static str, SafetyNumber>,
+            /// Alice's frames as the relay holds them.
+            outbox: Vec<String>,
+            /// Every message really written, by id: who wrote it and what.
+            written: BTreeMap<String, (Author, String)>,
+            /// The texts handed to the app (every text written is unique).
+            handed: BTreeSet<String>,
+            last_handled: Option<AgentMessage>,
+            replies: usize,
+            restarts: u64,
+            fresh: usize,
+        }
+
+        impl World {
+            fn new(pinned: bool) -> (World, Vec<HttpRequest>) {
+                let mut store = AgentSnapshot::default();
+                let (mut agent, published) = e2ee_agent(AgentSnapshot::default(), 70, &mut store);
+                if pinned {
+                    agent.config.trust_policy = TrustPolicy::Pinned;
+                }
+                let config = agent.config.clone();
+                let (alice, first) = stranger(&published, 0, 71, "u1", Some("phone"), "alice 0");
+                let mut identities = BTreeMap::new();
+                identities.insert("alice", SafetyNumber::of(&alice.identity_key().unwrap()));
+                let mut world = World {
+                    agent,
+                    store,
+                    config,
+                    alice,
+                    impostor: None,
+                    identities,
+                    outbox: Vec::new(),
+                    written: BTreeMap::new(),
+                    handed: BTreeSet::new(),
+                    last_handled: None,
+                    replies: 0,
+                    restarts: 0,
+                    fresh: 0,
+                };
+                world.note(&first, Author::Alice, "alice 0");
+                world.outbox.push(first.clone());
+                // Alice speaks first, so hers is the identity trusted on first use.
+                world.deliver(first);
+                (world, published)
+            }
+
+            fn note(&mut self, frame: &str, author: Author, text: &str) {
+                let id = serde_json::from_str::<Value>(frame).unwrap()["id"].as_str().unwrap().to_owned();
+                self.written.insert(id, (author, text.to_owned()));
+            }
+
+            fn fresh_id(&mut self) -> String {
+                self.fresh += 1;
+                format!("hostile-{}", self.fresh)
+            }
+
+            /// Hands `frame` to the agent, then checks and accepts whatever it hands the app.
+            fn deliver(&mut self, frame: String) {
+                let _ = self.agent.handle_input(at(10), Input::Frame(frame));
+                for output in drain_into(&mut self.agent, &mut self.store) {
+                    let Output::Event(Event::Message(message)) = output else { continue };
+                    // The relay names messages: one it delivered first under an id of its own
+                    // is still what its author wrote, once.
+                    let (author, _) = self
+                        .written
+                        .values()
+                        .find(|(_, text)| *text == message.text)
+                        .unwrap_or_else(|| panic!("{:?} handed to the app, but nobody wrote it", message.text))
+                        .clone();
+                    if let Some((_, text)) = self.written.get(&message.id) {
+                        assert_eq!(&message.text, text, "{}: not what was written", message.id);
+                    }
+                    assert!(message.encrypted, "{} handed over without encryption", message.id);
+                    let key = if author == Author::Alice { "alice" } else { "impostor" };
+                    assert_eq!(
+                        message.sender_identity.as_ref(),
+                        Some(&self.identities[key]),
+                        "{}: not the identity that wrote it",
+                        message.id
+                    );
+                    if self.config.trust_policy == TrustPolicy::Pinned {
+                        assert_eq!(author, Author::Alice, "a pinned agent handed over the impostor's message");
+                    }
+                    assert!(self.handed.insert(message.text.clone()), "{:?} handed over twice", message.text);
+                    self.agent.accept(&message.id, at(11)).unwrap();
+                    drain_into(&mut self.agent, &mut self.store);
+                    if author == Author::Alice {
+                        self.last_handled = Some(message);
+                    }
+                }
+            }
+
+            fn step(&mut self, op: Op, published: &[HttpRequest]) {
+                let pick = |len: usize, index: usize| index % len.max(1);
+                match op {
+                    Op::AliceWrites => {
+                        let text = format!("alice {}", self.written.len());
+                        self.alice.send_text("c1", "agent-1", &text).unwrap();
+                        let (sent, _) = person_frames(&mut self.alice);
+                        let mut frame: Value = serde_json::from_str(&to_agent(&sent[0], "u1")).unwrap();
+                        frame["from_device_id"] = json!("phone");
+                        let frame = frame.to_string();
+                        self.note(&frame, Author::Alice, &text);
+                        self.outbox.push(frame);
+                    }
+                    Op::Deliver(index) => {
+                        let frame = self.outbox[pick(self.outbox.len(), index)].clone();
+                        self.deliver(frame);
+                    }
+                    Op::ReplayAsNew(index, how) => {
+                        let mut frame: Value =
+                            serde_json::from_str(&self.outbox[pick(self.outbox.len(), index)]).unwrap();
+                        frame["id"] = json!(self.fresh_id());
+                        match how % 3 {
+                            0 => frame["from_device_id"] = json!("laptop"),
+                            1 => frame["conversation_id"] = json!("c2"),
+                            _ => {}
+                        }
+                        self.deliver(frame.to_string());
+                    }
+                    Op::Tamper(index, byte) => {
+                        let mut frame: Value =
+                            serde_json::from_str(&self.outbox[pick(self.outbox.len(), index)]).unwrap();
+                        let mut bytes = STANDARD.decode(frame["payload_b64"].as_str().unwrap()).unwrap();
+                        let at_byte = pick(bytes.len(), byte);
+                        bytes[at_byte] ^= 0x01;
+                        frame["payload_b64"] = json!(STANDARD.encode(bytes));
+                        frame["id"] = json!(self.fresh_id());
+                        self.deliver(frame.to_string());
+                    }
+                    Op::Plaintext => {
+                        let id = self.fresh_id();
+                        let frame = json!({
+                            "type": "MSG", "id": id, "conversation_id": "c1", "from": "u1", "to": "agent-1",
+                            "from_device_id": "phone", "encrypted": false, "payload_b64": STANDARD.encode("alice 1"),
+                        });
+                        self.deliver(frame.to_string());
+                    }
+                    Op::Impostor => {
+                        let text = format!("impostor {}", self.written.len());
+                        let frame = match self.impostor.as_mut() {
+                            None => {
+                                let (impostor, frame) = stranger(published, 1, 72, "u1", Some("phone"), &text);
+                                self.identities.insert("impostor", SafetyNumber::of(&impostor.identity_key().unwrap()));
+                                self.impostor = Some(impostor);
+                                frame
+                            }
+                            Some(impostor) => {
+                                impostor.send_text("c1", "agent-1", &text).unwrap();
+                                let (sent, _) = person_frames(impostor);
+                                let mut frame: Value = serde_json::from_str(&to_agent(&sent[0], "u1")).unwrap();
+                                frame["from_device_id"] = json!("phone");
+                                frame.to_string()
+                            }
+                        };
+                        self.note(&frame, Author::Impostor, &text);
+                        self.deliver(frame);
+                    }
+                    Op::Reply => {
+                        // Each reply Alice reads starts a new receiving chain at the agent; past
+                        // five, a message held back from before is dropped by design.
+                        if self.replies >= 3 {
+                            return;
+                        }
+                        let Some(source) = self.last_handled.clone() else { return };
+                        let Ok(_) = self.agent.reply(&source, "noted") else { return };
+                        self.replies += 1;
+                        for frame in frames(&drain_into(&mut self.agent, &mut self.store)) {
+                            if frame["type"] == json!("MSG") {
+                                // After an impostor took over (trusted on first use), the reply is
+                                // theirs and Alice cannot read it: that is the point.
+                                let _ = self.alice.handle_input(at(12), PersonInput::Frame(to_person(&frame)));
+                                let _ = person_frames(&mut self.alice);
+                            }
+                        }
+                    }
+                    Op::Restart => {
+                        self.restarts += 1;
+                        let (mut agent, _) = e2ee_agent(self.store.clone(), 100 + self.restarts, &mut self.store);
+                        agent.config = self.config.clone();
+                        self.agent = agent;
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+            /// Whatever the relay does, the app is handed only what Alice (or, trusted on first
+            /// use, the impostor) wrote, with the identity that wrote it, each message once;
+            /// and every message Alice wrote arrives.
+            #[test]
+            fn hostile_schedules_hand_over_only_what_was_written_exactly_once(
+                pinned in any::<bool>(),
+                ops in proptest::collection::vec(op(), 1..40),
+            ) {
+                let (mut world, published) = World::new(pinned);
+                for op in ops {
+                    world.step(op, &published);
+                }
+                // Finally the relay delivers everything of Alice's it still holds, in order.
+                for frame in world.outbox.clone() {
+                    world.deliver(frame);
+                }
+                for (author, text) in world.written.values() {
+                    if *author == Author::Alice {
+                        prop_assert!(world.handed.contains(text), "Alice's {:?} never arrived", text);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn files_go_up_encrypted_and_come_back_decrypted() {
         let (mut agent, mut store, mut person, message) = conversing();
