@@ -74,9 +74,14 @@ fn messages(outputs: &[Output]) -> Vec<AgentMessage> {
         .collect()
 }
 
-fn message_id(frame: &str) -> String {
+/// A text field of a `MSG` frame.
+fn field(frame: &str, name: &str) -> String {
     let frame: Value = serde_json::from_str(frame).unwrap();
-    frame["id"].as_str().expect("a MSG has an id").to_owned()
+    frame[name].as_str().unwrap_or_else(|| panic!("a MSG has a text {name}")).to_owned()
+}
+
+fn message_id(frame: &str) -> String {
+    field(frame, "id")
 }
 
 /// The framed ciphertext a `MSG` carries.
@@ -563,7 +568,7 @@ fn a_tampered_runtime_ciphertext_is_given_up_after_bounded_deliveries_and_the_se
         if attempt < attempts {
             // Counted durably, and nothing else: the relay delivers it again.
             let [Output::Persist(changes)] = &outputs[..] else { panic!("attempt {attempt}: {outputs:?}") };
-            assert_eq!(changes.put_failures, [expected.clone()]);
+            assert_eq!(changes.put_failures, std::slice::from_ref(&expected));
             assert!(changes.e2ee.is_empty() && changes.put_receipts.is_empty());
         } else {
             let [
@@ -574,7 +579,7 @@ fn a_tampered_runtime_ciphertext_is_given_up_after_bounded_deliveries_and_the_se
             else {
                 panic!("last attempt: {outputs:?}")
             };
-            assert_eq!(changes.put_failures, [expected.clone()]);
+            assert_eq!(changes.put_failures, std::slice::from_ref(&expected));
             assert!(changes.e2ee.is_empty() && changes.put_receipts.is_empty());
             assert_eq!(frame_of(acknowledged), ack(ALICE, &id));
             assert_eq!(
@@ -615,7 +620,8 @@ fn a_tampered_runtime_ciphertext_is_given_up_after_bounded_deliveries_and_the_se
 }
 
 /// Item 6: Alice's runtime PreKey message, delivered again under a new message id with another
-/// device, conversation or sender, starts no second session and is never delivered twice.
+/// device, conversation or sender (or with nothing else changed), starts no second session and
+/// is never delivered twice.
 #[test]
 fn a_replayed_runtime_first_message_starts_no_second_session_and_no_second_delivery() {
     let config = AgentConfig::new(AGENT);
@@ -634,14 +640,21 @@ fn a_replayed_runtime_first_message_starts_no_second_session_and_no_second_deliv
     assert_eq!(before.e2ee.sessions.len(), 1, "one session: {:?}", before.e2ee.sessions.keys());
     assert_eq!(before.e2ee.peer_identities.keys().collect::<Vec<_>>(), [&alice_on_phone()]);
 
-    let replays = [("from_device_id", "laptop"), ("conversation_id", "c2"), ("from", "u2")];
-    for (index, (field, value)) in replays.into_iter().enumerate() {
+    // Under another name the session's first message is recognised as such; under the same
+    // names (only the id new) the session itself knows the message as a duplicate.
+    let replays = [
+        ("from_device_id", "laptop", DecryptError::ReplayedFirstMessage),
+        ("conversation_id", "c2", DecryptError::ReplayedFirstMessage),
+        ("from", "u2", DecryptError::ReplayedFirstMessage),
+        ("from", ALICE, DecryptError::Duplicate { counter: 0 }),
+    ];
+    for (index, (renamed, value, refusal)) in replays.into_iter().enumerate() {
         let mut replayed: Value = serde_json::from_str(&first).unwrap();
         let id = format!("replay-{index}");
         replayed["id"] = json!(id);
-        replayed[field] = json!(value);
+        replayed[renamed] = json!(value);
         let replayed = replayed.to_string();
-        let (from, conversation) = (replayed_field(&replayed, "from"), replayed_field(&replayed, "conversation_id"));
+        let (from, conversation) = (field(&replayed, "from"), field(&replayed, "conversation_id"));
         // Delivered as often as the relay likes: counted, then acknowledged and reported.
         for attempt in 1..=attempts {
             let (result, outputs) = served.deliver(20 + u64::from(attempt), &replayed);
@@ -650,9 +663,9 @@ fn a_replayed_runtime_first_message_starts_no_second_session_and_no_second_deliv
                 error,
                 InputError::Crypto {
                     message_id: id.clone(),
-                    error: InboundCryptoError::Decrypt(BackendError::Decrypt(DecryptError::ReplayedFirstMessage)),
+                    error: InboundCryptoError::Decrypt(BackendError::Decrypt(refusal.clone())),
                 },
-                "{field}, attempt {attempt}"
+                "{renamed} {value}, attempt {attempt}"
             );
             delivered.extend(messages(&outputs));
             let acknowledgements: Vec<Value> =
@@ -666,7 +679,7 @@ fn a_replayed_runtime_first_message_starts_no_second_session_and_no_second_deliv
                 .collect();
             assert_eq!(served.store.failures[&id].attempts, attempt);
             if attempt < attempts {
-                assert!(acknowledgements.is_empty() && reports.is_empty(), "{field}: {outputs:?}");
+                assert!(acknowledgements.is_empty() && reports.is_empty(), "{renamed}: {outputs:?}");
             } else {
                 let ack_read =
                     json!({"type": "ACK_READ", "to": from, "message_id": id, "conversation_id": conversation});
@@ -680,7 +693,7 @@ fn a_replayed_runtime_first_message_starts_no_second_session_and_no_second_deliv
                     matches!(report.reason, UndeliverableReason::Unreadable { attempts: given, .. } if given == attempts)
                 );
             }
-            assert_eq!(served.store.e2ee, before.e2ee, "{field}: no second session, nothing changed");
+            assert_eq!(served.store.e2ee, before.e2ee, "{renamed}: no second session, nothing changed");
         }
     }
     // The original itself, delivered again: acknowledged from its receipt, not handed over again.
@@ -694,9 +707,4 @@ fn a_replayed_runtime_first_message_starts_no_second_session_and_no_second_deliv
     assert_eq!(served.store.e2ee, before.e2ee);
     assert_eq!(served.store.receipts.keys().collect::<Vec<_>>(), [&message_id(&first)]);
     served.assert_store_is_complete();
-}
-
-fn replayed_field(frame: &str, field: &str) -> String {
-    let frame: Value = serde_json::from_str(frame).unwrap();
-    frame[field].as_str().unwrap().to_owned()
 }
