@@ -30,10 +30,13 @@ pub const MAX_ONE_TIME_PREKEYS: usize = 500;
 /// cannot grow the agent's state without bound.
 pub const MAX_SESSIONS_PER_PERSON: usize = 256;
 
-/// The person a session name (`human:{user}:{conversation}[:device:{device}]`) belongs to is
-/// known exactly only when the name was made; this prefix is what counts a name as theirs.
-fn person_prefix(user: &str) -> String {
-    format!("human:{user}:")
+/// The person a session name (`human:{user}:{conversation}[:device:{device}]`) belongs to, read
+/// from the right: exact when conversation and device ids hold no colon (the relay's are UUIDs),
+/// whatever the person's id holds. Every name has one owner, so the cap holds for everyone.
+fn session_owner(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("human:")?;
+    let rest = rest.rsplit_once(":device:").map_or(rest, |(before, _)| before);
+    rest.rsplit_once(':').map(|(user, _)| user)
 }
 
 /// Why stored keys could not be loaded.
@@ -72,6 +75,8 @@ pub struct Account {
     base_keys: HashMap<PublicKey, String>,
     /// Session names, least recently used first (recency counts from this process's start).
     recency: Vec<String>,
+    /// Session names kept per person ([`MAX_SESSIONS_PER_PERSON`]; lower in tests).
+    session_cap: usize,
     pq: PqFactory,
 }
 
@@ -152,6 +157,7 @@ impl Account {
             sessions: HashMap::new(),
             base_keys: HashMap::new(),
             recency: Vec::new(),
+            session_cap: MAX_SESSIONS_PER_PERSON,
             pq,
         };
         for ((kind, id), bytes) in &snapshot.prekeys {
@@ -178,6 +184,13 @@ impl Account {
         account.recency = account.sessions.keys().cloned().collect();
         account.recency.sort();
         Ok((account, changes))
+    }
+
+    /// The same account keeping at most `cap` sessions per person (tests reach the cap fast).
+    #[cfg(test)]
+    pub(crate) fn with_session_cap(mut self, cap: usize) -> Self {
+        self.session_cap = cap;
+        self
     }
 
     fn index_session(&mut self, peer: &str, record: &SessionRecord) {
@@ -378,20 +391,10 @@ impl Account {
     /// Drops the least recently used sessions of the person `peer` belongs to beyond
     /// [`MAX_SESSIONS_PER_PERSON`]; returns their names.
     fn evict_beyond_cap(&mut self, peer: &str) -> Vec<String> {
-        let Some(user) = peer.strip_prefix("human:").and_then(|rest| rest.split(':').next()) else {
-            return Vec::new();
-        };
-        let prefix = person_prefix(user);
-        // Only names that can be read back exactly as this person's count: with colons inside
-        // ids, a name could belong to another person, who must never lose a session for it.
-        let is_theirs = |name: &str| {
-            name.strip_prefix(&prefix).is_some_and(|rest| match rest.split_once(":device:") {
-                Some((conversation, device)) => !conversation.contains(':') && !device.contains(':'),
-                None => !rest.contains(':'),
-            })
-        };
-        let theirs: Vec<String> = self.recency.iter().filter(|name| is_theirs(name)).cloned().collect();
-        let excess = theirs.len().saturating_sub(MAX_SESSIONS_PER_PERSON);
+        let Some(user) = session_owner(peer) else { return Vec::new() };
+        let theirs: Vec<String> =
+            self.recency.iter().filter(|name| session_owner(name) == Some(user)).cloned().collect();
+        let excess = theirs.len().saturating_sub(self.session_cap);
         let evicted: Vec<String> = theirs.into_iter().filter(|name| name != peer).take(excess).collect();
         for name in &evicted {
             tracing::info!(session = %name, "a person's least recently used session dropped (too many sessions)");

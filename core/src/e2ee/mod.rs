@@ -31,3 +31,5 @@ pub mod xeddsa;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_caps;
