@@ -327,6 +327,10 @@ pub enum ReceiptState {
 pub struct DeliveryFailure {
     /// The message id.
     pub message_id: String,
+    /// The digest of the last frame that failed under this id (see
+    /// [`crate::agent::message_digest`]): once given up, only that same frame is acknowledged
+    /// again unread; another one under the id (the genuine message after forged copies) is read.
+    pub digest: String,
     /// The sender the frame named.
     pub from: String,
     /// The conversation the frame named.

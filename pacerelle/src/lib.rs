@@ -35,12 +35,16 @@
 #![forbid(unsafe_code)]
 
 pub use pacerelle_core as core;
-pub use pacerelle_core::agent::{OutgoingFile, OutgoingMessage};
+pub use pacerelle_core::agent::{
+    AgentConfig, ChangeSource, IdentityChange, OutgoingFile, OutgoingMessage, SafetyNumber, TrustPolicy, Undeliverable,
+    UndeliverableReason,
+};
 pub use pacerelle_core::attachment::FileMetadata;
 pub use pacerelle_core::config::ClientConfig;
 pub use pacerelle_core::e2ee::pq::PqPolicy;
+pub use pacerelle_core::store::PeerId;
 pub use pacerelle_core::{AgentMessage, Attachment, WidgetResponse, WidgetUpdate, widget};
-pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult};
+pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult, os_rng};
 
 /// Where an agent's state lives between runs: in memory (the default), or in SQLite with the
 /// `sqlite` feature (`Client::with_store(config, SqliteStore::open_in(root, agent_id)?)`).

@@ -332,16 +332,22 @@ pub enum AgentError {
     Accept(#[from] AcceptError),
 }
 
-/// The fields that name a message, enough to acknowledge and report it.
+/// The fields that name a message, enough to acknowledge and report it, and its digest.
 struct MessageIds {
     message_id: String,
     from: String,
     conversation_id: String,
+    digest: String,
 }
 
 impl MessageIds {
     fn of(msg: &InboundMsg) -> Self {
-        MessageIds { message_id: msg.id.clone(), from: msg.from.clone(), conversation_id: msg.conversation_id.clone() }
+        MessageIds {
+            message_id: msg.id.clone(),
+            from: msg.from.clone(),
+            conversation_id: msg.conversation_id.clone(),
+            digest: message_digest(&msg.raw),
+        }
     }
 }
 
@@ -599,7 +605,8 @@ impl Agent {
                     // A message the SDK cannot read but can name: counted like any unreadable
                     // message, so it does not come back forever.
                     Some((message_id, from, conversation_id)) if !error.is_ignorable() => {
-                        let ids = MessageIds { message_id, from, conversation_id };
+                        let object = serde_json::from_str(&text).unwrap_or_default();
+                        let ids = MessageIds { message_id, from, conversation_id, digest: message_digest(&object) };
                         self.unreadable(&ids, InputError::Frame(error), E2eeChanges::default(), now)
                     }
                     _ => Err(error.into()),
@@ -610,18 +617,17 @@ impl Agent {
 
     fn handle_msg(&mut self, msg: InboundMsg, now: Timestamp) -> Result<(), InputError> {
         let ids = MessageIds::of(&msg);
-        if self.state.failures.get(&msg.id).is_some_and(|failure| failure.given_up_at.is_some()) {
-            tracing::debug!(message = %msg.id, "replay of a message given up on: acknowledged again");
-            self.push_ack(&msg.from, &msg.id, &msg.conversation_id);
-            return Ok(());
-        }
-        let digest = message_digest(&msg.raw);
+        let digest = ids.digest.clone();
         let (text, sender_identity) = match self.state.receipts.get(&msg.id) {
             Some(receipt) if receipt.digest != digest => {
                 let error = InputError::Conflict { message_id: msg.id.clone() };
                 if matches!(receipt.state, ReceiptState::Pending { .. }) {
                     // The message of that id waits for its handler: acknowledging the impostor
                     // would acknowledge it too.
+                    return Err(error);
+                }
+                if self.given_up(&ids) {
+                    self.push_ack(&msg.from, &msg.id, &msg.conversation_id);
                     return Err(error);
                 }
                 return self.unreadable(&ids, error, E2eeChanges::default(), now);
@@ -634,6 +640,11 @@ impl Agent {
             // Decoded before, not yet accepted: hand the stored text out again.
             Some(Receipt { state: ReceiptState::Pending { text }, sender_identity, .. }) => {
                 (text.clone(), *sender_identity)
+            }
+            None if self.given_up(&ids) => {
+                tracing::debug!(message = %msg.id, "replay of a message given up on: acknowledged again");
+                self.push_ack(&msg.from, &msg.id, &msg.conversation_id);
+                return Ok(());
             }
             None => {
                 let (text, e2ee_changes, sender_identity) = self.decode(&msg, &ids, now)?;
@@ -780,6 +791,14 @@ impl Agent {
         }
     }
 
+    /// Whether this very frame (same id, same digest) was given up on before.
+    fn given_up(&self, ids: &MessageIds) -> bool {
+        self.state
+            .failures
+            .get(&ids.message_id)
+            .is_some_and(|failure| failure.given_up_at.is_some() && failure.digest == ids.digest)
+    }
+
     /// Counts a failed delivery of a message that cannot be read (committing `e2ee` with it);
     /// at [`AgentConfig::max_delivery_attempts`], acknowledges it and reports it undeliverable.
     /// Returns `error` (as `Err`) either way, for the caller to pass on.
@@ -795,6 +814,7 @@ impl Agent {
         let give_up = attempts >= self.config.max_delivery_attempts.max(1);
         let failure = DeliveryFailure {
             message_id: ids.message_id.clone(),
+            digest: ids.digest.clone(),
             from: ids.from.clone(),
             conversation_id: ids.conversation_id.clone(),
             attempts,
@@ -831,6 +851,7 @@ impl Agent {
         let previous = self.state.failures.get(&ids.message_id);
         changes.put_failures.push(DeliveryFailure {
             message_id: ids.message_id.clone(),
+            digest: ids.digest.clone(),
             from: ids.from.clone(),
             conversation_id: ids.conversation_id.clone(),
             attempts: previous.map_or(0, |failure| failure.attempts).saturating_add(1),

@@ -188,6 +188,10 @@ fn unreadable_messages_are_retried_a_bounded_number_of_deliveries_then_given_up(
     assert_eq!(frames(&outputs).len(), 1);
     assert!(!outputs.iter().any(|output| matches!(output, Output::Event(_))));
 
+    // The genuine message under that id, after the forged copies were given up, is read.
+    agent.handle_input(at(13), Input::Frame(msg_frame("m1", "the real one", json!({})))).unwrap();
+    assert_eq!(only_message(&drain(&mut agent)).text, "the real one");
+
     assert!(matches!(
         agent.handle_input(at(20), Input::Frame(not_utf8)),
         Err(InputError::Undecodable { reason: "payload is not UTF-8", .. })
