@@ -15,7 +15,7 @@
 //! ```
 //!
 //! # Cases
-//! [`CASES`] lists them, in [`cases`]:
+//! [`CASES`] lists them, in [`cases`] (and [`fail_stop`]):
 //! - `echo`: a message is answered, linked to it, and acknowledged (the person sees it read);
 //! - `every_widget_kind`: confirm, choice, permission, form, progress, file-picker and datetime
 //!   are shown, answered (or, for the progress bar, dismissed), and each answer reaches the agent;
@@ -40,7 +40,12 @@
 //! - `encryption_on`: the person and the agent with end-to-end encryption: the verification
 //!   code matches the published identity key; echo, a widget and its answer, a file each way
 //!   and a reply to the source device all work; every MSG that crossed the relay is encrypted,
-//!   and no text, widget, file name, type, key or contents can be read in anything it saw.
+//!   and no text, widget, file name, type, key or contents can be read in anything it saw;
+//! - `store_failure_is_fail_stop` (in [`fail_stop`]): an encrypted agent whose store fails at a
+//!   chosen write (the prekeys before publication, a message's receipt, the reply's session
+//!   step, the acceptance) stops there: `connect` returns the store's error promptly and nothing
+//!   the agent would have sent after the failed write reaches the relay; restarted on the same
+//!   store, it handles the replayed message and no message key is used twice.
 //!
 //! # Adding a runtime
 //! Implement [`Harness`] (see [`harness`]), add `tests/<runtime>.rs` with
@@ -50,14 +55,16 @@
 
 pub mod behaviour;
 pub mod cases;
+pub mod fail_stop;
 pub mod harness;
 pub mod transport;
 
 pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
-/// Every case, as named in [`behaviour_suite!`] and [`cases`] (keep the three in step).
-pub const CASES: [&str; 11] = [
+/// Every case, as named in [`behaviour_suite!`] and [`cases`] or [`fail_stop`] (keep them in
+/// step).
+pub const CASES: [&str; 12] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -69,6 +76,7 @@ pub const CASES: [&str; 11] = [
     "handler_sends_a_burst",
     "a_file_each_way",
     "encryption_on",
+    "store_failure_is_fail_stop",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -93,12 +101,16 @@ macro_rules! behaviour_suite {
             a_file_each_way,
             encryption_on,
         );
+        $crate::behaviour_suite!(@in fail_stop, $harness; store_failure_is_fail_stop);
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
+        $crate::behaviour_suite!(@in cases, $harness; $($case),*);
+    };
+    (@in $module:ident, $harness:ty; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
-                $crate::cases::$case::<$harness>();
+                $crate::$module::$case::<$harness>();
             }
         )*
     };
