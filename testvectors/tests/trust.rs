@@ -26,6 +26,11 @@ use rand::SeedableRng;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+/// The digest the agent keys a frame's failure record by.
+fn digest_of(frame: &str) -> String {
+    pacerelle_core::agent::message_digest(&serde_json::from_str(frame).expect("a JSON object"))
+}
+
 const AGENT: &str = "agent-1";
 const ALICE: &str = "u1";
 const PHONE: &str = "phone";
@@ -373,6 +378,7 @@ fn a_pinned_agent_refuses_an_impostor_on_the_runtime_until_the_app_trusts_it() {
         changes.put_failures,
         [DeliveryFailure {
             message_id: forged_id.clone(),
+            digest: digest_of(&forged),
             from: ALICE.into(),
             conversation_id: CONVERSATION.into(),
             attempts: 1,
@@ -472,6 +478,7 @@ fn a_plaintext_injection_is_refused_and_the_encrypted_conversation_goes_on() {
         changes.put_failures,
         [DeliveryFailure {
             message_id: "forged-1".into(),
+            digest: digest_of(&injected),
             from: ALICE.into(),
             conversation_id: CONVERSATION.into(),
             attempts: 1,
@@ -558,6 +565,7 @@ fn a_tampered_runtime_ciphertext_is_given_up_after_bounded_deliveries_and_the_se
         );
         let expected = DeliveryFailure {
             message_id: id.clone(),
+            digest: digest_of(&tampered),
             from: ALICE.into(),
             conversation_id: CONVERSATION.into(),
             attempts: attempt,
@@ -605,6 +613,13 @@ fn a_tampered_runtime_ciphertext_is_given_up_after_bounded_deliveries_and_the_se
     // No session record, prekey or identity changed through all of it.
     assert_eq!(served.store.e2ee, before.e2ee);
     assert_eq!(served.store.receipts, before.receipts);
+
+    // The genuine message under that id (another digest than the forged copies) is still read.
+    let (result, outputs) = served.deliver(250, &genuine);
+    result.unwrap();
+    let delivered = messages(&outputs);
+    let [message] = &delivered[..] else { panic!("{outputs:?}") };
+    assert_eq!((message.id.as_str(), message.text.as_str()), (id.as_str(), "the real text"));
 
     let next = alice.say(&mut served, ALICE, "are you there?");
     let (result, outputs) = served.deliver(300, &next);

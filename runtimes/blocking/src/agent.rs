@@ -68,7 +68,7 @@ impl Queues {
 
 impl Inner {
     /// Runs `command` on the core: store writes now, the rest queued for the loop.
-    fn run<T>(&mut self, command: impl FnOnce(&mut Agent) -> T) -> T {
+    fn run<T>(&mut self, command: impl FnOnce(&mut Agent) -> T) -> Result<T, ClientError> {
         self.state.run(command, |effect| self.queues.push(effect))
     }
 
@@ -84,6 +84,10 @@ impl Inner {
 
 /// A handle to a running agent: send, reply, show widgets, close. Cheap to clone, usable from
 /// any thread; handlers receive one.
+///
+/// Once the agent's store has failed, every method that sends (or downloads) returns
+/// [`ClientError::Store`] and does nothing; one already waiting for an upload or a download
+/// returns [`ClientError::Closed`].
 #[derive(Clone)]
 pub struct AgentHandle {
     inner: Arc<Mutex<Inner>>,
@@ -101,7 +105,7 @@ impl AgentHandle {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn with_agent<T>(&self, command: impl FnOnce(&mut Agent) -> T) -> T {
+    fn with_agent<T>(&self, command: impl FnOnce(&mut Agent) -> T) -> Result<T, ClientError> {
         let result = self.lock().run(command);
         self.start_http();
         result
@@ -113,9 +117,15 @@ impl AgentHandle {
     }
 
     /// Starts the HTTP calls the core asked for, each on a thread of its own, so that neither
-    /// the socket loop nor a handler waiting for a file's upload holds them up.
+    /// the socket loop nor a handler waiting for a file's upload holds them up. None once the
+    /// store failed: the agent has stopped, and whoever waited for them was told.
     fn start_http(&self) {
-        let calls: Vec<HttpRequest> = self.lock().queues.http.drain(..).collect();
+        let calls: Vec<HttpRequest> = {
+            let mut inner = self.lock();
+            let stopped = inner.state.is_stopped();
+            let calls = inner.queues.http.drain(..);
+            if stopped { Vec::new() } else { calls.collect() }
+        };
         for request in calls {
             let handle = self.clone();
             std::thread::spawn(move || {
@@ -156,7 +166,7 @@ impl AgentHandle {
 
     /// Sends a message; returns its id.
     pub fn send_message(&self, message: OutgoingMessage) -> Result<String, ClientError> {
-        Ok(self.with_agent(|agent| agent.send_message(message))?)
+        Ok(self.with_agent(|agent| agent.send_message(message))??)
     }
 
     /// Sends `text` to `to` in `conversation_id`; returns the message id.
@@ -177,7 +187,7 @@ impl AgentHandle {
         widget: impl Into<Widget>,
     ) -> Result<String, ClientError> {
         let widget = widget.into();
-        Ok(self.with_agent(|agent| agent.send_widget(conversation_id, to, widget))?)
+        Ok(self.with_agent(|agent| agent.send_widget(conversation_id, to, widget))??)
     }
 
     /// Changes a widget already shown; returns the update's id.
@@ -187,7 +197,7 @@ impl AgentHandle {
         to: &str,
         patch: WidgetPatch,
     ) -> Result<String, ClientError> {
-        Ok(self.with_agent(|agent| agent.send_widget_update(conversation_id, to, patch))?)
+        Ok(self.with_agent(|agent| agent.send_widget_update(conversation_id, to, patch))??)
     }
 
     /// Sends a file: encrypts it, uploads only the ciphertext, then sends the message that
@@ -210,7 +220,7 @@ impl AgentHandle {
     /// [`pacerelle_core::agent::TrustPolicy::Pinned`] (check its safety number with the person
     /// first); its next message is delivered. Returns the safety number now trusted.
     pub fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError> {
-        Ok(self.with_agent(|agent| agent.trust_identity(peer))?)
+        Ok(self.with_agent(|agent| agent.trust_identity(peer))??)
     }
 
     /// The safety number trusted for `peer`, once one of its sessions spoke.
@@ -220,7 +230,8 @@ impl AgentHandle {
 
     /// Stops the agent: [`Client::connect`] returns within a tick.
     pub fn close(&self) {
-        self.with_agent(Agent::close);
+        // Refused only when the store failed, and then the agent is already closing.
+        let _ = self.with_agent(Agent::close);
     }
 }
 
@@ -322,14 +333,37 @@ impl Client {
     }
 
     /// Connects and serves on this thread until [`AgentHandle::close`]; reconnects with backoff
-    /// when the connection drops. Returns an error only when the store failed.
+    /// when the connection drops. Returns an error only when the store failed or the relay
+    /// refused the prekeys.
+    ///
+    /// A failed store write is fail-stop: nothing the core asked for after it is carried out
+    /// (no frame, acknowledgement, HTTP call or handler call), the socket closes, and this
+    /// returns [`ClientError::Store`] with the store's error within a tick. Start again from the
+    /// same store once it works: the relay replays what was not acknowledged.
     pub fn connect(mut self) -> Result<(), ClientError> {
         let url = self.config.agent_socket_url();
         let handle = self.handle.clone();
-        handle.with_agent(|agent| agent.start(support::now()));
+        // A failure of the first write stops the agent at once: the loop below ends on it.
+        let _ = handle.with_agent(|agent| agent.start(support::now()));
         let mut socket: Option<Socket> = None;
         let mut wake: Option<Timestamp> = None;
         'serve: loop {
+            // A failed store write stopped the agent. What is still queued was asked for before
+            // it: its frames (replies whose session step is stored, acknowledgements of stored
+            // acceptances) go out as on the async runtimes, where they are already written;
+            // nothing else runs.
+            if handle.lock().state.is_stopped() {
+                let frames: Vec<String> = handle.lock().queues.outbox.drain(..).collect();
+                if let Some(open) = socket.as_mut() {
+                    for frame in frames {
+                        if let Err(error) = open.send(Message::text(frame)) {
+                            tracing::info!(%error, "connection lost while writing");
+                            break;
+                        }
+                    }
+                }
+                break 'serve;
+            }
             // Queued work first: controls, outgoing frames, due deadlines, handler calls.
             loop {
                 let control = handle.lock().queues.controls.pop_front();

@@ -666,7 +666,7 @@ fn json_strings<'a>(value: &'a Value, strings: &mut Vec<&'a str>) {
 
 /// Standard padded base64 (what `payload_b64` and the bundle's keys use); `None` when `text`
 /// is not that.
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let bytes = text.as_bytes();
     if bytes.is_empty() || !bytes.len().is_multiple_of(4) {

@@ -6,8 +6,7 @@ use crate::behaviour::{Behaviour, Report, act, act_blocking};
 use pacerelle_core::agent::AgentConfig;
 use pacerelle_core::agent::SafetyNumber;
 use pacerelle_core::config::ClientConfig;
-use pacerelle_core::store::MemoryStore;
-use pacerelle_core::store::PeerId;
+use pacerelle_core::store::{DynAgentStore, MemoryStore, PeerId};
 use pacerelle_runtime_support::driver::{self, AgentHandle};
 use pacerelle_runtime_support::{ClientError, os_rng};
 use std::future::Future;
@@ -21,8 +20,19 @@ pub trait Harness {
     const NAME: &'static str;
 
     /// Serves `behaviour` as the agent of `config` (with the core's `core` settings: the cases
-    /// shorten the backoff) until closed.
-    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running;
+    /// shorten the backoff) until closed, with an in-memory store.
+    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
+        Self::start_with_store(config, core, behaviour, Box::new(MemoryStore::new()))
+    }
+
+    /// Like [`Harness::start`], continuing from `store` (a case that makes it fail, or restarts
+    /// from what an earlier agent stored).
+    fn start_with_store(
+        config: ClientConfig,
+        core: AgentConfig,
+        behaviour: Behaviour,
+        store: Box<dyn DynAgentStore>,
+    ) -> Running;
 }
 
 /// What a case controls the running agent with: its handle's runtime-neutral part.
@@ -118,15 +128,15 @@ impl Running {
 
 type Serving = Pin<Box<dyn Future<Output = Result<(), ClientError>> + Send>>;
 
-/// An agent on async runtime `R`, its `connect` driven by `block_on`.
+/// An agent on async runtime `R` continuing from `store`, its `connect` driven by `block_on`.
 fn start_async<R: driver::Runtime>(
     config: ClientConfig,
     core: AgentConfig,
     behaviour: Behaviour,
+    store: Box<dyn DynAgentStore>,
     block_on: fn(Serving) -> Result<(), ClientError>,
 ) -> Running {
-    let mut client = driver::Client::<R>::with_parts(config, core, Box::new(MemoryStore::new()), os_rng())
-        .expect("the agent starts");
+    let mut client = driver::Client::<R>::with_parts(config, core, store, os_rng()).expect("the agent starts");
     let reports = behaviour.clone();
     client.on_identity_changed(move |change, _| {
         reports.report(Report::IdentityChanged(change));
@@ -154,8 +164,13 @@ pub struct Tokio;
 impl Harness for Tokio {
     const NAME: &'static str = "tokio";
 
-    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
-        start_async::<pacerelle_tokio::Tokio>(config, core, behaviour, |serving| {
+    fn start_with_store(
+        config: ClientConfig,
+        core: AgentConfig,
+        behaviour: Behaviour,
+        store: Box<dyn DynAgentStore>,
+    ) -> Running {
+        start_async::<pacerelle_tokio::Tokio>(config, core, behaviour, store, |serving| {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -173,8 +188,13 @@ pub struct Smol;
 impl Harness for Smol {
     const NAME: &'static str = "smol";
 
-    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
-        start_async::<pacerelle_smol::Smol>(config, core, behaviour, smol::block_on)
+    fn start_with_store(
+        config: ClientConfig,
+        core: AgentConfig,
+        behaviour: Behaviour,
+        store: Box<dyn DynAgentStore>,
+    ) -> Running {
+        start_async::<pacerelle_smol::Smol>(config, core, behaviour, store, smol::block_on)
     }
 }
 
@@ -185,8 +205,13 @@ pub struct AsyncStd;
 impl Harness for AsyncStd {
     const NAME: &'static str = "async-std";
 
-    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
-        start_async::<pacerelle_async_std::AsyncStd>(config, core, behaviour, async_std::task::block_on)
+    fn start_with_store(
+        config: ClientConfig,
+        core: AgentConfig,
+        behaviour: Behaviour,
+        store: Box<dyn DynAgentStore>,
+    ) -> Running {
+        start_async::<pacerelle_async_std::AsyncStd>(config, core, behaviour, store, async_std::task::block_on)
     }
 }
 
@@ -197,9 +222,14 @@ pub struct Blocking;
 impl Harness for Blocking {
     const NAME: &'static str = "blocking";
 
-    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
-        let mut client = pacerelle_blocking::Client::with_parts(config, core, Box::new(MemoryStore::new()), os_rng())
-            .expect("the agent starts");
+    fn start_with_store(
+        config: ClientConfig,
+        core: AgentConfig,
+        behaviour: Behaviour,
+        store: Box<dyn DynAgentStore>,
+    ) -> Running {
+        let mut client =
+            pacerelle_blocking::Client::with_parts(config, core, store, os_rng()).expect("the agent starts");
         let reports = behaviour.clone();
         client.on_identity_changed(move |change, _| {
             reports.report(Report::IdentityChanged(change));

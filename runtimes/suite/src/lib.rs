@@ -15,7 +15,7 @@
 //! ```
 //!
 //! # Cases
-//! [`CASES`] lists them, in [`cases`]:
+//! [`CASES`] lists them, in [`cases`] (and [`fail_stop`]):
 //! - `echo`: a message is answered, linked to it, and acknowledged (the person sees it read);
 //! - `every_widget_kind`: confirm, choice, permission, form, progress, file-picker and datetime
 //!   are shown, answered (or, for the progress bar, dismissed), and each answer reaches the agent;
@@ -40,7 +40,7 @@
 //! - `encryption_on`: the person and the agent with end-to-end encryption: the verification
 //!   code matches the published identity key; echo, a widget and its answer, a file each way
 //!   and a reply to the source device all work; every MSG that crossed the relay is encrypted,
-//!   and no text, widget, file name, type, key or contents can be read in anything it saw.
+//!   and no text, widget, file name, type, key or contents can be read in anything it saw;
 //! - `hostile_frames_are_refused_and_reported`: the relay injects a plaintext widget answer "from"
 //!   the person, the person's first message again under a new id and device, and a tampered
 //!   copy: none reaches the handler; the plaintext is acknowledged and reported at once, the
@@ -48,7 +48,12 @@
 //! - `an_impostor_is_announced_and_refused_until_trusted`: under a pinned trust policy, a fresh
 //!   identity writing as the person on the person's device is announced (both safety numbers),
 //!   refused and reported, the person is still answered, and once the app trusts the new
-//!   identity its next message is handled with its safety number.
+//!   identity its next message is handled with its safety number;
+//! - `store_failure_is_fail_stop` (in [`fail_stop`]): an encrypted agent whose store fails at a
+//!   chosen write (the prekeys before publication, a message's receipt, the reply's session
+//!   step, the acceptance) stops there: `connect` returns the store's error promptly and nothing
+//!   the agent would have sent after the failed write reaches the relay; restarted on the same
+//!   store, it handles the replayed message and no message key is used twice.
 //!
 //! # Adding a runtime
 //! Implement [`Harness`] (see [`harness`]), add `tests/<runtime>.rs` with
@@ -58,14 +63,16 @@
 
 pub mod behaviour;
 pub mod cases;
+pub mod fail_stop;
 pub mod harness;
 pub mod transport;
 
 pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
-/// Every case, as named in [`behaviour_suite!`] and [`cases`] (keep the three in step).
-pub const CASES: [&str; 13] = [
+/// Every case, as named in [`behaviour_suite!`] and [`cases`] or [`fail_stop`] (keep them in
+/// step).
+pub const CASES: [&str; 14] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -79,6 +86,7 @@ pub const CASES: [&str; 13] = [
     "encryption_on",
     "hostile_frames_are_refused_and_reported",
     "an_impostor_is_announced_and_refused_until_trusted",
+    "store_failure_is_fail_stop",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -105,12 +113,16 @@ macro_rules! behaviour_suite {
             hostile_frames_are_refused_and_reported,
             an_impostor_is_announced_and_refused_until_trusted,
         );
+        $crate::behaviour_suite!(@in fail_stop, $harness; store_failure_is_fail_stop);
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
+        $crate::behaviour_suite!(@in cases, $harness; $($case),*);
+    };
+    (@in $module:ident, $harness:ty; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
-                $crate::cases::$case::<$harness>();
+                $crate::$module::$case::<$harness>();
             }
         )*
     };

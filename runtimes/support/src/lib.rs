@@ -132,7 +132,12 @@ pub enum ClientError {
     /// A person's command was refused.
     #[error(transparent)]
     Person(#[from] pacerelle_core::human::PersonError),
-    /// The store failed; the client stopped rather than act on unpersisted state.
+    /// The store failed, and the agent stopped at the failed write rather than act on state the
+    /// store does not hold: nothing the core asked for after it was carried out (no frame,
+    /// acknowledgement, HTTP call or handler call) and its socket closed. `connect` returns this
+    /// with the store's own error; a send or other command made after it returns this with a
+    /// [`state::StoreStopped`]. Start the agent again from the same store once it works: the
+    /// relay replays what was not acknowledged. See [`state`].
     #[error("store failed: {0}")]
     Store(HandlerError),
     /// The WebSocket failed.

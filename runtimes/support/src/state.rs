@@ -6,6 +6,28 @@
 //! Why here: the rules (persist first, stop on a store failure, accept only after a handler
 //! succeeded, a panicking handler is a failed one) are the same on every executor; only what an
 //! adapter does with a frame, an event or a deadline differs.
+//!
+//! # Fail-stop on a store failure
+//! A store write that fails stops the agent for good, in one place for every runtime:
+//! - nothing the core asked for after the failed write is carried out: no frame (message or
+//!   acknowledgement), HTTP call, event, connect or wake. The adapter gets one
+//!   [`Effect::Close`] instead, closes its socket and stops serving;
+//! - every later input is ignored, and every later command (a send, an acceptance, a file send
+//!   or download) is refused with [`ClientError::Store`] holding a [`StoreStopped`]; so is the
+//!   command whose own write failed (its message was not sent). Requests waiting for an answer
+//!   when the store failed are dropped: their callers get [`ClientError::Closed`];
+//! - [`AgentState::take_fatal`] hands the store's own error to `connect`, which returns it.
+//!
+//! What the core asked for before the failed write acts on stored state: a frame already handed
+//! to the adapter still goes out (a reply whose session step is stored); an event already handed
+//! to the handlers may still reach one, whose commands are then refused.
+//!
+//! Why: the core applies a change to its memory before the store does. Once a write failed, the
+//! core's state is ahead of the store's, and acting on it would outlive a restart: a message
+//! encrypted under an unsaved chain step is followed, after the restart, by another under the
+//! same message key; an acknowledgement of an unsaved acceptance loses the message. Stopping at
+//! the write leaves the store the truth: the restarted agent continues from it, and the relay
+//! replays what was not acknowledged.
 
 use crate::{ClientError, HandlerResult, now};
 use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, InputError, Output};
@@ -39,11 +61,23 @@ pub enum Effect {
 /// called once, with that event, instead of handing it to the handlers.
 pub type Waiter = Box<dyn FnOnce(Event) + Send>;
 
+/// What a command gets, inside [`ClientError::Store`], once the store has failed: the agent has
+/// stopped (see the [module docs](self)) and carried out nothing of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} (the agent has stopped)")]
+pub struct StoreStopped {
+    /// The store's error, as text (`connect` returns the error itself).
+    pub reason: String,
+}
+
 /// The core and its store, plus the failure that stopped the agent, if any.
 pub struct AgentState {
     agent: Agent,
     store: Box<dyn DynAgentStore>,
+    /// What `connect` returns, once.
     fatal: Option<ClientError>,
+    /// Set when a store write failed: from then on nothing runs.
+    stopped: Option<StoreStopped>,
     waiters: HashMap<RequestId, Waiter>,
 }
 
@@ -65,7 +99,7 @@ impl AgentState {
         let agent_config = AgentConfig { agent_id: config.agent_id.clone(), e2ee: config.e2ee, ..agent_config };
         let snapshot = store.load().map_err(ClientError::Store)?;
         let agent = Agent::new(agent_config, rng, snapshot)?;
-        Ok(AgentState { agent, store, fatal: None, waiters: HashMap::new() })
+        Ok(AgentState { agent, store, fatal: None, stopped: None, waiters: HashMap::new() })
     }
 
     /// Like [`AgentState::open`], with end-to-end encryption by `backend`.
@@ -80,7 +114,7 @@ impl AgentState {
         let agent_config = AgentConfig { agent_id: config.agent_id.clone(), ..agent_config };
         let snapshot = store.load().map_err(ClientError::Store)?;
         let agent = Agent::with_backend(agent_config, rng, snapshot, backend, created)?;
-        Ok(AgentState { agent, store, fatal: None, waiters: HashMap::new() })
+        Ok(AgentState { agent, store, fatal: None, stopped: None, waiters: HashMap::new() })
     }
 
     /// The core, to read from.
@@ -88,34 +122,52 @@ impl AgentState {
         &self.agent
     }
 
+    /// Whether a store write failed and the agent stopped (see the [module docs](self)).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.is_some()
+    }
+
     /// Runs `command` on the core, then carries out its outputs: persists now, passes the rest
     /// to `effects` in order.
-    pub fn run<T>(&mut self, command: impl FnOnce(&mut Agent) -> T, effects: impl FnMut(Effect)) -> T {
+    ///
+    /// Refused with [`ClientError::Store`] (and `command` not run) once the agent stopped, and
+    /// when a write of `command` itself failed: what it asked for was not carried out.
+    pub fn run<T>(
+        &mut self,
+        command: impl FnOnce(&mut Agent) -> T,
+        effects: impl FnMut(Effect),
+    ) -> Result<T, ClientError> {
+        self.check_running()?;
         let result = command(&mut self.agent);
         self.drain(effects);
-        result
+        self.check_running()?;
+        Ok(result)
     }
 
     /// Runs `command`, which starts a request (a file send, a download); `waiter` gets the event
     /// that answers it. The waiter is in place before any output is carried out, so an answer
-    /// cannot slip past it.
-    pub fn run_waiting<T, E>(
+    /// cannot slip past it. Refused like [`AgentState::run`]; a waiter whose answer cannot come
+    /// any more (the store failed) is dropped.
+    pub fn run_waiting<T, E: From<ClientError>>(
         &mut self,
         command: impl FnOnce(&mut Agent) -> Result<(RequestId, T), E>,
         waiter: Waiter,
         effects: impl FnMut(Effect),
     ) -> Result<T, E> {
+        self.check_running()?;
         let result = command(&mut self.agent);
         if let Ok((request, _)) = &result {
             self.waiters.insert(*request, waiter);
         }
         self.drain(effects);
+        self.check_running()?;
         result.map(|(_, value)| value)
     }
 
-    /// Feeds `input` to the core (logging a refusal), then carries out its outputs.
+    /// Feeds `input` to the core (logging a refusal), then carries out its outputs. Ignored once
+    /// the agent stopped.
     pub fn feed(&mut self, input: Input, effects: impl FnMut(Effect)) {
-        self.run(
+        let fed = self.run(
             |agent| {
                 if let Err(error) = agent.handle_input(now(), input) {
                     match &error {
@@ -126,24 +178,38 @@ impl AgentState {
             },
             effects,
         );
+        if fed.is_err() {
+            tracing::debug!("input ignored: the agent stopped after a store failure");
+        }
     }
 
     /// Settles a message after its handler ran: accepts it (so that it is acknowledged) when
     /// the handler succeeded, leaves it unacknowledged, to come back on replay, when it failed.
     pub fn settle(&mut self, message_id: &str, outcome: HandlerResult, effects: impl FnMut(Effect)) {
         match outcome {
-            Ok(()) => {
-                if let Err(error) = self.run(|agent| agent.accept(message_id, now()), effects) {
-                    tracing::warn!(%error, "accept failed");
+            Ok(()) => match self.run(|agent| agent.accept(message_id, now()), effects) {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "accept failed"),
+                Err(_) => {
+                    tracing::warn!(message = %message_id, "store failed: message left unacknowledged, to come back on replay")
                 }
-            }
+            },
             Err(error) => tracing::warn!(message = %message_id, %error, "handler failed; message left unacknowledged"),
         }
     }
 
-    /// The store failure that stopped the agent, once.
+    /// Why the agent stopped (its store failed, or the relay refused its prekeys), once: what
+    /// `connect` returns.
     pub fn take_fatal(&mut self) -> Option<ClientError> {
         self.fatal.take()
+    }
+
+    /// `Err` once the agent stopped: the store failure, for a command's caller.
+    fn check_running(&self) -> Result<(), ClientError> {
+        match &self.stopped {
+            Some(stopped) => Err(ClientError::Store(Box::new(stopped.clone()))),
+            None => Ok(()),
+        }
     }
 
     fn drain(&mut self, mut effects: impl FnMut(Effect)) {
@@ -151,11 +217,9 @@ impl AgentState {
             match output {
                 Output::Persist(changes) => {
                     if let Err(error) = self.store.apply(&changes) {
-                        // Acting on state that is not on disk could lose or repeat messages
-                        // after a restart: stop instead.
-                        tracing::error!(%error, "store failed; closing");
-                        self.fatal = Some(ClientError::Store(error));
-                        self.agent.close();
+                        self.stop(error);
+                        effects(Effect::Close);
+                        return;
                     }
                 }
                 Output::Frame(text) => effects(Effect::Frame(text)),
@@ -173,6 +237,21 @@ impl AgentState {
                 Output::Close => effects(Effect::Close),
             }
         }
+    }
+
+    /// Stops the agent at a failed write: everything the core queued behind it is dropped (it
+    /// acts on state the store does not hold), and so is what closing the core queues; the
+    /// caller hands the adapter one [`Effect::Close`] instead.
+    fn stop(&mut self, error: crate::HandlerError) {
+        tracing::error!(%error, "store failed: the agent stops and carries out nothing more");
+        let dropped = std::iter::from_fn(|| self.agent.poll_output()).count();
+        self.agent.close();
+        while self.agent.poll_output().is_some() {}
+        // Their answers cannot come any more: dropping them tells whoever waits.
+        self.waiters.clear();
+        tracing::debug!(dropped, "outputs after the failed write dropped");
+        self.stopped = Some(StoreStopped { reason: error.to_string() });
+        self.fatal = Some(ClientError::Store(error));
     }
 }
 

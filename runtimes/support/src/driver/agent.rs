@@ -6,7 +6,7 @@
 //! (channel sends and store writes); it is never held across an `.await`, so a handler can send
 //! as much as it likes before it returns.
 
-use super::{Control, Runtime, SocketEvent, socket_loop, write};
+use super::{Control, Runtime, SocketEvent, socket_loop, write, written_out};
 use crate::state::{
     AgentState, Effect, Waiter, downloaded, file_sent, log_identity_outcome, log_undeliverable, panicked,
 };
@@ -98,8 +98,9 @@ impl Shared {
         }
     }
 
-    /// Runs `command` on the core, then carries out everything it asked for, in order.
-    fn with_agent<T>(self: &Arc<Self>, command: impl FnOnce(&mut Agent) -> T) -> T {
+    /// Runs `command` on the core, then carries out everything it asked for, in order; refused
+    /// once the store failed (see [`AgentState::run`]).
+    fn with_agent<T>(self: &Arc<Self>, command: impl FnOnce(&mut Agent) -> T) -> Result<T, ClientError> {
         let mut guard = self.lock();
         let Inner { state, writer } = &mut *guard;
         state.run(command, |effect| self.effect(writer.as_ref(), effect))
@@ -141,6 +142,10 @@ impl Shared {
 /// A handle to a running agent: send, reply, show widgets, close. Cheap to clone; handlers
 /// receive one. The same type on every async executor.
 ///
+/// Once the agent's store has failed, every method that sends (or downloads) returns
+/// [`ClientError::Store`] and does nothing; one already waiting for an upload or a download
+/// returns [`ClientError::Closed`].
+///
 /// ```no_run
 /// # async fn run(agent: pacerelle_runtime_support::driver::AgentHandle) -> Result<(), pacerelle_runtime_support::ClientError> {
 /// use pacerelle_core::widget::Confirm;
@@ -174,7 +179,7 @@ impl AgentHandle {
 
     /// Sends a message; returns its id.
     pub async fn send_message(&self, message: OutgoingMessage) -> Result<String, ClientError> {
-        Ok(self.shared.with_agent(|agent| agent.send_message(message))?)
+        Ok(self.shared.with_agent(|agent| agent.send_message(message))??)
     }
 
     /// Sends `text` to `to` in `conversation_id`; returns the message id.
@@ -201,7 +206,7 @@ impl AgentHandle {
         widget: impl Into<Widget>,
     ) -> Result<String, ClientError> {
         let widget = widget.into();
-        Ok(self.shared.with_agent(|agent| agent.send_widget(conversation_id, to, widget))?)
+        Ok(self.shared.with_agent(|agent| agent.send_widget(conversation_id, to, widget))??)
     }
 
     /// Changes a widget already shown; returns the update's id.
@@ -211,7 +216,7 @@ impl AgentHandle {
         to: &str,
         patch: WidgetPatch,
     ) -> Result<String, ClientError> {
-        Ok(self.shared.with_agent(|agent| agent.send_widget_update(conversation_id, to, patch))?)
+        Ok(self.shared.with_agent(|agent| agent.send_widget_update(conversation_id, to, patch))??)
     }
 
     /// Sends a file ([`OutgoingFile`]: bytes, real name and type, caption, dimensions or
@@ -244,7 +249,7 @@ impl AgentHandle {
     /// [`pacerelle_core::agent::TrustPolicy::Pinned`] (check its safety number with the person
     /// first); its next message is delivered. Returns the safety number now trusted.
     pub fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError> {
-        Ok(self.shared.with_agent(|agent| agent.trust_identity(peer))?)
+        Ok(self.shared.with_agent(|agent| agent.trust_identity(peer))??)
     }
 
     /// The safety number trusted for `peer`, once one of its sessions spoke.
@@ -254,7 +259,8 @@ impl AgentHandle {
 
     /// Stops the agent: [`Client::connect`] returns soon after.
     pub fn close(&self) {
-        self.shared.with_agent(Agent::close);
+        // Refused only when the store failed, and then the agent is already closing.
+        let _ = self.shared.with_agent(Agent::close);
     }
 }
 
@@ -381,6 +387,12 @@ impl<R: Runtime> Client<R> {
     /// connection drops. With end-to-end encryption it first publishes the agent's prekeys
     /// (retried with backoff while the relay is unreachable). Returns an error only when the
     /// store failed or the relay refused the prekeys.
+    ///
+    /// A failed store write is fail-stop: nothing the core asked for after it is carried out
+    /// (no frame, acknowledgement, HTTP call or handler call), the socket closes, and this
+    /// returns [`ClientError::Store`] with the store's error as soon as the handler task has
+    /// stopped. Start again from the same store once it works: the relay replays what was not
+    /// acknowledged. See [`crate::state`].
     pub async fn connect(self) -> Result<(), ClientError> {
         let Client {
             config,
@@ -406,9 +418,10 @@ impl<R: Runtime> Client<R> {
             drop(handlers_done);
         });
 
-        shared.with_agent(|agent| agent.start(now()));
+        // A failure of the first write closes at once: the loop below ends on it.
+        let _ = shared.with_agent(|agent| agent.start(now()));
         let url = config.agent_socket_url();
-        socket_loop::<R>(&url, &mut control, |event| match event {
+        let written = socket_loop::<R>(&url, &mut control, |event| match event {
             SocketEvent::Opened(writer) => {
                 shared.lock().writer = Some(writer);
                 shared.feed(Input::Connected);
@@ -424,6 +437,9 @@ impl<R: Runtime> Client<R> {
         .await;
 
         drop(serving);
+        // What was queued before the end (a reply written just before a close or a store
+        // failure) goes out, then the close frame.
+        written_out::<R>(written).await;
         // A handler still running is cancelled at its next await; wait until it is gone so that
         // nothing of this agent runs after `connect` returned.
         let _ = handlers_stopped.await;

@@ -64,6 +64,7 @@ pub use tungstenite::Message;
 
 use crate::{CONNECT_TIMEOUT, ClientError};
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use futures_channel::oneshot;
 use futures_util::future::Either;
 use futures_util::stream::SplitStream;
 use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
@@ -92,6 +93,26 @@ pub trait Runtime: Send + Sync + 'static {
     /// Runs `work` (blocking I/O: the HTTP calls) off the executor's threads, on its blocking
     /// pool, so that it never stalls the sockets and timers of other tasks.
     fn unblock<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> impl Future<Output = T> + Send;
+}
+
+/// How long a client that stops waits for its socket's writer to send what was queued before
+/// the stop, and the close frame: a peer that stopped reading cannot hold it up longer.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Resolves once the writer of a socket has written everything queued on it and closed it
+/// (or gave up on a broken socket).
+pub(crate) type Written = oneshot::Receiver<()>;
+
+/// Waits, at most [`FLUSH_TIMEOUT`], until the last socket's writer is done (`written`, from
+/// [`socket_loop`]), after its sender was dropped. Why: a program usually returns once its
+/// client stopped, and an executor that shuts down then would drop frames still queued (a
+/// reply written just before a close or a store failure) and the close frame.
+pub(crate) async fn written_out<R: Runtime>(written: Option<Written>) {
+    if let Some(written) = written
+        && timeout::<R, _>(FLUSH_TIMEOUT, written).await.is_none()
+    {
+        tracing::debug!("socket writer still busy; not waiting longer");
+    }
 }
 
 /// Waits for `future` at most `limit`.
@@ -137,12 +158,13 @@ pub(crate) enum SocketEvent {
 
 /// One socket, one timer, one control queue: waits for whichever comes first and reports it to
 /// `on`, until told to close (or every control sender is gone). Both the agent and the person
-/// run this loop; each feeds what it hears to its own state machine.
+/// run this loop; each feeds what it hears to its own state machine. Returns the last socket's
+/// [`Written`], if one opened.
 pub(crate) async fn socket_loop<R: Runtime>(
     url: &str,
     control: &mut UnboundedReceiver<Control>,
     mut on: impl FnMut(SocketEvent),
-) {
+) -> Option<Written> {
     enum Next {
         Control(Option<Control>),
         Read(Option<Result<Message, WsError>>),
@@ -152,6 +174,7 @@ pub(crate) async fn socket_loop<R: Runtime>(
     let mut timer: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
     // Commands that came while the socket was opening, carried out after.
     let mut held: VecDeque<Control> = VecDeque::new();
+    let mut written = None;
     loop {
         // Controls first: a close is never starved by a chatty socket.
         let next = std::future::poll_fn(|cx| {
@@ -182,13 +205,14 @@ pub(crate) async fn socket_loop<R: Runtime>(
                 let opened = loop {
                     match futures_util::future::select(opening.as_mut(), control.next()).await {
                         Either::Left((opened, _)) => break opened,
-                        Either::Right((Some(Control::Close) | None, _)) => return,
+                        Either::Right((Some(Control::Close) | None, _)) => return written,
                         Either::Right((Some(command), _)) => held.push_back(command),
                     }
                 };
                 match opened {
-                    Some((stream, writer)) => {
+                    Some((stream, writer, done)) => {
                         reader = Some(stream);
+                        written = Some(done);
                         on(SocketEvent::Opened(writer));
                     }
                     None => on(SocketEvent::Failed),
@@ -214,11 +238,13 @@ pub(crate) async fn socket_loop<R: Runtime>(
             }
         }
     }
+    written
 }
 
 /// Opens `url` and starts its writer task; `None` (after logging why) when it fails. Dropping
-/// the returned sender closes the socket.
-async fn open<R: Runtime>(url: &str) -> Option<(SplitStream<R::Socket>, UnboundedSender<Message>)> {
+/// the returned sender closes the socket, after what was queued on it; the [`Written`] resolves
+/// then.
+async fn open<R: Runtime>(url: &str) -> Option<(SplitStream<R::Socket>, UnboundedSender<Message>, Written)> {
     let socket = match timeout::<R, _>(CONNECT_TIMEOUT, R::connect(url)).await {
         Some(Ok(socket)) => socket,
         // The URL carries the token: log the error alone.
@@ -233,6 +259,7 @@ async fn open<R: Runtime>(url: &str) -> Option<(SplitStream<R::Socket>, Unbounde
     };
     let (mut sink, stream) = socket.split();
     let (writer, mut outgoing) = mpsc::unbounded::<Message>();
+    let (done, written) = oneshot::channel::<()>();
     // A task of its own, so that frames are queued without awaiting (the core's lock is held
     // while they are produced) and written in order.
     R::spawn(async move {
@@ -243,9 +270,10 @@ async fn open<R: Runtime>(url: &str) -> Option<(SplitStream<R::Socket>, Unbounde
             }
         }
         let _ = sink.close().await;
+        drop(done);
     });
     tracing::info!("connected");
-    Some((stream, writer))
+    Some((stream, writer, written))
 }
 
 /// Queues `text` as a text frame on `writer`; `false` when the socket is gone.

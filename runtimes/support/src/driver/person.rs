@@ -228,7 +228,7 @@ impl<R: Runtime> PersonClient<R> {
         let (stopped_tx, stopped) = oneshot::channel::<()>();
         R::spawn(async move {
             let shared = driver_shared;
-            socket_loop::<R>(&url, &mut control, |event| match event {
+            let _ = socket_loop::<R>(&url, &mut control, |event| match event {
                 SocketEvent::Opened(writer) => {
                     shared.lock().writer = Some(writer);
                     shared.feed(PersonInput::Connected);
