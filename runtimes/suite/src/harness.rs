@@ -5,7 +5,7 @@
 use crate::behaviour::{Behaviour, act, act_blocking};
 use pacerelle_core::agent::AgentConfig;
 use pacerelle_core::config::ClientConfig;
-use pacerelle_core::store::MemoryStore;
+use pacerelle_core::store::{DynAgentStore, MemoryStore};
 use pacerelle_runtime_support::driver::{self, AgentHandle};
 use pacerelle_runtime_support::{ClientError, os_rng};
 use std::future::Future;
@@ -19,8 +19,19 @@ pub trait Harness {
     const NAME: &'static str;
 
     /// Serves `behaviour` as the agent of `config` (with the core's `core` settings: the cases
-    /// shorten the backoff) until closed.
-    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running;
+    /// shorten the backoff) until closed, with a store in memory of its own.
+    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
+        Self::start_with_store(config, core, behaviour, Box::new(MemoryStore::new()))
+    }
+
+    /// As [`Self::start`], keeping the agent's state in `store` (which may outlive it, for cases
+    /// that restart the agent).
+    fn start_with_store(
+        config: ClientConfig,
+        core: AgentConfig,
+        behaviour: Behaviour,
+        store: Box<dyn DynAgentStore>,
+    ) -> Running;
 }
 
 /// What a case controls the running agent with: its handle's runtime-neutral part.
@@ -109,10 +120,10 @@ fn start_async<R: driver::Runtime>(
     config: ClientConfig,
     core: AgentConfig,
     behaviour: Behaviour,
+    store: Box<dyn DynAgentStore>,
     block_on: fn(Serving) -> Result<(), ClientError>,
 ) -> Running {
-    let mut client = driver::Client::<R>::with_parts(config, core, Box::new(MemoryStore::new()), os_rng())
-        .expect("the agent starts");
+    let mut client = driver::Client::<R>::with_parts(config, core, store, os_rng()).expect("the agent starts");
     client.on_message(move |message, agent| {
         let behaviour = behaviour.clone();
         async move {
@@ -130,8 +141,13 @@ pub struct Tokio;
 impl Harness for Tokio {
     const NAME: &'static str = "tokio";
 
-    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
-        start_async::<pacerelle_tokio::Tokio>(config, core, behaviour, |serving| {
+    fn start_with_store(
+        config: ClientConfig,
+        core: AgentConfig,
+        behaviour: Behaviour,
+        store: Box<dyn DynAgentStore>,
+    ) -> Running {
+        start_async::<pacerelle_tokio::Tokio>(config, core, behaviour, store, |serving| {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -149,8 +165,13 @@ pub struct Smol;
 impl Harness for Smol {
     const NAME: &'static str = "smol";
 
-    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
-        start_async::<pacerelle_smol::Smol>(config, core, behaviour, smol::block_on)
+    fn start_with_store(
+        config: ClientConfig,
+        core: AgentConfig,
+        behaviour: Behaviour,
+        store: Box<dyn DynAgentStore>,
+    ) -> Running {
+        start_async::<pacerelle_smol::Smol>(config, core, behaviour, store, smol::block_on)
     }
 }
 
@@ -161,8 +182,13 @@ pub struct AsyncStd;
 impl Harness for AsyncStd {
     const NAME: &'static str = "async-std";
 
-    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
-        start_async::<pacerelle_async_std::AsyncStd>(config, core, behaviour, async_std::task::block_on)
+    fn start_with_store(
+        config: ClientConfig,
+        core: AgentConfig,
+        behaviour: Behaviour,
+        store: Box<dyn DynAgentStore>,
+    ) -> Running {
+        start_async::<pacerelle_async_std::AsyncStd>(config, core, behaviour, store, async_std::task::block_on)
     }
 }
 
@@ -173,9 +199,14 @@ pub struct Blocking;
 impl Harness for Blocking {
     const NAME: &'static str = "blocking";
 
-    fn start(config: ClientConfig, core: AgentConfig, behaviour: Behaviour) -> Running {
-        let mut client = pacerelle_blocking::Client::with_parts(config, core, Box::new(MemoryStore::new()), os_rng())
-            .expect("the agent starts");
+    fn start_with_store(
+        config: ClientConfig,
+        core: AgentConfig,
+        behaviour: Behaviour,
+        store: Box<dyn DynAgentStore>,
+    ) -> Running {
+        let mut client =
+            pacerelle_blocking::Client::with_parts(config, core, store, os_rng()).expect("the agent starts");
         client.on_message(move |message, agent| {
             let actions = behaviour.respond(&message)?;
             act_blocking(actions, &message, agent)

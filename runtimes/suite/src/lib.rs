@@ -40,7 +40,10 @@
 //! - `encryption_on`: the person and the agent with end-to-end encryption: the verification
 //!   code matches the published identity key; echo, a widget and its answer, a file each way
 //!   and a reply to the source device all work; every MSG that crossed the relay is encrypted,
-//!   and no text, widget, file name, type, key or contents can be read in anything it saw.
+//!   and no text, widget, file name, type, key or contents can be read in anything it saw;
+//! - `prekeys_survive_restarts` (in [`prekeys`]): the encrypted agent is restarted 15 times over
+//!   one store against one relay; the restarts make no one-time prekeys, and people then start
+//!   sessions from the oldest ones the relay holds and converse.
 //!
 //! # Adding a runtime
 //! Implement [`Harness`] (see [`harness`]), add `tests/<runtime>.rs` with
@@ -51,13 +54,15 @@
 pub mod behaviour;
 pub mod cases;
 pub mod harness;
+pub mod prekeys;
 pub mod transport;
 
 pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
-/// Every case, as named in [`behaviour_suite!`] and [`cases`] (keep the three in step).
-pub const CASES: [&str; 11] = [
+/// Every case, as named in [`behaviour_suite!`] and [`cases`] (or, for the last, [`prekeys`]):
+/// keep them in step.
+pub const CASES: [&str; 12] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -69,6 +74,7 @@ pub const CASES: [&str; 11] = [
     "handler_sends_a_burst",
     "a_file_each_way",
     "encryption_on",
+    "prekeys_survive_restarts",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -93,6 +99,10 @@ macro_rules! behaviour_suite {
             a_file_each_way,
             encryption_on,
         );
+        #[test]
+        fn prekeys_survive_restarts() {
+            $crate::prekeys::prekeys_survive_restarts::<$harness>();
+        }
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
         $(
