@@ -9,6 +9,10 @@ pub const DEFAULT_MAX_JSON_BYTES: usize = 256 * 1024;
 pub const DEFAULT_MAX_BLOB_BYTES: usize = 16 * 1024 * 1024;
 /// Largest WebSocket frame accepted.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024;
+/// Most one-time prekeys held per agent (the oldest are dropped first beyond it): half of what
+/// a Rust agent keeps at most, so that whatever this relay can still hand out, the agent still
+/// holds (see the README).
+pub const DEFAULT_MAX_ONE_TIME_PREKEYS: usize = pacerelle_core::e2ee::account::MAX_ONE_TIME_PREKEYS / 2;
 
 /// A relay's configuration.
 ///
@@ -30,6 +34,8 @@ pub struct RelayConfig {
     pub max_blob_bytes: usize,
     /// Largest socket frame (the socket is closed beyond).
     pub max_frame_bytes: usize,
+    /// Most one-time prekeys held per agent; the oldest are dropped first beyond it.
+    pub max_one_time_prekeys: usize,
 }
 
 impl std::fmt::Debug for RelayConfig {
@@ -41,6 +47,7 @@ impl std::fmt::Debug for RelayConfig {
             .field("max_json_bytes", &self.max_json_bytes)
             .field("max_blob_bytes", &self.max_blob_bytes)
             .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("max_one_time_prekeys", &self.max_one_time_prekeys)
             .finish()
     }
 }
@@ -54,6 +61,7 @@ impl Default for RelayConfig {
             max_json_bytes: DEFAULT_MAX_JSON_BYTES,
             max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_one_time_prekeys: DEFAULT_MAX_ONE_TIME_PREKEYS,
         }
     }
 }

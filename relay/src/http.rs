@@ -86,7 +86,7 @@ async fn publish_bundle(State(app): State<App>, headers: HeaderMap, body: Body) 
 async fn add_one_time_prekeys(State(app): State<App>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
     let agent = agent(&app, &headers)?;
     let keys: OneTimePrekeysBody = json_body(&app, body)?;
-    let held = app.lock().add_one_time_prekeys(&agent, keys.one_time_prekeys);
+    let held = app.lock().add_one_time_prekeys(&agent, keys.one_time_prekeys, app.limits.max_one_time_prekeys);
     Ok(Json(json!({"held": held})))
 }
 

@@ -31,6 +31,8 @@ mod server;
 mod socket;
 mod state;
 
-pub use config::{DEFAULT_MAX_BLOB_BYTES, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_JSON_BYTES, RelayConfig};
+pub use config::{
+    DEFAULT_MAX_BLOB_BYTES, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_ONE_TIME_PREKEYS, RelayConfig,
+};
 pub use error::{ApiError, RelayError};
 pub use server::{BackgroundRelay, Relay, RelayHandle};

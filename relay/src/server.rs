@@ -15,6 +15,7 @@ pub(crate) struct Limits {
     pub(crate) max_json_bytes: usize,
     pub(crate) max_blob_bytes: usize,
     pub(crate) max_frame_bytes: usize,
+    pub(crate) max_one_time_prekeys: usize,
 }
 
 /// What every handler holds: the state and the limits.
@@ -53,6 +54,7 @@ impl Relay {
                 max_json_bytes: config.max_json_bytes,
                 max_blob_bytes: config.max_blob_bytes,
                 max_frame_bytes: config.max_frame_bytes,
+                max_one_time_prekeys: config.max_one_time_prekeys,
             },
         };
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -129,6 +131,12 @@ impl RelayHandle {
     /// How many messages wait for agent `id` to acknowledge them.
     pub fn pending_for_agent(&self, id: &str) -> usize {
         self.app.lock().pending_for(&Party::Agent(id.to_owned()))
+    }
+
+    /// The ids of the one-time prekeys agent `id` posted that the relay still holds, in the
+    /// order it will hand them out (the oldest first).
+    pub fn one_time_prekey_ids(&self, id: &str) -> Vec<u32> {
+        self.app.lock().one_time_prekey_ids(id)
     }
 
     /// Every socket frame and blob body the relay received, in order: what crossed it.

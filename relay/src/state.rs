@@ -10,7 +10,7 @@ use pacerelle_core::wire::person::{
 use pacerelle_core::wire::{AckRead, agent::is_group_target};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use subtle::ConstantTimeEq as _;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -148,14 +148,31 @@ impl State {
         }
     }
 
-    /// Adds one-time prekeys (a key with an id already held replaces it).
-    pub(crate) fn add_one_time_prekeys(&mut self, agent: &str, keys: Vec<OneTimePrekey>) -> usize {
+    /// Adds one-time prekeys after those held, which are handed out first (a key with an id
+    /// already held replaces it, at the back); beyond `max`, the oldest are dropped. Returns how
+    /// many are held.
+    pub(crate) fn add_one_time_prekeys(&mut self, agent: &str, keys: Vec<OneTimePrekey>, max: usize) -> usize {
         let record = self.agents.entry(agent.to_owned()).or_default();
-        for key in keys {
-            record.one_time_prekeys.retain(|held| held.prekey_id != key.prekey_id);
-            record.one_time_prekeys.push_back(key);
+        // A batch that repeats an id keeps its last key for it, where that one stands.
+        let mut posted = HashSet::new();
+        let mut batch: Vec<OneTimePrekey> = keys.into_iter().rev().filter(|key| posted.insert(key.prekey_id)).collect();
+        batch.reverse();
+        record.one_time_prekeys.retain(|held| !posted.contains(&held.prekey_id));
+        record.one_time_prekeys.extend(batch);
+        let excess = record.one_time_prekeys.len().saturating_sub(max);
+        if excess > 0 {
+            record.one_time_prekeys.drain(..excess);
+            tracing::info!(agent, dropped = excess, "one-time prekey limit reached: the oldest were dropped");
         }
         record.one_time_prekeys.len()
+    }
+
+    /// The ids of `agent`'s one-time prekeys, the next to be handed out first.
+    pub(crate) fn one_time_prekey_ids(&self, agent: &str) -> Vec<u32> {
+        self.agents
+            .get(agent)
+            .map(|record| record.one_time_prekeys.iter().map(|key| key.prekey_id).collect())
+            .unwrap_or_default()
     }
 
     pub(crate) fn store_blob(&mut self, bytes: Vec<u8>) -> (String, String) {

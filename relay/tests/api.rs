@@ -209,6 +209,45 @@ async fn one_time_prekeys_are_handed_out_once_each() {
 }
 
 #[tokio::test]
+async fn one_time_prekeys_are_appended_and_the_oldest_dropped_beyond_the_limit() {
+    let relay = relay_with(RelayConfig { max_one_time_prekeys: 4, ..RelayConfig::loopback_ephemeral() }).await;
+    assert_eq!(pacerelle_relay::DEFAULT_MAX_ONE_TIME_PREKEYS, 5_000);
+    call(&relay, AGENT_TOKEN, HttpMethod::Put, "/agent/prekey-bundle", json_bytes(bundle("aWQx"))).await;
+    let post = |ids: &[u32]| {
+        let keys: Vec<Value> = ids.iter().map(|id| json!({"prekey_id": id, "public_key": format!("k{id}=")})).collect();
+        json_bytes(json!({ "one_time_prekeys": keys }))
+    };
+    let (status, answer) = call(&relay, AGENT_TOKEN, HttpMethod::Post, "/agent/one-time-prekeys", post(&[1, 2])).await;
+    assert_eq!((status, &answer["held"]), (200, &json!(2)));
+    // A later batch goes after the keys held; putting the bundle again leaves them alone.
+    call(&relay, AGENT_TOKEN, HttpMethod::Post, "/agent/one-time-prekeys", post(&[3, 4])).await;
+    call(&relay, AGENT_TOKEN, HttpMethod::Put, "/agent/prekey-bundle", json_bytes(bundle("aWQx"))).await;
+    assert_eq!(relay.one_time_prekey_ids(AGENT), [1, 2, 3, 4]);
+    // Beyond the limit the oldest go; a key posted again moves to the back, with its new value
+    // (the last one, when a batch repeats an id).
+    let (_, answer) = call(&relay, AGENT_TOKEN, HttpMethod::Post, "/agent/one-time-prekeys", post(&[5, 2])).await;
+    assert_eq!(answer["held"], json!(4));
+    assert_eq!(relay.one_time_prekey_ids(AGENT), [3, 4, 5, 2]);
+    let repeated = json_bytes(json!({"one_time_prekeys": [
+        {"prekey_id": 6, "public_key": "old="}, {"prekey_id": 7, "public_key": "k7="}, {"prekey_id": 6, "public_key": "new="}
+    ]}));
+    call(&relay, AGENT_TOKEN, HttpMethod::Post, "/agent/one-time-prekeys", repeated).await;
+    assert_eq!(relay.one_time_prekey_ids(AGENT), [5, 2, 7, 6]);
+    let path = format!("/person/agents/{AGENT}/prekey-bundle");
+    let mut handed = Vec::new();
+    for _ in 0..4 {
+        let (_, fetched) = call(&relay, ALICE_TOKEN, HttpMethod::Get, &path, vec![]).await;
+        handed.push((fetched["prekey_id"].clone(), fetched["prekey_public"].clone()));
+    }
+    assert_eq!(
+        handed,
+        [(json!(5), json!("k5=")), (json!(2), json!("k2=")), (json!(7), json!("k7=")), (json!(6), json!("new="))]
+    );
+    assert!(relay.one_time_prekey_ids(AGENT).is_empty());
+    relay.shutdown().await;
+}
+
+#[tokio::test]
 async fn conversations_check_members() {
     let relay = relay().await;
     assert_error(

@@ -43,9 +43,15 @@ use base64::engine::general_purpose::STANDARD;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// One-time prekeys used (of the 50 each publication brings) after which the agent publishes
-/// again, well before the relay could run out.
+/// One-time prekeys of the newest batch used (of the 50 each batch brings) after which the
+/// agent makes and publishes a new batch, well before the relay could run out (see
+/// [`crate::e2ee::account`]).
 pub const REPLENISH_AFTER: usize = crate::e2ee::bundle::ONE_TIME_PREKEYS / 2;
+
+/// Age of the last batch of one-time prekeys the relay took after which the agent makes a new
+/// one, at a start or while running: bundles fetched and never used drain a relay unseen, and
+/// this bounds how long that can last.
+pub const REFILL_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Deliveries of an unreadable message before the agent gives up on it, by default.
 pub const DEFAULT_MAX_DELIVERY_ATTEMPTS: u32 = 5;
@@ -360,7 +366,8 @@ pub struct Agent {
     outputs: VecDeque<Output>,
     e2ee: Option<e2ee::AgentE2ee>,
     publisher: Option<publish::Publisher>,
-    /// One-time prekeys people used since the last publication.
+    /// One-time prekeys people used since the last batch was made (for Signal implementations
+    /// that cannot tell what they hold).
     consumed_one_time_prekeys: usize,
     next_request: u64,
     transfers: files::Transfers,
@@ -465,37 +472,64 @@ impl Agent {
 
     /// Starts the agent: asks the runtime to connect.
     ///
-    /// With end-to-end encryption, the agent first publishes a fresh prekey bundle (private
-    /// halves committed first) and opens the socket once the relay has taken it.
-    pub fn start(&mut self, _now: Timestamp) {
-        if !self.publish_prekeys() {
+    /// With end-to-end encryption, the agent first puts its prekey bundle, and a new batch of
+    /// one-time prekeys when it needs one (private halves committed first; see
+    /// [`crate::e2ee::account`] for when), and opens the socket once the relay has taken them.
+    pub fn start(&mut self, now: Timestamp) {
+        let reason = self.mint_reason(Some(now));
+        if !self.publish_prekeys(reason) {
             self.open_socket();
         }
     }
 
-    /// Starts a prekey publication (at start, and again when people have used up half of the
-    /// one-time prekeys: the official runtime cannot start a session without one, so the relay
-    /// must never run dry). Returns whether one started; when it ends, [`Self::open_socket`]
-    /// runs (a no-op once connected).
-    fn publish_prekeys(&mut self) -> bool {
+    /// Whether to make one-time prekeys now (see [`publish::mint_reason`]).
+    fn mint_reason(&mut self, now: Option<Timestamp>) -> Option<publish::MintReason> {
+        let consumed = self.consumed_one_time_prekeys;
+        let e2ee = self.e2ee.as_mut()?;
+        let used = match e2ee.account_mut().one_time_stock() {
+            Some(stock) => crate::e2ee::bundle::ONE_TIME_PREKEYS.saturating_sub(stock.newest_batch_left),
+            None => consumed,
+        };
+        publish::mint_reason(used, self.state.e2ee.one_time_published_at, now)
+    }
+
+    /// Starts a prekey publication: the bundle, with a new batch of one-time prekeys when
+    /// `mint` says why one is needed. Returns whether one started; when it ends,
+    /// [`Self::open_socket`] runs (a no-op once connected).
+    fn publish_prekeys(&mut self, mint: Option<publish::MintReason>) -> bool {
         let Some(e2ee) = self.e2ee.as_mut() else { return false };
         if self.publisher.as_ref().is_some_and(|publisher| !publisher.is_finished()) {
             return false;
         }
-        match e2ee.account_mut().publish(&mut *self.rng) {
+        let published = match mint {
+            Some(_) => e2ee.account_mut().publish(&mut *self.rng),
+            None => e2ee.account_mut().publish_bundle(&mut *self.rng),
+        };
+        match published {
             Err(error) => {
                 // The prekey id space is used up: the old keys still serve sessions already
                 // started, so the agent carries on rather than going dark.
                 tracing::error!(%error, "no new prekeys can be published");
                 false
             }
-            Ok((changes, bundle, one_time)) => {
-                self.consumed_one_time_prekeys = 0;
-                self.commit(StoreChanges { e2ee: changes, ..Default::default() });
+            Ok((mut changes, bundle, one_time)) => {
+                let minted = !one_time.one_time_prekeys.is_empty();
+                if minted {
+                    tracing::info!(
+                        agent = %self.config.agent_id,
+                        reason = mint.map_or("every publication makes some", publish::MintReason::as_str),
+                        "new one-time prekeys"
+                    );
+                    self.consumed_one_time_prekeys = 0;
+                    changes.one_time_published_at = Some(publish::UNCONFIRMED);
+                }
+                if !changes.is_empty() {
+                    self.commit(StoreChanges { e2ee: changes, ..Default::default() });
+                }
                 let body = |value: serde_json::Result<Vec<u8>>| value.unwrap_or_default();
                 let mut publisher = publish::Publisher::new(
                     body(serde_json::to_vec(&bundle)),
-                    body(serde_json::to_vec(&one_time)),
+                    minted.then(|| body(serde_json::to_vec(&one_time))),
                     self.config.backoff,
                 );
                 let id = self.request_id();
@@ -503,6 +537,32 @@ impl Agent {
                 self.publisher = Some(publisher);
                 self.follow_publication(next);
                 true
+            }
+        }
+    }
+
+    /// While connected: makes one-time prekeys if a refill is due, else asks to be woken when
+    /// it will be. The runtime keeps a single deadline (the last [`Output::WakeAt`]), and the
+    /// agent's others (reconnecting, retrying a publication) exist only while disconnected or
+    /// publishing, each of which ends by calling this again. While publishing it asks again for
+    /// the publication's retry instead, which a reconnection's deadline may have replaced.
+    fn refill_or_schedule(&mut self, now: Timestamp) {
+        if self.e2ee.is_none() || !self.connection.is_connected() {
+            return;
+        }
+        if let Some(publisher) = self.publisher.as_ref().filter(|publisher| !publisher.is_finished()) {
+            if let Some(at) = publisher.retry_at() {
+                self.outputs.push_back(Output::WakeAt(at));
+            }
+            return;
+        }
+        match self.mint_reason(Some(now)) {
+            Some(reason) => {
+                self.publish_prekeys(Some(reason));
+            }
+            None => {
+                let due = publish::refill_due(self.state.e2ee.one_time_published_at);
+                self.outputs.push_back(Output::WakeAt(due));
             }
         }
     }
@@ -555,6 +615,7 @@ impl Agent {
             Input::Connected => {
                 self.connection.connected();
                 tracing::debug!(agent = %self.config.agent_id, "connected");
+                self.refill_or_schedule(now);
                 Ok(())
             }
             Input::Disconnected => {
@@ -574,6 +635,7 @@ impl Agent {
                 if let Some(directive) = self.connection.timeout(now) {
                     self.push_directive(directive);
                 }
+                self.refill_or_schedule(now);
                 Ok(())
             }
             Input::Http(request, result) => {
@@ -588,7 +650,19 @@ impl Agent {
                 match self.publisher.as_mut() {
                     Some(publisher) => {
                         let next = publisher.answer(request, &result, id, now, &mut *self.rng);
+                        let done = next == publish::Next::Done;
+                        let confirmed = done && publisher.posts_one_time_prekeys();
                         self.follow_publication(next);
+                        if confirmed {
+                            let e2ee = crate::store::E2eeChanges {
+                                one_time_published_at: Some(publish::confirmed_at(now)),
+                                ..Default::default()
+                            };
+                            self.commit(StoreChanges { e2ee, ..Default::default() });
+                        }
+                        if done {
+                            self.refill_or_schedule(now);
+                        }
                     }
                     None => tracing::debug!(?request, "answer to an unknown request ignored"),
                 }
@@ -671,12 +745,10 @@ impl Agent {
                     changes.e2ee.remove_prekeys.iter().filter(|(kind, _)| *kind == PrekeyKind::OneTime).count();
                 self.commit(changes);
                 self.consumed_one_time_prekeys += consumed;
-                if self.consumed_one_time_prekeys >= REPLENISH_AFTER {
-                    tracing::info!(
-                        used = self.consumed_one_time_prekeys,
-                        "one-time prekeys running low: publishing more"
-                    );
-                    self.publish_prekeys();
+                if consumed > 0
+                    && let Some(reason) = self.mint_reason(None)
+                {
+                    self.publish_prekeys(Some(reason));
                 }
                 (text, sender_identity)
             }
@@ -1133,3 +1205,5 @@ impl Agent {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_prekeys;

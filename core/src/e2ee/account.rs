@@ -2,13 +2,57 @@
 //! with every peer, and the persistence changes each operation produces.
 //!
 //! Every operation returns the [`E2eeChanges`] to commit, and changes nothing in memory when it
-//! fails. Prekey policy, as the official SDK's: each publication brings a new signed prekey and
-//! Kyber prekey (same id) and 50 one-time prekeys. Older signed and Kyber prekeys stay for
-//! [`KEPT_PUBLICATIONS`] publications, so messages built from a bundle fetched just before a
-//! republication still open; unused one-time prekeys stay until used, at most
-//! [`MAX_ONE_TIME_PREKEYS`].
+//! fails.
+//!
+//! # The prekey lifecycle
+//!
+//! **What is made, and when.** [`Account::publish`] makes a full publication, as the official
+//! SDK's: a new signed prekey and Kyber prekey (one id) and a batch of
+//! [`ONE_TIME_PREKEYS`] (50) one-time prekeys. [`Account::republish_bundle`] makes nothing: it
+//! signs the newest signed and Kyber prekeys again for a `PUT` of the bundle alone. The agent
+//! ([`crate::agent`]) puts its bundle at every start but makes a batch only when one is needed:
+//! - at its first start, and at a start after a batch the relay never confirmed taking (the
+//!   agent stopped in between: the keys may never have reached it);
+//! - when people have used [`REPLENISH_AFTER`] (25) keys of the *newest* batch
+//!   ([`OneTimeStock::newest_batch_left`]; batches are told apart by their ids, see
+//!   [`super::bundle`]);
+//! - when the last batch the relay took is older than [`REFILL_AFTER`] (7 days), at a start or
+//!   while running: a relay's pool also drains through bundles fetched and never used, which
+//!   the agent cannot see, and this bounds how long that can last.
+//!
+//! So restarting makes nothing new (it used to make 50 keys each time).
+//!
+//! **What is kept.** Every one-time prekey until a message uses it. Whether a relay appends
+//! posted keys to those it holds or replaces them cannot be observed (PROTOCOL.md), and under
+//! an appending relay any key ever posted and not yet handed out may still be, at any time;
+//! the official runtime never forgets one either. Signed and Kyber prekeys of the last
+//! [`KEPT_PUBLICATIONS`] full publications are kept, so messages built from a bundle fetched
+//! just before a new one still open (a start that only puts the bundle does not rotate them).
+//!
+//! **What bounds the total.** Making fewer, not forgetting: the keys held are those made minus
+//! those used, and a batch is made only as above. Counting uses of the newest batch only is
+//! what makes this hold under both kinds of relay:
+//! - a relay that appends and hands out the oldest first (the development relay,
+//!   `relay/README.md`) hands out the newest batch's keys only once every older key is gone,
+//!   so a batch is made only when the relay is down to 25 keys: it holds 25 to 75 (fewer when
+//!   bundles were fetched and never used), the agent the same plus those fetched and never
+//!   used, and refills add at most 50 per [`REFILL_AFTER`] of idleness;
+//! - a relay that replaces its keys with each batch holds the newest batch only, which is all
+//!   that people's sessions draw on; the agent also keeps the batches that were replaced (it
+//!   cannot tell them apart from an appending relay's), 25 more keys per 25 sessions.
+//!
+//! [`MAX_ONE_TIME_PREKEYS`] (10,000 keys, about 320 KB of private keys) is the last resort:
+//! beyond it the oldest are forgotten, and an error is logged. In normal operation it is not
+//! reached: under the development relay it would take four years without a single session
+//! (200 refills), or 10,000 bundles fetched and never used; under a replacing relay 10,000
+//! sessions, and there the oldest keys belong to batches replaced long ago, which that relay no
+//! longer hands out. The development relay keeps at most half as many per agent, oldest first,
+//! so even then nothing it can still hand out is forgotten.
+//!
+//! [`REPLENISH_AFTER`]: crate::agent::REPLENISH_AFTER
+//! [`REFILL_AFTER`]: crate::agent::REFILL_AFTER
 
-use super::bundle::{PrekeyIds, Publication, PublicationError, registration_id};
+use super::bundle::{ONE_TIME_PREKEYS, PrekeyIds, Publication, PublicationError, batch_start, registration_id};
 use super::keys::{KeyPair, PublicKey};
 use super::kyber::KyberKeyPair;
 use super::message::Framed;
@@ -20,10 +64,21 @@ use crate::wire::http::{OneTimePrekeysBody, PrekeyBundleBody};
 use std::collections::{BTreeMap, HashMap};
 use zeroize::Zeroizing;
 
-/// Signed and Kyber prekeys of this many publications are kept.
+/// Signed and Kyber prekeys of this many full publications are kept.
 pub const KEPT_PUBLICATIONS: usize = 3;
-/// At most this many unused one-time prekeys are kept; the oldest go first.
-pub const MAX_ONE_TIME_PREKEYS: usize = 500;
+/// The most unused one-time prekeys kept, as a last resort that normal operation does not reach
+/// (see the [module docs](self)); beyond it the oldest are forgotten and an error is logged.
+pub const MAX_ONE_TIME_PREKEYS: usize = 10_000;
+
+/// The unused one-time prekeys an account holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OneTimeStock {
+    /// Of every batch.
+    pub held: usize,
+    /// Of the newest batch (the one made last), which is what a relay that replaces its keys
+    /// still holds, and what a relay that appends hands out last.
+    pub newest_batch_left: usize,
+}
 
 /// Session names kept per person (one per conversation and device); past it, the person's least
 /// recently used session goes, so a flood of forged conversations or devices under one person
@@ -69,6 +124,10 @@ pub struct Account {
     signed: BTreeMap<u32, KeyPair>,
     kyber: BTreeMap<u32, KyberKeyPair>,
     one_time: BTreeMap<u32, KeyPair>,
+    /// The first id of the newest batch of one-time prekeys.
+    newest_batch: Option<u32>,
+    /// [`MAX_ONE_TIME_PREKEYS`], lowered by tests that reach it.
+    max_one_time: usize,
     sessions: HashMap<String, SessionRecord>,
     /// Which session name each base key (a PreKey message's session) was set up under, so the
     /// same first message arriving under another name cannot start a second session.
@@ -154,6 +213,8 @@ impl Account {
             signed: BTreeMap::new(),
             kyber: BTreeMap::new(),
             one_time: BTreeMap::new(),
+            newest_batch: None,
+            max_one_time: MAX_ONE_TIME_PREKEYS,
             sessions: HashMap::new(),
             base_keys: HashMap::new(),
             recency: Vec::new(),
@@ -175,6 +236,10 @@ impl Account {
                 }
             }
         }
+        // Ids only grow and each batch has an aligned block of its own, so the highest id held
+        // names the newest batch (when all of it was used, an older one: the agent will have
+        // made a new batch long before that).
+        account.newest_batch = account.one_time.last_key_value().map(|(id, _)| batch_start(*id));
         for (peer, bytes) in &snapshot.sessions {
             let record = SessionRecord::from_bytes(bytes.expose())
                 .map_err(|error| AccountError::InvalidSession { peer: peer.clone(), error })?;
@@ -261,8 +326,18 @@ impl Account {
         self.sessions.get(peer)
     }
 
-    /// Makes a new publication: the changes to commit first (private halves), then the two
-    /// request bodies to send.
+    /// The unused one-time prekeys held.
+    pub fn one_time_stock(&self) -> OneTimeStock {
+        let newest_batch_left = self.newest_batch.map_or(0, |first| {
+            let end = first.saturating_add(ONE_TIME_PREKEYS as u32);
+            self.one_time.range(first..end).count()
+        });
+        OneTimeStock { held: self.one_time.len(), newest_batch_left }
+    }
+
+    /// Makes a full publication (a new signed and Kyber prekey and a batch of one-time
+    /// prekeys): the changes to commit first (private halves), then the two request bodies to
+    /// send.
     pub fn publish(
         &mut self,
         rng: &mut Rng,
@@ -290,6 +365,7 @@ impl Account {
             });
         }
         self.ids = ids;
+        self.newest_batch = one_time_prekeys.first().map(|(id, _)| *id).or(self.newest_batch);
         self.signed.insert(signed_prekey_id, signed_prekey);
         self.kyber.insert(signed_prekey_id, kyber_prekey);
         self.one_time.extend(one_time_prekeys);
@@ -301,12 +377,46 @@ impl Account {
                 changes.remove_prekeys.push((PrekeyKind::Kyber, id));
             }
         }
-        while self.one_time.len() > MAX_ONE_TIME_PREKEYS {
+        let mut forgotten = 0usize;
+        while self.one_time.len() > self.max_one_time {
             if let Some((id, _)) = self.one_time.pop_first() {
                 changes.remove_prekeys.push((PrekeyKind::OneTime, id));
+                forgotten += 1;
             }
         }
+        if forgotten > 0 {
+            // Only reachable far outside normal operation (module docs): say so loudly, since a
+            // person handed one of these keys can no longer start a session.
+            tracing::error!(
+                forgotten,
+                held = self.one_time.len(),
+                "one-time prekey limit reached: the oldest unused ones were forgotten"
+            );
+        }
         Ok((changes, bundle, one_time_body))
+    }
+
+    /// The bundle again, for a `PUT` alone: the newest signed and Kyber prekeys, signed anew,
+    /// and no one-time prekeys (an empty body: nothing to post, nothing to commit). Without a
+    /// signed and Kyber prekey to put yet, a full publication ([`Self::publish`]).
+    pub fn republish_bundle(
+        &mut self,
+        rng: &mut Rng,
+    ) -> Result<(E2eeChanges, PrekeyBundleBody, OneTimePrekeysBody), PublicationError> {
+        let newest =
+            self.signed.last_key_value().and_then(|(id, signed)| self.kyber.get(id).map(|kyber| (*id, signed, kyber)));
+        let Some((id, signed, kyber)) = newest else {
+            return self.publish(rng);
+        };
+        let bundle =
+            super::bundle::bundle_body(&self.identity.key_pair, self.identity.registration_id, id, signed, kyber, rng);
+        Ok((E2eeChanges::default(), bundle, OneTimePrekeysBody { one_time_prekeys: Vec::new() }))
+    }
+
+    /// Lowers the one-time prekey limit, so that tests can reach it.
+    #[cfg(test)]
+    pub(crate) fn set_max_one_time_prekeys(&mut self, max: usize) {
+        self.max_one_time = max;
     }
 
     /// Starts a session with `peer` from its bundle (as initiator).

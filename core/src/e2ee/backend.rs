@@ -6,7 +6,7 @@
 //! agent's guarantees (keys persisted before they are published, a session's new state committed
 //! with the message it opened) hold whichever implementation runs.
 
-use super::account::{Account, AccountError};
+use super::account::{Account, AccountError, OneTimeStock};
 use super::bundle::PublicationError;
 use super::pqxdh::{PeerBundle, SetupError};
 use super::session::{DecryptError, EncryptError};
@@ -51,8 +51,22 @@ pub trait SignalBackend: Send {
     /// The identity key, serialized (33 bytes, `0x05`).
     fn identity_key(&self) -> [u8; 33];
 
-    /// A new prekey publication.
+    /// A new prekey publication, with a batch of one-time prekeys.
     fn publish(&mut self, rng: &mut Rng) -> Result<Published, BackendError>;
+
+    /// The bundle again without new one-time prekeys (an empty one-time body), for the
+    /// implementations that track their one-time prekeys ([`Self::one_time_stock`]). By default
+    /// a full publication: an implementation that cannot tell what it holds makes a batch every
+    /// time, as the official SDK does, and keeps every key it made.
+    fn publish_bundle(&mut self, rng: &mut Rng) -> Result<Published, BackendError> {
+        self.publish(rng)
+    }
+
+    /// The unused one-time prekeys held, when the implementation can tell; the agent then makes
+    /// new ones only when they are needed (see [`super::account`]).
+    fn one_time_stock(&self) -> Option<OneTimeStock> {
+        None
+    }
 
     /// Whether a session with `peer` exists.
     fn has_session(&self, peer: &str) -> bool;
@@ -107,6 +121,14 @@ impl SignalBackend for Account {
 
     fn publish(&mut self, rng: &mut Rng) -> Result<Published, BackendError> {
         Ok(Account::publish(self, rng)?)
+    }
+
+    fn publish_bundle(&mut self, rng: &mut Rng) -> Result<Published, BackendError> {
+        Ok(Account::republish_bundle(self, rng)?)
+    }
+
+    fn one_time_stock(&self) -> Option<OneTimeStock> {
+        Some(Account::one_time_stock(self))
     }
 
     fn has_session(&self, peer: &str) -> bool {

@@ -53,7 +53,10 @@
 //!   chosen write (the prekeys before publication, a message's receipt, the reply's session
 //!   step, the acceptance) stops there: `connect` returns the store's error promptly and nothing
 //!   the agent would have sent after the failed write reaches the relay; restarted on the same
-//!   store, it handles the replayed message and no message key is used twice.
+//!   store, it handles the replayed message and no message key is used twice;
+//! - `prekeys_survive_restarts` (in [`prekeys`]): the encrypted agent is restarted 15 times over
+//!   one store against one relay; the restarts make no one-time prekeys, and people then start
+//!   sessions from the oldest ones the relay holds and converse.
 //!
 //! # Adding a runtime
 //! Implement [`Harness`] (see [`harness`]), add `tests/<runtime>.rs` with
@@ -65,14 +68,15 @@ pub mod behaviour;
 pub mod cases;
 pub mod fail_stop;
 pub mod harness;
+pub mod prekeys;
 pub mod transport;
 
 pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
-/// Every case, as named in [`behaviour_suite!`] and [`cases`] or [`fail_stop`] (keep them in
-/// step).
-pub const CASES: [&str; 14] = [
+/// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`] or [`prekeys`]
+/// (keep them in step).
+pub const CASES: [&str; 15] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -87,6 +91,7 @@ pub const CASES: [&str; 14] = [
     "hostile_frames_are_refused_and_reported",
     "an_impostor_is_announced_and_refused_until_trusted",
     "store_failure_is_fail_stop",
+    "prekeys_survive_restarts",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -114,6 +119,7 @@ macro_rules! behaviour_suite {
             an_impostor_is_announced_and_refused_until_trusted,
         );
         $crate::behaviour_suite!(@in fail_stop, $harness; store_failure_is_fail_stop);
+        $crate::behaviour_suite!(@in prekeys, $harness; prekeys_survive_restarts);
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
         $crate::behaviour_suite!(@in cases, $harness; $($case),*);
