@@ -42,9 +42,10 @@
 //!   and a reply to the source device all work; every MSG that crossed the relay is encrypted,
 //!   and no text, widget, file name, type, key or contents can be read in anything it saw;
 //! - `hostile_frames_are_refused_and_reported`: the relay injects a plaintext widget answer "from"
-//!   the person, the person's first message again under a new id and device, and a tampered
-//!   copy: none reaches the handler; the plaintext is acknowledged and reported at once, the
-//!   others after their bounded deliveries; each is reported once and the conversation goes on;
+//!   the person, the person's first message again under a new id and device, a tampered copy
+//!   and an oversized ciphertext: none reaches the handler; the plaintext is acknowledged and
+//!   reported at once, the others after their bounded deliveries; each is reported once and the
+//!   conversation goes on;
 //! - `an_impostor_is_announced_and_refused_until_trusted`: under a pinned trust policy, a fresh
 //!   identity writing as the person on the person's device is announced (both safety numbers),
 //!   refused and reported, the person is still answered, and once the app trusts the new

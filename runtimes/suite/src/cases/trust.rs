@@ -39,8 +39,8 @@ fn delivered_frame(relay: &RelayHandle, message_id: &str) -> Value {
 
 /// Forged, replayed and tampered frames never reach the handler: a plaintext message "from" the
 /// person is refused at once (acknowledged and reported); the person's first message delivered
-/// again under a new id and another device, and a tampered copy of it, are counted on each
-/// delivery and, after `max_delivery_attempts`, acknowledged and reported. Each is reported once,
+/// again under a new id and another device, a tampered copy of it, and an oversized ciphertext
+/// are counted on each delivery and, after `max_delivery_attempts`, acknowledged and reported. Each is reported once,
 /// the relay keeps none of them, and the person's conversation goes on.
 pub fn hostile_frames_are_refused_and_reported<H: Harness>() {
     run(async {
@@ -80,9 +80,17 @@ pub fn hostile_frames_are_refused_and_reported<H: Harness>() {
         bytes[last] ^= 0x40;
         tampered["payload_b64"] = json!(base64_encode(&bytes));
         world.relay.inject_to_agent(AGENT, tampered.to_string());
+        // And a ciphertext far over the size any message may have (refused before any work).
+        let mut oversized = original.clone();
+        oversized["id"] = json!("oversized");
+        let mut huge = vec![0x02u8; 2 << 20];
+        huge[1] = 0x44;
+        oversized["payload_b64"] = json!(base64_encode(&huge));
+        world.relay.inject_to_agent(AGENT, oversized.to_string());
 
         // Unreadable ones come back on every reconnect until the agent gives up on them.
-        let given_up = || ["replayed-first", "tampered"].iter().all(|id| !undeliverable(&behaviour, id).is_empty());
+        let unreadable = ["replayed-first", "tampered", "oversized"];
+        let given_up = || unreadable.iter().all(|id| !undeliverable(&behaviour, id).is_empty());
         for _ in 0..6 {
             if given_up() {
                 break;
@@ -92,7 +100,7 @@ pub fn hostile_frames_are_refused_and_reported<H: Harness>() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         wait_until("the unreadable messages to be given up", given_up).await;
-        for id in ["replayed-first", "tampered"] {
+        for id in unreadable {
             let reasons = undeliverable(&behaviour, id);
             assert!(
                 matches!(&reasons[..], [UndeliverableReason::Unreadable { attempts: 2, .. }]),
