@@ -113,7 +113,7 @@ fn pending_replay_hands_out_the_stored_text_without_decoding_again() {
 }
 
 #[test]
-fn same_id_with_other_contents_is_a_conflict_and_changes_nothing() {
+fn same_id_with_other_contents_is_a_conflict_and_never_acknowledges_a_pending_message() {
     let mut agent = agent();
     receive(&mut agent, "m1", "hello", json!({}));
     let before = agent.snapshot().clone();
@@ -130,10 +130,20 @@ fn same_id_with_other_contents_is_a_conflict_and_changes_nothing() {
     assert!(drain(&mut agent).is_empty());
     assert_eq!(agent.snapshot(), &before);
     agent.accept("m1", at(40)).unwrap();
-    assert_eq!(
-        agent.handle_input(at(50), Input::Frame(msg_frame("m1", "other", json!({})))),
-        Err(InputError::Conflict { message_id: "m1".into() })
-    );
+    drain(&mut agent);
+    // Once m1 is accepted, an impostor under its id is counted like any unreadable message and
+    // given up on (acknowledging m1 again harms nothing); m1's receipt stays.
+    let attempts = AgentConfig::new("agent-1").max_delivery_attempts;
+    for attempt in 1..=attempts {
+        assert_eq!(
+            agent.handle_input(at(50), Input::Frame(msg_frame("m1", "other", json!({})))),
+            Err(InputError::Conflict { message_id: "m1".into() })
+        );
+        let outputs = drain(&mut agent);
+        assert_eq!(frames(&outputs).len(), usize::from(attempt == attempts), "attempt {attempt}: {outputs:?}");
+    }
+    assert!(matches!(agent.snapshot().receipts["m1"].state, ReceiptState::Accepted { .. }));
+    assert!(agent.snapshot().failures["m1"].given_up_at.is_some());
 }
 
 #[test]
