@@ -51,7 +51,7 @@ pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult, os
 pub mod store {
     pub use pacerelle_core::store::{AgentSnapshot, AgentStore, MemoryStore, StoreChanges};
     #[cfg(feature = "sqlite")]
-    pub use pacerelle_store_sqlite::{SqliteStore, StoreError};
+    pub use pacerelle_store_sqlite::{RowProblem, SqliteStore, StoreError};
 }
 
 /// Agents on tokio.

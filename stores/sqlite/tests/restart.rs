@@ -201,6 +201,19 @@ async fn encrypted_sessions_resume_from_the_store() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     assert_eq!(relay.pending_for_agent(AGENT), 0);
 
+    // Both texts were pending on disk, then accepted: neither is left anywhere in the store's
+    // files (database, WAL, shared memory).
+    let snapshot = SqliteStore::open_in(&root, AGENT).unwrap().load().unwrap();
+    assert!(snapshot.receipts.values().all(|receipt| matches!(receipt.state, ReceiptState::Accepted { .. })));
+    let folder = root.join(AGENT);
+    let files: Vec<Vec<u8>> =
+        std::fs::read_dir(&folder).unwrap().map(|entry| std::fs::read(entry.unwrap().path()).unwrap()).collect();
+    assert!(!files.is_empty());
+    for secret in ["persist me, secretly", "second secret"] {
+        let found = files.iter().any(|bytes| bytes.windows(secret.len()).any(|window| window == secret.as_bytes()));
+        assert!(!found, "{secret:?} is still on disk in {}", folder.display());
+    }
+
     person.close().await;
     relay.shutdown().await;
     std::fs::remove_dir_all(&root).unwrap();
