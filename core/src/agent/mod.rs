@@ -881,19 +881,10 @@ impl Agent {
         e2ee: E2eeChanges,
         now: Timestamp,
     ) -> Result<T, InputError> {
-        let previous = self.state.failures.get(&ids.message_id);
-        let attempts = previous.map_or(0, |failure| failure.attempts).saturating_add(1);
+        let mut failure = self.failure_record(ids, &error, now);
+        let attempts = failure.attempts;
         let give_up = attempts >= self.config.max_delivery_attempts.max(1);
-        let failure = DeliveryFailure {
-            message_id: ids.message_id.clone(),
-            digest: ids.digest.clone(),
-            from: ids.from.clone(),
-            conversation_id: ids.conversation_id.clone(),
-            attempts,
-            reason: error.to_string(),
-            first_at: previous.map_or(now, |failure| failure.first_at),
-            given_up_at: give_up.then_some(now),
-        };
+        failure.given_up_at = give_up.then_some(now);
         tracing::warn!(message = %ids.message_id, attempts, %error, give_up, "message could not be read");
         let changes = StoreChanges {
             put_failures: vec![failure],
@@ -920,8 +911,17 @@ impl Agent {
         now: Timestamp,
     ) -> InputError {
         tracing::warn!(message = %ids.message_id, %error, "message refused");
+        changes.put_failures.push(DeliveryFailure { given_up_at: Some(now), ..self.failure_record(ids, &error, now) });
+        changes.remove_failures = self.expired_failures(now, &ids.message_id);
+        self.commit(changes);
+        self.report_undeliverable(ids, reason);
+        error
+    }
+
+    /// The failure record of one more failed delivery of `ids` (not given up).
+    fn failure_record(&self, ids: &MessageIds, error: &InputError, now: Timestamp) -> DeliveryFailure {
         let previous = self.state.failures.get(&ids.message_id);
-        changes.put_failures.push(DeliveryFailure {
+        DeliveryFailure {
             message_id: ids.message_id.clone(),
             digest: ids.digest.clone(),
             from: ids.from.clone(),
@@ -929,12 +929,8 @@ impl Agent {
             attempts: previous.map_or(0, |failure| failure.attempts).saturating_add(1),
             reason: error.to_string(),
             first_at: previous.map_or(now, |failure| failure.first_at),
-            given_up_at: Some(now),
-        });
-        changes.remove_failures = self.expired_failures(now, &ids.message_id);
-        self.commit(changes);
-        self.report_undeliverable(ids, reason);
-        error
+            given_up_at: None,
+        }
     }
 
     fn report_undeliverable(&mut self, ids: &MessageIds, reason: UndeliverableReason) {
@@ -950,21 +946,13 @@ impl Agent {
     /// Failure records past the receipt retention window, or beyond the receipt count limit
     /// (oldest first), other than `keep`'s.
     fn expired_failures(&self, now: Timestamp, keep: &str) -> Vec<String> {
-        let mut records: Vec<(Timestamp, &String)> = self
+        let records = self
             .state
             .failures
             .values()
             .filter(|failure| failure.message_id != keep)
-            .map(|failure| (failure.first_at, &failure.message_id))
-            .collect();
-        records.sort();
-        let over_limit = (records.len() + 1).saturating_sub(self.config.max_accepted_receipts);
-        records
-            .iter()
-            .enumerate()
-            .filter(|(index, (at, _))| *index < over_limit || now.saturating_since(*at) > self.config.receipt_retention)
-            .map(|(_, (_, id))| (*id).clone())
-            .collect()
+            .map(|failure| (failure.first_at, &failure.message_id));
+        self.expired(records, now)
     }
 
     /// Trusts the identity key that spoke for `peer` and was refused under
@@ -1008,18 +996,20 @@ impl Agent {
     /// Accepted receipts past the retention window or beyond the count limit (counting the one
     /// about to be added), oldest first.
     fn expired_receipts(&self, now: Timestamp) -> Vec<String> {
-        let mut accepted: Vec<(Timestamp, &String)> = self
-            .state
-            .receipts
-            .values()
-            .filter_map(|receipt| match receipt.state {
-                ReceiptState::Accepted { at } => Some((at, &receipt.message_id)),
-                ReceiptState::Pending { .. } => None,
-            })
-            .collect();
-        accepted.sort();
-        let over_limit = (accepted.len() + 1).saturating_sub(self.config.max_accepted_receipts);
-        accepted
+        let accepted = self.state.receipts.values().filter_map(|receipt| match receipt.state {
+            ReceiptState::Accepted { at } => Some((at, &receipt.message_id)),
+            ReceiptState::Pending { .. } => None,
+        });
+        self.expired(accepted, now)
+    }
+
+    /// Of `records` (when, id), those past the receipt retention window or beyond the receipt
+    /// count limit once one more is added, oldest first.
+    fn expired<'a>(&self, records: impl Iterator<Item = (Timestamp, &'a String)>, now: Timestamp) -> Vec<String> {
+        let mut records: Vec<(Timestamp, &String)> = records.collect();
+        records.sort();
+        let over_limit = (records.len() + 1).saturating_sub(self.config.max_accepted_receipts);
+        records
             .iter()
             .enumerate()
             .filter(|(index, (at, _))| *index < over_limit || now.saturating_since(*at) > self.config.receipt_retention)
