@@ -55,7 +55,7 @@ pub enum ConfigError {
     },
     /// An environment variable holds a value the SDK cannot read. The value itself is not
     /// repeated, so that a secret pasted into the wrong variable does not end up in logs.
-    #[error("environment variable {variable} is malformed: {expected}")]
+    #[error("environment variable {variable} is malformed: expected {expected}")]
     MalformedVariable {
         /// The variable.
         variable: &'static str,

@@ -69,6 +69,10 @@ pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult, os
 pub mod store {
     pub use pacerelle_core::store::{AgentSnapshot, AgentStore, MemoryStore, StoreChanges};
     #[cfg(feature = "sqlite")]
+    pub use pacerelle_runtime_support::durable::{
+        default_store_root, open_store as open_default, store_root as configured_store_root,
+    };
+    #[cfg(feature = "sqlite")]
     pub use pacerelle_store_sqlite::{SqliteStore, StoreError};
 }
 
