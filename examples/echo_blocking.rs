@@ -6,18 +6,26 @@
 //! was right. The agent needs no executor; the scripted person is async and runs on a small
 //! tokio runtime of its own.
 //!
-//! With `PACERELLE_AGENT_ID` and `PACERELLE_AGENT_TOKEN` (and optionally `PACERELLE_BASE_URL`)
-//! set, it serves that relay as the echo agent until interrupted.
+//! With `PACERELLE_AGENT_ID` and `PACERELLE_AGENT_TOKEN` (and optionally `PACERELLE_BASE_URL`,
+//! `PACERELLE_E2EE=1` to encrypt, `PACERELLE_STORE_ROOT`) set, it prints its verification code
+//! (with encryption) and serves that relay as the echo agent, on its durable store, until interrupted.
 
 use pacerelle::blocking::Client;
 use pacerelle::{ClientConfig, ClientError};
-use pacerelle_examples::{BoxError, configured, echo, exit_code, init_logging, script};
+use pacerelle_examples::{BoxError, configured, echo, exit_code, init_logging, script, serving_banner};
 use std::process::ExitCode;
 
-fn echo_client(config: ClientConfig) -> Result<Client, ClientError> {
-    let mut client = Client::new(config)?;
+fn echo_client(mut client: Client) -> Client {
     client.on_message(|message, agent| echo::run_blocking(echo::respond(&message), agent));
-    Ok(client)
+    client
+}
+
+/// The echo agent on its durable store (`~/.myagents/<agent_id>/` or `PACERELLE_STORE_ROOT`),
+/// encrypted when `PACERELLE_E2EE` says so, after printing what a person needs to check it.
+fn serving_client(config: ClientConfig) -> Result<Client, ClientError> {
+    let client = Client::new(config.clone())?;
+    println!("{}", serving_banner("blocking", &config, client.handle().verification_code().as_deref()));
+    Ok(echo_client(client))
 }
 
 fn main() -> ExitCode {
@@ -28,8 +36,7 @@ fn main() -> ExitCode {
 /// Serves the configured relay on this thread until the process is interrupted.
 fn serve() -> Result<(), BoxError> {
     let config = ClientConfig::from_env()?;
-    eprintln!("echo agent {} serving {} (blocking; Ctrl-C to stop)", config.agent_id, config.base_url);
-    echo_client(config)?.connect()?;
+    serving_client(config)?.connect()?;
     Ok(())
 }
 
@@ -38,7 +45,8 @@ fn demo() -> Result<(), BoxError> {
     let (relay, credentials) = script::start_background_relay()?;
     eprintln!("relay listening on {}", relay.base_url());
     let config = ClientConfig::new(script::AGENT_ID, credentials.agent_token).with_base_url(relay.base_url())?;
-    let client = echo_client(config)?;
+    // The relay lives in this process and dies with it: nothing to resume, so nothing is kept.
+    let client = echo_client(Client::in_memory(config)?);
     let agent = client.handle();
     let serving = std::thread::spawn(move || client.connect());
     let person = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

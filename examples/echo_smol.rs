@@ -5,18 +5,26 @@
 //! agent (text, a confirm widget, its answer, a widget update), printing the conversation; it
 //! exits 0 when every answer was right.
 //!
-//! With `PACERELLE_AGENT_ID` and `PACERELLE_AGENT_TOKEN` (and optionally `PACERELLE_BASE_URL`)
-//! set, it serves that relay as the echo agent until interrupted.
+//! With `PACERELLE_AGENT_ID` and `PACERELLE_AGENT_TOKEN` (and optionally `PACERELLE_BASE_URL`,
+//! `PACERELLE_E2EE=1` to encrypt, `PACERELLE_STORE_ROOT`) set, it prints its verification code
+//! (with encryption) and serves that relay as the echo agent, on its durable store, until interrupted.
 
 use pacerelle::smol::{Client, Smol};
 use pacerelle::{ClientConfig, ClientError};
-use pacerelle_examples::{BoxError, configured, echo, exit_code, init_logging, script};
+use pacerelle_examples::{BoxError, configured, echo, exit_code, init_logging, script, serving_banner};
 use std::process::ExitCode;
 
-fn echo_client(config: ClientConfig) -> Result<Client, ClientError> {
-    let mut client = Client::new(config)?;
+fn echo_client(mut client: Client) -> Client {
     client.on_message(|message, agent| async move { echo::run_async(echo::respond(&message), &agent).await });
-    Ok(client)
+    client
+}
+
+/// The echo agent on its durable store (`~/.myagents/<agent_id>/` or `PACERELLE_STORE_ROOT`),
+/// encrypted when `PACERELLE_E2EE` says so, after printing what a person needs to check it.
+fn serving_client(config: ClientConfig) -> Result<Client, ClientError> {
+    let client = Client::new(config.clone())?;
+    println!("{}", serving_banner("smol", &config, client.handle().verification_code().as_deref()));
+    Ok(echo_client(client))
 }
 
 fn main() -> ExitCode {
@@ -27,8 +35,7 @@ fn main() -> ExitCode {
 /// Serves the configured relay until the process is interrupted.
 fn serve() -> Result<(), BoxError> {
     let config = ClientConfig::from_env()?;
-    eprintln!("echo agent {} serving {} on smol (Ctrl-C to stop)", config.agent_id, config.base_url);
-    smol::block_on(echo_client(config)?.connect())?;
+    smol::block_on(serving_client(config)?.connect())?;
     Ok(())
 }
 
@@ -37,7 +44,8 @@ fn demo() -> Result<(), BoxError> {
     let (relay, credentials) = script::start_background_relay()?;
     eprintln!("relay listening on {}", relay.base_url());
     let config = ClientConfig::new(script::AGENT_ID, credentials.agent_token).with_base_url(relay.base_url())?;
-    let client = echo_client(config)?;
+    // The relay lives in this process and dies with it: nothing to resume, so nothing is kept.
+    let client = echo_client(Client::in_memory(config)?);
     let agent = client.handle();
     let outcome = smol::block_on(async {
         let serving = smol::spawn(client.connect());

@@ -32,3 +32,22 @@ pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
+
+/// What a serving example prints at start: the agent, the relay, the runtime, where its state
+/// lives, and with end-to-end encryption its verification code, which the person compares with
+/// the one their app shows for the agent before trusting it.
+pub fn serving_banner(runtime: &str, config: &pacerelle::ClientConfig, verification_code: Option<&str>) -> String {
+    let store = match pacerelle_runtime_support::durable::store_root(config) {
+        Ok(root) => root.join(&config.agent_id).display().to_string(),
+        Err(error) => error.to_string(),
+    };
+    let mut banner = format!(
+        "echo agent {} serving {} on {runtime} (Ctrl-C to stop)\nstore: {store}",
+        config.agent_id, config.base_url
+    );
+    match verification_code {
+        Some(code) => banner.push_str(&format!("\nend-to-end encrypted; verification code: {code}")),
+        None => banner.push_str("\nnot encrypted (PACERELLE_E2EE=1 to encrypt)"),
+    }
+    banner
+}

@@ -12,7 +12,7 @@ async fn tokio_agent_holds_the_echo_conversation() {
     let (relay, credentials) = script::start_relay().await.unwrap();
     let config =
         ClientConfig::new(script::AGENT_ID, credentials.agent_token.clone()).with_base_url(relay.base_url()).unwrap();
-    let mut client = pacerelle::tokio::Client::new(config).unwrap();
+    let mut client = pacerelle::tokio::Client::in_memory(config).unwrap();
     client.on_message(|message, agent| async move { echo::run_tokio(echo::respond(&message), &agent).await });
     let agent = client.handle();
     let serving = tokio::spawn(client.connect());
@@ -30,7 +30,7 @@ async fn blocking_agent_holds_the_echo_conversation() {
     let (relay, credentials) = script::start_relay().await.unwrap();
     let config =
         ClientConfig::new(script::AGENT_ID, credentials.agent_token.clone()).with_base_url(relay.base_url()).unwrap();
-    let mut client = pacerelle::blocking::Client::new(config).unwrap();
+    let mut client = pacerelle::blocking::Client::in_memory(config).unwrap();
     client.on_message(|message, agent| echo::run_blocking(echo::respond(&message), agent));
     let agent = client.handle();
     let serving = std::thread::spawn(move || client.connect());
@@ -49,7 +49,7 @@ fn smol_agent_and_person_hold_the_echo_conversation() {
     let (relay, credentials) = script::start_background_relay().unwrap();
     let config =
         ClientConfig::new(script::AGENT_ID, credentials.agent_token.clone()).with_base_url(relay.base_url()).unwrap();
-    let mut client = pacerelle::smol::Client::new(config).unwrap();
+    let mut client = pacerelle::smol::Client::in_memory(config).unwrap();
     client.on_message(|message, agent| async move { echo::run_async(echo::respond(&message), &agent).await });
     let agent = client.handle();
     let transcript = smol::block_on(async {
@@ -76,7 +76,7 @@ fn async_std_agent_and_person_hold_the_echo_conversation() {
     let (relay, credentials) = script::start_background_relay().unwrap();
     let config =
         ClientConfig::new(script::AGENT_ID, credentials.agent_token.clone()).with_base_url(relay.base_url()).unwrap();
-    let mut client = pacerelle::async_std::Client::new(config).unwrap();
+    let mut client = pacerelle::async_std::Client::in_memory(config).unwrap();
     client.on_message(|message, agent| async move { echo::run_async(echo::respond(&message), &agent).await });
     let agent = client.handle();
     let transcript = async_std::task::block_on(async {

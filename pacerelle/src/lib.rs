@@ -11,7 +11,24 @@
 //! | `blocking` | [`blocking`](crate::blocking) | scripts and programs without an async runtime |
 //! | `smol` | [`smol`](crate::smol) | async programs on smol |
 //! | `async-std` | [`async_std`](crate::async_std) | async programs on async-std (discontinued upstream: prefer `smol`) |
-//! | `sqlite` | [`store`](crate::store)`::SqliteStore` | state that survives restarts |
+//! | `sqlite` (default) | [`store`](crate::store)`::SqliteStore` | state that survives restarts, opened by `Client::new` |
+//!
+//! # Durable by default
+//! `Client::new` (every runtime) keeps the agent's state in SQLite at
+//! `~/.myagents/<agent_id>/agent.db`, the official SDK's folder, or under
+//! [`ClientConfig::store_root`] (`PACERELLE_STORE_ROOT`): an encrypted agent keeps its identity
+//! (the same verification code), prekeys and sessions across restarts, and every agent its
+//! receipts, so nothing is handled twice. A store that cannot be opened (another process runs
+//! the agent, an unwritable folder) is an error from `Client::new`
+//! ([`ClientError::StoreInUse`], [`ClientError::StoreOpen`]), never a fallback to memory;
+//! memory is asked for by name (`Client::in_memory`, or `Client::with_store` with a
+//! [`store::MemoryStore`]). One process per store at a time.
+//!
+//! # Configuration from the environment
+//! [`ClientConfig::from_env`] reads `PACERELLE_AGENT_ID`, `PACERELLE_AGENT_TOKEN` and, when
+//! set, `PACERELLE_BASE_URL`, `PACERELLE_E2EE` (`1`/`true`/`0`/`false`, any case) and
+//! `PACERELLE_STORE_ROOT`; a malformed value is a
+//! [`ConfigError`](core::config::ConfigError) naming the variable (never its value).
 //!
 //! ```no_run
 //! # #[cfg(feature = "tokio")]
@@ -46,10 +63,15 @@ pub use pacerelle_core::store::PeerId;
 pub use pacerelle_core::{AgentMessage, Attachment, WidgetResponse, WidgetUpdate, widget};
 pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult, os_rng};
 
-/// Where an agent's state lives between runs: in memory (the default), or in SQLite with the
-/// `sqlite` feature (`Client::with_store(config, SqliteStore::open_in(root, agent_id)?)`).
+/// Where an agent's state lives between runs: in SQLite (the `sqlite` feature, on by default:
+/// what `Client::new` opens, or `Client::with_store(config, SqliteStore::open_in(root,
+/// agent_id)?)` for a store of your choosing), or in memory when asked for by name.
 pub mod store {
     pub use pacerelle_core::store::{AgentSnapshot, AgentStore, MemoryStore, StoreChanges};
+    #[cfg(feature = "sqlite")]
+    pub use pacerelle_runtime_support::durable::{
+        default_store_root, open_store as open_default, store_root as configured_store_root,
+    };
     #[cfg(feature = "sqlite")]
     pub use pacerelle_store_sqlite::{RowProblem, SqliteStore, StoreError};
 }

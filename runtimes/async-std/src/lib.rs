@@ -8,6 +8,11 @@
 //! WebSocket handshake and TLS (futures-rustls on ring) are async-tungstenite's generic
 //! futures-io client, the same one the smol adapter uses.
 //!
+//! `Client::new` keeps the agent's state in SQLite at `~/.myagents/<agent_id>/agent.db` (or under
+//! `ClientConfig::store_root`, `PACERELLE_STORE_ROOT`), so an encrypted agent keeps its identity
+//! across restarts; it needs the `sqlite` feature, on by default. `Client::in_memory` is the
+//! named exception, for tests.
+//!
 //! ```no_run
 //! use pacerelle_async_std::{Client, ClientConfig};
 //!

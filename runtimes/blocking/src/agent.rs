@@ -251,8 +251,24 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client with an in-memory store (receipts do not survive a restart).
+    /// A client on its durable store: SQLite at `<store_root>/<agent_id>/agent.db`, the root
+    /// being `ClientConfig::store_root` (`PACERELLE_STORE_ROOT`) or `~/.myagents` (see
+    /// [`pacerelle_runtime_support::durable`]). With end-to-end encryption its identity,
+    /// prekeys and sessions survive restarts; with or without, so do its receipts.
+    ///
+    /// A store that cannot be opened is an error ([`ClientError::StoreInUse`] when another
+    /// process runs the agent, [`ClientError::StoreOpen`], [`ClientError::NoStoreRoot`]),
+    /// never a fallback to memory. Needs the `sqlite` feature (on by default); without it,
+    /// choose a store with [`Client::with_store`] or [`Client::in_memory`].
+    #[cfg(feature = "sqlite")]
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        let store = support::durable::open_store(&config)?;
+        Self::with_store(config, store)
+    }
+
+    /// A client whose state lives in memory only: every restart is a new identity and forgets
+    /// which messages were handled. For tests and throwaway agents.
+    pub fn in_memory(config: ClientConfig) -> Result<Self, ClientError> {
         Self::with_store(config, MemoryStore::new())
     }
 

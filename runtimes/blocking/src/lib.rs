@@ -4,6 +4,11 @@
 //! notices deadlines, closes and messages queued by other threads), calls the handler in line,
 //! and carries out the core's outputs in order.
 //!
+//! `Client::new` keeps the agent's state in SQLite at `~/.myagents/<agent_id>/agent.db` (or under
+//! `ClientConfig::store_root`, `PACERELLE_STORE_ROOT`), so an encrypted agent keeps its identity
+//! across restarts; it needs the `sqlite` feature, on by default. `Client::in_memory` is the
+//! named exception, for tests.
+//!
 //! ```no_run
 //! use pacerelle_blocking::{Client, ClientConfig};
 //!

@@ -6,6 +6,11 @@
 //! tasks (smol's global executor), sleeps (`async-io` timers) and runs the blocking HTTP calls
 //! (`smol::unblock`, the `blocking` thread pool).
 //!
+//! `Client::new` keeps the agent's state in SQLite at `~/.myagents/<agent_id>/agent.db` (or under
+//! `ClientConfig::store_root`, `PACERELLE_STORE_ROOT`), so an encrypted agent keeps its identity
+//! across restarts; it needs the `sqlite` feature, on by default. `Client::in_memory` is the
+//! named exception, for tests.
+//!
 //! ```no_run
 //! use pacerelle_smol::{Client, ClientConfig};
 //!

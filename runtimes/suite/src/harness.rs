@@ -33,6 +33,11 @@ pub trait Harness {
         behaviour: Behaviour,
         store: Box<dyn DynAgentStore>,
     ) -> Running;
+
+    /// Serves `behaviour` with the runtime's `Client::new`: on the durable store `config`
+    /// names (`store_root`) and the default core settings. The constructor's error when that
+    /// store cannot be opened.
+    fn start_new(config: ClientConfig, behaviour: Behaviour) -> Result<Running, ClientError>;
 }
 
 /// What a case controls the running agent with: its handle's runtime-neutral part.
@@ -136,7 +141,16 @@ fn start_async<R: driver::Runtime>(
     store: Box<dyn DynAgentStore>,
     block_on: fn(Serving) -> Result<(), ClientError>,
 ) -> Running {
-    let mut client = driver::Client::<R>::with_parts(config, core, store, os_rng()).expect("the agent starts");
+    let client = driver::Client::<R>::with_parts(config, core, store, os_rng()).expect("the agent starts");
+    serve_async(client, behaviour, block_on)
+}
+
+/// Serves `behaviour` with `client`, its `connect` driven by `block_on`.
+fn serve_async<R: driver::Runtime>(
+    mut client: driver::Client<R>,
+    behaviour: Behaviour,
+    block_on: fn(Serving) -> Result<(), ClientError>,
+) -> Running {
     let reports = behaviour.clone();
     client.on_identity_changed(move |change, _| {
         reports.report(Report::IdentityChanged(change));
@@ -170,15 +184,19 @@ impl Harness for Tokio {
         behaviour: Behaviour,
         store: Box<dyn DynAgentStore>,
     ) -> Running {
-        start_async::<pacerelle_tokio::Tokio>(config, core, behaviour, store, |serving| {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("a tokio runtime");
-            runtime.block_on(serving)
-        })
+        start_async::<pacerelle_tokio::Tokio>(config, core, behaviour, store, block_on_tokio)
     }
+
+    fn start_new(config: ClientConfig, behaviour: Behaviour) -> Result<Running, ClientError> {
+        Ok(serve_async(pacerelle_tokio::Client::new(config)?, behaviour, block_on_tokio))
+    }
+}
+
+/// Drives `serving` on a multi-threaded tokio runtime of its own.
+fn block_on_tokio(serving: Serving) -> Result<(), ClientError> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+    runtime.block_on(serving)
 }
 
 /// smol (its global executor).
@@ -195,6 +213,10 @@ impl Harness for Smol {
         store: Box<dyn DynAgentStore>,
     ) -> Running {
         start_async::<pacerelle_smol::Smol>(config, core, behaviour, store, smol::block_on)
+    }
+
+    fn start_new(config: ClientConfig, behaviour: Behaviour) -> Result<Running, ClientError> {
+        Ok(serve_async(pacerelle_smol::Client::new(config)?, behaviour, smol::block_on))
     }
 }
 
@@ -213,6 +235,10 @@ impl Harness for AsyncStd {
     ) -> Running {
         start_async::<pacerelle_async_std::AsyncStd>(config, core, behaviour, store, async_std::task::block_on)
     }
+
+    fn start_new(config: ClientConfig, behaviour: Behaviour) -> Result<Running, ClientError> {
+        Ok(serve_async(pacerelle_async_std::Client::new(config)?, behaviour, async_std::task::block_on))
+    }
 }
 
 /// The blocking runtime (the serving thread is the agent's loop).
@@ -228,22 +254,30 @@ impl Harness for Blocking {
         behaviour: Behaviour,
         store: Box<dyn DynAgentStore>,
     ) -> Running {
-        let mut client =
-            pacerelle_blocking::Client::with_parts(config, core, store, os_rng()).expect("the agent starts");
-        let reports = behaviour.clone();
-        client.on_identity_changed(move |change, _| {
-            reports.report(Report::IdentityChanged(change));
-            Ok(())
-        });
-        let reports = behaviour.clone();
-        client.on_undeliverable(move |undeliverable, _| {
-            reports.report(Report::Undeliverable(undeliverable));
-            Ok(())
-        });
-        client.on_message(move |message, agent| {
-            let actions = behaviour.respond(&message)?;
-            act_blocking(actions, &message, agent)
-        });
-        Running::spawn(Box::new(client.handle()), move || client.connect())
+        let client = pacerelle_blocking::Client::with_parts(config, core, store, os_rng()).expect("the agent starts");
+        serve_blocking(client, behaviour)
     }
+
+    fn start_new(config: ClientConfig, behaviour: Behaviour) -> Result<Running, ClientError> {
+        Ok(serve_blocking(pacerelle_blocking::Client::new(config)?, behaviour))
+    }
+}
+
+/// Serves `behaviour` with the blocking `client` on a thread of its own.
+fn serve_blocking(mut client: pacerelle_blocking::Client, behaviour: Behaviour) -> Running {
+    let reports = behaviour.clone();
+    client.on_identity_changed(move |change, _| {
+        reports.report(Report::IdentityChanged(change));
+        Ok(())
+    });
+    let reports = behaviour.clone();
+    client.on_undeliverable(move |undeliverable, _| {
+        reports.report(Report::Undeliverable(undeliverable));
+        Ok(())
+    });
+    client.on_message(move |message, agent| {
+        let actions = behaviour.respond(&message)?;
+        act_blocking(actions, &message, agent)
+    });
+    Running::spawn(Box::new(client.handle()), move || client.connect())
 }

@@ -15,7 +15,7 @@
 //! ```
 //!
 //! # Cases
-//! [`CASES`] lists them, in [`cases`] (and [`fail_stop`]):
+//! [`CASES`] lists them, in [`cases`] (and [`fail_stop`], [`prekeys`], [`durable`]):
 //! - `echo`: a message is answered, linked to it, and acknowledged (the person sees it read);
 //! - `every_widget_kind`: confirm, choice, permission, form, progress, file-picker and datetime
 //!   are shown, answered (or, for the progress bar, dismissed), and each answer reaches the agent;
@@ -57,7 +57,12 @@
 //!   store, it handles the replayed message and no message key is used twice;
 //! - `prekeys_survive_restarts` (in [`prekeys`]): the encrypted agent is restarted 15 times over
 //!   one store against one relay; the restarts make no one-time prekeys, and people then start
-//!   sessions from the oldest ones the relay holds and converse.
+//!   sessions from the oldest ones the relay holds and converse;
+//! - `restart_keeps_identity` (in [`durable`]): an encrypted agent made with the runtime's
+//!   `Client::new`, its store root in a temporary folder, is restarted: the same verification
+//!   code (its published key's) and the person's session goes on; a second `Client::new` on the
+//!   store while it runs is `ClientError::StoreInUse`, a root that cannot hold a folder
+//!   `ClientError::StoreOpen`; a plaintext agent keeps its receipts there too.
 //!
 //! # Adding a runtime
 //! Implement [`Harness`] (see [`harness`]), add `tests/<runtime>.rs` with
@@ -67,6 +72,7 @@
 
 pub mod behaviour;
 pub mod cases;
+pub mod durable;
 pub mod fail_stop;
 pub mod harness;
 pub mod prekeys;
@@ -75,9 +81,9 @@ pub mod transport;
 pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
-/// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`] or [`prekeys`]
-/// (keep them in step).
-pub const CASES: [&str; 15] = [
+/// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`], [`prekeys`] or
+/// [`durable`] (keep them in step).
+pub const CASES: [&str; 16] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -93,6 +99,7 @@ pub const CASES: [&str; 15] = [
     "an_impostor_is_announced_and_refused_until_trusted",
     "store_failure_is_fail_stop",
     "prekeys_survive_restarts",
+    "restart_keeps_identity",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -121,6 +128,7 @@ macro_rules! behaviour_suite {
         );
         $crate::behaviour_suite!(@in fail_stop, $harness; store_failure_is_fail_stop);
         $crate::behaviour_suite!(@in prekeys, $harness; prekeys_survive_restarts);
+        $crate::behaviour_suite!(@in durable, $harness; restart_keeps_identity);
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
         $crate::behaviour_suite!(@in cases, $harness; $($case),*);

@@ -9,12 +9,14 @@
 //! in flight and saves a second HTTP client and its dependency tree. tungstenite provides the
 //! WebSocket error type every adapter's client wraps. rand seeds the state machines from the
 //! operating system. With `async`, futures-util and futures-channel (executor-neutral) carry the
-//! driver.
+//! driver. With `sqlite`, the SQLite store ([`durable`]) that the clients' `Client::new` opens.
 
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "async")]
 pub mod driver;
+#[cfg(feature = "sqlite")]
+pub mod durable;
 pub mod state;
 
 use pacerelle_core::config::ConfigError;
@@ -140,6 +142,24 @@ pub enum ClientError {
     /// relay replays what was not acknowledged. See [`state`].
     #[error("store failed: {0}")]
     Store(HandlerError),
+    /// The agent's store is open in another process (a second copy of the agent running):
+    /// `Client::new` refuses rather than run on a store that would forget.
+    #[error("the agent's store {} is in use by another process", .0.display())]
+    StoreInUse(std::path::PathBuf),
+    /// The agent's store could not be opened or created (an unwritable folder, a file written
+    /// by a newer SDK, a corrupt file). `Client::new` never falls back to memory.
+    #[error("cannot open the agent's store in {}: {source}", path.display())]
+    StoreOpen {
+        /// The folder or file it tried.
+        path: std::path::PathBuf,
+        /// The store's reason.
+        #[source]
+        source: HandlerError,
+    },
+    /// No folder for the store: none was configured (`PACERELLE_STORE_ROOT`,
+    /// `ClientConfig::store_root`) and the user has no home folder for the default.
+    #[error("no folder for the agent's store: set PACERELLE_STORE_ROOT (no home folder for ~/.myagents)")]
+    NoStoreRoot,
     /// The WebSocket failed.
     #[error("WebSocket: {0}")]
     WebSocket(#[from] Box<tungstenite::Error>),

@@ -5,6 +5,11 @@
 //! a WebSocket (tokio-tungstenite, rustls), spawns tasks, sleeps, and runs blocking HTTP calls
 //! (`spawn_blocking`).
 //!
+//! `Client::new` keeps the agent's state in SQLite at `~/.myagents/<agent_id>/agent.db` (or under
+//! `ClientConfig::store_root`, `PACERELLE_STORE_ROOT`), so an encrypted agent keeps its identity
+//! across restarts; it needs the `sqlite` feature, on by default. `Client::in_memory` is the
+//! named exception, for tests.
+//!
 //! ```no_run
 //! use pacerelle_tokio::{Client, ClientConfig};
 //!

@@ -143,7 +143,7 @@ async fn close_returns_promptly_even_while_reconnecting() {
     relay.shutdown().await;
     // Nothing listens any more: the agent keeps retrying with backoff until closed.
     let config = ClientConfig::new(AGENT, AGENT_TOKEN).with_base_url(base_url).unwrap();
-    let client = Client::new(config).unwrap();
+    let client = Client::in_memory(config).unwrap();
     let handle = client.handle();
     let serving = tokio::spawn(client.connect());
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -156,7 +156,7 @@ async fn close_returns_promptly_even_while_reconnecting() {
 async fn a_wrong_token_never_connects() {
     let relay = relay().await;
     let config = ClientConfig::new(AGENT, "wrong").with_base_url(relay.base_url()).unwrap();
-    let client = Client::new(config).unwrap();
+    let client = Client::in_memory(config).unwrap();
     let handle = client.handle();
     let serving = tokio::spawn(client.connect());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -172,7 +172,7 @@ async fn a_refused_prekey_publication_stops_connect_with_the_reason() {
     // A token the relay does not know: the bundle upload gets a 401, which retrying cannot fix.
     let config =
         ClientConfig { e2ee: true, ..ClientConfig::new(AGENT, "wrong-token").with_base_url(relay.base_url()).unwrap() };
-    let client = Client::new(config).unwrap();
+    let client = Client::in_memory(config).unwrap();
     let outcome = tokio::time::timeout(WAIT, client.connect()).await.expect("connect returns");
     match outcome {
         Err(pacerelle_tokio::ClientError::Publication { status: 401, .. }) => {}
