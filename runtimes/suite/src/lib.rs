@@ -15,7 +15,7 @@
 //! ```
 //!
 //! # Cases
-//! [`CASES`] lists them, in [`cases`] (and [`fail_stop`]):
+//! [`CASES`] lists them, in [`cases`] (and [`fail_stop`], [`prekeys`], [`liveness`]):
 //! - `echo`: a message is answered, linked to it, and acknowledged (the person sees it read);
 //! - `every_widget_kind`: confirm, choice, permission, form, progress, file-picker and datetime
 //!   are shown, answered (or, for the progress bar, dismissed), and each answer reaches the agent;
@@ -57,7 +57,16 @@
 //!   store, it handles the replayed message and no message key is used twice;
 //! - `prekeys_survive_restarts` (in [`prekeys`]): the encrypted agent is restarted 15 times over
 //!   one store against one relay; the restarts make no one-time prekeys, and people then start
-//!   sessions from the oldest ones the relay holds and converse.
+//!   sessions from the oldest ones the relay holds and converse;
+//! - `a_refused_token_ends_connect_and_a_new_one_is_used` (in [`liveness`]): with a wrong token,
+//!   `connect` returns [`pacerelle_runtime_support::ClientError::Unauthorized`] promptly, refused
+//!   at the socket (plaintext agent) or at prekey publication (encrypted agent), without the
+//!   token in the error; a token handed to the running agent with `set_token` is used from its
+//!   next connection on;
+//! - `a_half_open_connection_is_noticed_and_replaced` (in [`liveness`]): through a TCP proxy that
+//!   stops forwarding without closing, with a short keepalive, the agent notices the silence and
+//!   reconnects; the message sent meanwhile is handled exactly once and answered, and nothing
+//!   comes twice when the frozen connection thaws.
 //!
 //! # Adding a runtime
 //! Implement [`Harness`] (see [`harness`]), add `tests/<runtime>.rs` with
@@ -69,15 +78,16 @@ pub mod behaviour;
 pub mod cases;
 pub mod fail_stop;
 pub mod harness;
+pub mod liveness;
 pub mod prekeys;
 pub mod transport;
 
 pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
-/// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`] or [`prekeys`]
-/// (keep them in step).
-pub const CASES: [&str; 15] = [
+/// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`], [`prekeys`] or
+/// [`liveness`] (keep them in step).
+pub const CASES: [&str; 17] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -93,6 +103,8 @@ pub const CASES: [&str; 15] = [
     "an_impostor_is_announced_and_refused_until_trusted",
     "store_failure_is_fail_stop",
     "prekeys_survive_restarts",
+    "a_refused_token_ends_connect_and_a_new_one_is_used",
+    "a_half_open_connection_is_noticed_and_replaced",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -121,6 +133,10 @@ macro_rules! behaviour_suite {
         );
         $crate::behaviour_suite!(@in fail_stop, $harness; store_failure_is_fail_stop);
         $crate::behaviour_suite!(@in prekeys, $harness; prekeys_survive_restarts);
+        $crate::behaviour_suite!(@in liveness, $harness;
+            a_refused_token_ends_connect_and_a_new_one_is_used,
+            a_half_open_connection_is_noticed_and_replaced,
+        );
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
         $crate::behaviour_suite!(@in cases, $harness; $($case),*);
