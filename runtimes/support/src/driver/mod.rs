@@ -47,6 +47,14 @@
 //! held across an `.await`, accept only after the handler returned `Ok`). The rules now live
 //! in one place and an executor is about sixty lines.
 //!
+//! # Keepalive and refusals
+//! The core decides when to ping and when a silent socket is dead; the loop carries it out: it
+//! writes the ping frames, reports pongs (and the relay's own pings) as proof of life, drops a
+//! socket the core gave up on without waiting for a close handshake the peer will never answer,
+//! and reports a handshake answered with an HTTP status (a refused token) with that status and
+//! body, so that the core can end the agent instead of retrying. The socket's URL is built at
+//! each connection, so a token changed meanwhile is used from the next one.
+//!
 //! # Dependencies
 //! futures-util (streams, sinks, `catch_unwind`, abortable tasks) and futures-channel
 //! (unbounded and oneshot channels) are executor-neutral, so the same driver runs on tokio,
