@@ -875,7 +875,7 @@ impl Harness {
                 Output::Event(other) => panic!("unexpected event for a plaintext agent: {other:?}"),
                 Output::Http(request) => panic!("a plaintext agent makes no HTTP call: {request:?}"),
                 Output::WakeAt(at) => self.wake_at = Some(at.as_millis()),
-                Output::Connect | Output::Close => {}
+                Output::Connect | Output::Close | Output::Ping | Output::Abandon => {}
             }
         }
         if let Expect::Sent { frame_id, check } = expect {

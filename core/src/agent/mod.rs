@@ -25,7 +25,7 @@ pub use outgoing::OutgoingMessage;
 pub use publish::Step as PublicationStep;
 pub use trust::{ChangeSource, IdentityChange, SafetyNumber, TrustError, Undeliverable, UndeliverableReason};
 
-use crate::connection::{Backoff, Connection, Directive};
+use crate::connection::{Backoff, Connection, Directive, Keepalive, Liveness, LivenessCheck};
 use crate::e2ee::account::Account;
 use crate::e2ee::backend::SignalBackend;
 use crate::message::{AgentMessage, Attachment};
@@ -94,6 +94,9 @@ pub struct AgentConfig {
     pub max_delivery_attempts: u32,
     /// Reconnect policy.
     pub backoff: Backoff,
+    /// How the open socket is pinged and found dead (a half-open connection): by default a
+    /// ping every 20 s, and dead 20 s after an unanswered one, as in the official SDK.
+    pub keepalive: Keepalive,
     /// How long accepted receipts are kept to recognise replays.
     pub receipt_retention: Duration,
     /// The most accepted receipts kept; the oldest go first.
@@ -111,6 +114,7 @@ impl AgentConfig {
             accept_plaintext: false,
             max_delivery_attempts: DEFAULT_MAX_DELIVERY_ATTEMPTS,
             backoff: Backoff::default(),
+            keepalive: Keepalive::default(),
             receipt_retention: Duration::from_secs(7 * 24 * 3600),
             max_accepted_receipts: 10_000,
         }
@@ -124,8 +128,14 @@ pub enum Input {
     Connected,
     /// The socket could not be opened, or closed.
     Disconnected,
-    /// A text frame arrived.
+    /// A text frame arrived (it also proves the socket alive).
     Frame(String),
+    /// A pong arrived, or any other control frame (the relay's own ping): the socket is alive.
+    Pong,
+    /// The socket's handshake was answered with an HTTP error status instead of an upgrade
+    /// (its body, when the relay gave one, carries the reason). 401 and 403 end the agent with
+    /// [`Event::Unauthorized`]; any other status is retried like [`Input::Disconnected`].
+    HandshakeRefused(HttpResponse),
     /// A deadline from [`Output::WakeAt`] passed.
     Timeout,
     /// An HTTP call from [`Output::Http`] finished (or did not reach the relay: `Err` with the
@@ -144,6 +154,13 @@ pub enum Output {
     Connect,
     /// Close the socket; the agent is done.
     Close,
+    /// Send a WebSocket ping frame, and report what the socket hears back ([`Input::Pong`],
+    /// [`Input::Frame`]).
+    Ping,
+    /// The open socket is dead (a ping went unanswered): drop it without waiting for a close
+    /// handshake, and report nothing more about it. The agent has scheduled its reconnection
+    /// ([`Output::WakeAt`] follows, then [`Output::Connect`]).
+    Abandon,
     /// Call [`Agent::handle_input`] with [`Input::Timeout`] at this time.
     WakeAt(Timestamp),
     /// Send this text frame.
@@ -193,8 +210,19 @@ pub enum Event {
         /// The plaintext (never printed), or why there is none.
         result: Result<crate::store::SecretBytes, DownloadError>,
     },
-    /// The relay refused the agent's prekeys in a way retrying cannot fix (a wrong token, a
-    /// malformed body); the agent stops ([`Output::Close`] follows).
+    /// The relay refused the agent's token (HTTP 401 or 403) at the socket handshake or at
+    /// prekey publication; the agent stops ([`Output::Close`] follows) rather than retry what
+    /// cannot succeed until the token changes.
+    Unauthorized {
+        /// Where it was refused.
+        step: AuthStep,
+        /// The HTTP status: 401 or 403.
+        status: u16,
+        /// The relay's reason, when it gave one (never the token).
+        reason: Option<String>,
+    },
+    /// The relay refused the agent's prekeys in a way retrying cannot fix (a malformed body;
+    /// a refused token is [`Event::Unauthorized`]); the agent stops ([`Output::Close`] follows).
     PublicationFailed {
         /// The call refused.
         step: PublicationStep,
@@ -215,6 +243,30 @@ impl Event {
             _ => None,
         }
     }
+}
+
+/// Where the relay refused the agent's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStep {
+    /// The WebSocket handshake (`/ws/agent`).
+    Socket,
+    /// A prekey publication call.
+    Publication(PublicationStep),
+}
+
+impl std::fmt::Display for AuthStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthStep::Socket => f.write_str("the socket handshake"),
+            AuthStep::Publication(step) => write!(f, "prekey publication ({step:?})"),
+        }
+    }
+}
+
+/// Whether an HTTP status says the token is refused (missing, wrong, revoked or without the
+/// right): retrying with the same token cannot help.
+pub fn is_unauthorized(status: u16) -> bool {
+    matches!(status, 401 | 403)
 }
 
 /// Why an agent could not be created.
@@ -363,6 +415,10 @@ pub struct Agent {
     rng: Box<Rng>,
     state: AgentSnapshot,
     connection: Connection,
+    /// The keepalive clock of the open socket; `None` while there is none.
+    liveness: Option<Liveness>,
+    /// The runtime's one deadline (the last [`Output::WakeAt`]) while it has not passed.
+    wake: Option<Timestamp>,
     outputs: VecDeque<Output>,
     e2ee: Option<e2ee::AgentE2ee>,
     publisher: Option<publish::Publisher>,
@@ -406,6 +462,8 @@ impl Agent {
             rng,
             state,
             connection,
+            liveness: None,
+            wake: None,
             outputs,
             e2ee,
             publisher: None,
@@ -552,7 +610,7 @@ impl Agent {
         }
         if let Some(publisher) = self.publisher.as_ref().filter(|publisher| !publisher.is_finished()) {
             if let Some(at) = publisher.retry_at() {
-                self.outputs.push_back(Output::WakeAt(at));
+                self.wake_at(at);
             }
             return;
         }
@@ -562,7 +620,7 @@ impl Agent {
             }
             None => {
                 let due = publish::refill_due(self.state.e2ee.one_time_published_at);
-                self.outputs.push_back(Output::WakeAt(due));
+                self.wake_at(due);
             }
         }
     }
@@ -581,10 +639,17 @@ impl Agent {
     fn follow_publication(&mut self, next: publish::Next) {
         match next {
             publish::Next::Send(request) => self.outputs.push_back(Output::Http(request)),
-            publish::Next::RetryAt(at) => self.outputs.push_back(Output::WakeAt(at)),
+            publish::Next::RetryAt(at) => self.wake_at(at),
             publish::Next::Done => {
                 tracing::info!(agent = %self.config.agent_id, "prekeys published");
                 self.open_socket();
+            }
+            publish::Next::Failed { step, status, error } if is_unauthorized(status) => {
+                tracing::error!(agent = %self.config.agent_id, ?step, status, %error, "the relay refused the agent's token");
+                let reason = (!error.is_empty()).then_some(error);
+                let step = AuthStep::Publication(step);
+                self.outputs.push_back(Output::Event(Event::Unauthorized { step, status, reason }));
+                self.outputs.push_back(Output::Close);
             }
             publish::Next::Failed { step, status, error } => {
                 tracing::error!(agent = %self.config.agent_id, ?step, status, %error, "prekey publication refused");
@@ -614,19 +679,48 @@ impl Agent {
         match input {
             Input::Connected => {
                 self.connection.connected();
+                if self.connection.is_connected() {
+                    self.liveness = Some(Liveness::new(self.config.keepalive, now));
+                }
                 tracing::debug!(agent = %self.config.agent_id, "connected");
                 self.refill_or_schedule(now);
+                self.schedule_keepalive();
                 Ok(())
             }
             Input::Disconnected => {
-                let directive = self.connection.lost(now, &mut *self.rng);
-                if let Some(directive) = directive {
-                    tracing::debug!(agent = %self.config.agent_id, ?directive, "disconnected");
-                    self.push_directive(directive);
+                self.disconnected(now);
+                Ok(())
+            }
+            Input::HandshakeRefused(response) if is_unauthorized(response.status) => {
+                let reason = response.error_message();
+                tracing::error!(agent = %self.config.agent_id, status = response.status, reason = ?reason, "the relay refused the agent's token");
+                if self.connection.state() != crate::connection::ConnectionState::Closed {
+                    let step = AuthStep::Socket;
+                    self.outputs.push_back(Output::Event(Event::Unauthorized {
+                        step,
+                        status: response.status,
+                        reason,
+                    }));
+                    self.close();
+                }
+                Ok(())
+            }
+            Input::HandshakeRefused(response) => {
+                // A relay restarting or overloaded (5xx), or a proxy's error page: transient.
+                tracing::warn!(agent = %self.config.agent_id, status = response.status, "socket handshake refused; retrying");
+                self.disconnected(now);
+                Ok(())
+            }
+            Input::Pong => {
+                if let Some(liveness) = self.liveness.as_mut() {
+                    liveness.heard();
                 }
                 Ok(())
             }
             Input::Timeout => {
+                // The runtime's deadline fired: it has none until one is asked for again.
+                self.wake = None;
+                self.check_liveness(now);
                 // Ids only need to be unique, so one is drawn whether or not a call follows.
                 let id = self.request_id();
                 if let Some(next) = self.publisher.as_mut().map(|publisher| publisher.timeout(now, id)) {
@@ -636,6 +730,7 @@ impl Agent {
                     self.push_directive(directive);
                 }
                 self.refill_or_schedule(now);
+                self.schedule_keepalive();
                 Ok(())
             }
             Input::Http(request, result) => {
@@ -668,23 +763,78 @@ impl Agent {
                 }
                 Ok(())
             }
-            Input::Frame(text) => match InboundFrame::parse(&text) {
-                Ok(InboundFrame::Msg(msg)) => self.handle_msg(msg, now),
-                Ok(InboundFrame::IdentityChanged { peer_id }) => {
-                    tracing::info!(peer = %peer_id, "the relay reports an identity change");
-                    self.outputs.push_back(Output::Event(Event::IdentityChanged(IdentityChange::from_relay(peer_id))));
-                    Ok(())
+            Input::Frame(text) => {
+                // Anything heard proves the socket alive, a frame refused below included.
+                if let Some(liveness) = self.liveness.as_mut() {
+                    liveness.heard();
                 }
-                Err(error) => match crate::wire::agent::refused_msg_ids(&text) {
-                    // A message the SDK cannot read but can name: counted like any unreadable
-                    // message, so it does not come back forever.
-                    Some((message_id, from, conversation_id)) if !error.is_ignorable() => {
-                        let object = serde_json::from_str(&text).unwrap_or_default();
-                        let ids = MessageIds { message_id, from, conversation_id, digest: message_digest(&object) };
-                        self.unreadable(&ids, InputError::Frame(error), E2eeChanges::default(), now)
-                    }
-                    _ => Err(error.into()),
-                },
+                self.handle_frame(&text, now)
+            }
+        }
+    }
+
+    /// The socket failed to open, or dropped: retry later.
+    fn disconnected(&mut self, now: Timestamp) {
+        self.liveness = None;
+        if let Some(directive) = self.connection.lost(now, &mut *self.rng) {
+            tracing::debug!(agent = %self.config.agent_id, ?directive, "disconnected");
+            self.push_directive(directive);
+        }
+    }
+
+    /// Pings the open socket when a ping is due, and gives it up when one went unanswered too
+    /// long: the runtime drops it ([`Output::Abandon`]) and reconnects after the usual backoff.
+    /// Nothing is replayed twice: what the relay sent into the dead socket was not
+    /// acknowledged, so it comes again on the next connection, and an accepted message that
+    /// comes again is only acknowledged again.
+    fn check_liveness(&mut self, now: Timestamp) {
+        let Some(liveness) = self.liveness.as_mut() else { return };
+        match liveness.check(now) {
+            LivenessCheck::Alive => {}
+            LivenessCheck::Ping => self.outputs.push_back(Output::Ping),
+            LivenessCheck::Dead => {
+                tracing::warn!(agent = %self.config.agent_id, timeout = ?self.config.keepalive.timeout, "no answer to a ping: connection dead, reconnecting");
+                self.outputs.push_back(Output::Abandon);
+                self.disconnected(now);
+            }
+        }
+    }
+
+    /// Asks for the keepalive's deadline unless the runtime's one deadline already comes first.
+    fn schedule_keepalive(&mut self) {
+        let Some(deadline) = self.liveness.as_ref().map(Liveness::deadline) else { return };
+        if self.wake.is_none_or(|wake| wake > deadline) {
+            self.wake = Some(deadline);
+            self.outputs.push_back(Output::WakeAt(deadline));
+        }
+    }
+
+    /// Asks to be woken at `at`, or at the keepalive's deadline if that comes first: the
+    /// runtime keeps only the last deadline asked for, so each one asked for must be the
+    /// earliest the agent has.
+    fn wake_at(&mut self, at: Timestamp) {
+        let at = self.liveness.as_ref().map_or(at, |liveness| at.min(liveness.deadline()));
+        self.wake = Some(at);
+        self.outputs.push_back(Output::WakeAt(at));
+    }
+
+    fn handle_frame(&mut self, text: &str, now: Timestamp) -> Result<(), InputError> {
+        match InboundFrame::parse(text) {
+            Ok(InboundFrame::Msg(msg)) => self.handle_msg(msg, now),
+            Ok(InboundFrame::IdentityChanged { peer_id }) => {
+                tracing::info!(peer = %peer_id, "the relay reports an identity change");
+                self.outputs.push_back(Output::Event(Event::IdentityChanged(IdentityChange::from_relay(peer_id))));
+                Ok(())
+            }
+            Err(error) => match crate::wire::agent::refused_msg_ids(text) {
+                // A message the SDK cannot read but can name: counted like any unreadable
+                // message, so it does not come back forever.
+                Some((message_id, from, conversation_id)) if !error.is_ignorable() => {
+                    let object = serde_json::from_str(text).unwrap_or_default();
+                    let ids = MessageIds { message_id, from, conversation_id, digest: message_digest(&object) };
+                    self.unreadable(&ids, InputError::Frame(error), E2eeChanges::default(), now)
+                }
+                _ => Err(error.into()),
             },
         }
     }
@@ -1185,11 +1335,14 @@ impl Agent {
     }
 
     fn push_directive(&mut self, directive: Directive) {
-        self.outputs.push_back(match directive {
-            Directive::Connect => Output::Connect,
-            Directive::WakeAt(at) => Output::WakeAt(at),
-            Directive::Close => Output::Close,
-        });
+        match directive {
+            Directive::Connect => self.outputs.push_back(Output::Connect),
+            Directive::WakeAt(at) => self.wake_at(at),
+            Directive::Close => {
+                self.liveness = None;
+                self.outputs.push_back(Output::Close);
+            }
+        }
     }
 }
 

@@ -18,6 +18,9 @@ fn connected_agent(config: AgentConfig) -> Agent {
     agent.start(at(0));
     assert_eq!(agent.poll_output(), Some(Output::Connect));
     agent.handle_input(at(1), Input::Connected).unwrap();
+    // Connected, it asks to be woken for its first ping.
+    let first_ping = at(1).saturating_add(agent.config.keepalive.interval);
+    assert_eq!(agent.poll_output(), Some(Output::WakeAt(first_ping)));
     agent
 }
 
@@ -1381,12 +1384,131 @@ fn publication_is_retried_and_a_refusal_stops_the_agent() {
     assert_eq!(
         drain(&mut agent),
         vec![
-            Output::Event(Event::PublicationFailed {
-                step: PublicationStep::Bundle,
+            Output::Event(Event::Unauthorized {
+                step: AuthStep::Publication(PublicationStep::Bundle),
                 status: 401,
-                error: "invalid token".into()
+                reason: Some("invalid token".into())
             }),
             Output::Close
         ]
+    );
+}
+
+fn events(outputs: &[Output]) -> Vec<&Event> {
+    outputs.iter().filter_map(|output| if let Output::Event(event) = output { Some(event) } else { None }).collect()
+}
+
+fn wake(outputs: &[Output]) -> Option<Timestamp> {
+    outputs.iter().rev().find_map(|output| if let Output::WakeAt(at) = output { Some(*at) } else { None })
+}
+
+#[test]
+fn a_silent_connection_is_pinged_given_up_and_replaced_without_handling_twice() {
+    let keepalive = Keepalive { interval: Duration::from_secs(1), timeout: Duration::from_secs(2) };
+    let mut agent = connected_agent(AgentConfig { keepalive, ..AgentConfig::new("agent-1") });
+    // Pings on schedule while traffic proves the socket alive.
+    agent.handle_input(at(1001), Input::Timeout).unwrap();
+    assert_eq!(drain(&mut agent), vec![Output::Ping, Output::WakeAt(at(2001))]);
+    agent.handle_input(at(1500), Input::Pong).unwrap();
+    assert!(drain(&mut agent).is_empty(), "a pong asks for nothing");
+    agent.handle_input(at(2001), Input::Timeout).unwrap();
+    assert_eq!(drain(&mut agent), vec![Output::Ping, Output::WakeAt(at(3001))]);
+    // A frame answers the ping as well as a pong would.
+    agent.handle_input(at(2500), Input::Frame(msg_frame("m1", "hello", json!({})))).unwrap();
+    assert_eq!(events(&drain(&mut agent)).len(), 1);
+    agent.accept("m1", at(2600)).unwrap();
+    assert_eq!(frames(&drain(&mut agent))[0]["type"], "ACK_READ");
+    // Then silence: pinged at 3001 and 4001, dead at 5001 (two seconds after the first).
+    agent.handle_input(at(3001), Input::Timeout).unwrap();
+    assert_eq!(drain(&mut agent), vec![Output::Ping, Output::WakeAt(at(4001))]);
+    agent.handle_input(at(4001), Input::Timeout).unwrap();
+    assert_eq!(drain(&mut agent), vec![Output::Ping, Output::WakeAt(at(5001))]);
+    agent.handle_input(at(5000), Input::Timeout).unwrap();
+    assert_eq!(drain(&mut agent), vec![Output::WakeAt(at(5001))], "woken early, it asks again");
+    agent.handle_input(at(5001), Input::Timeout).unwrap();
+    let outputs = drain(&mut agent);
+    assert_eq!(outputs[0], Output::Abandon);
+    assert!(!agent.is_connected());
+    let retry = wake(&outputs).expect("a reconnection is scheduled");
+    assert!(retry <= at(5001).saturating_add(agent.config.backoff.initial));
+    // A runtime that still reports the abandoned socket's loss does not delay the retry.
+    agent.handle_input(at(5002), Input::Disconnected).unwrap();
+    assert!(drain(&mut agent).is_empty());
+    agent.handle_input(retry, Input::Timeout).unwrap();
+    assert_eq!(drain(&mut agent), vec![Output::Connect]);
+    agent.handle_input(retry, Input::Connected).unwrap();
+    assert_eq!(drain(&mut agent), vec![Output::WakeAt(retry.saturating_add(keepalive.interval))]);
+    // The relay replays what its acknowledgement may not have reached: acknowledged again,
+    // never handled again; a message sent meanwhile is handled once.
+    agent.handle_input(retry, Input::Frame(msg_frame("m1", "hello", json!({})))).unwrap();
+    let outputs = drain(&mut agent);
+    assert!(events(&outputs).is_empty(), "{outputs:?}");
+    assert_eq!(frames(&outputs)[0]["type"], "ACK_READ");
+    agent.handle_input(retry, Input::Frame(msg_frame("m2", "meanwhile", json!({})))).unwrap();
+    assert_eq!(events(&drain(&mut agent)).len(), 1);
+}
+
+#[test]
+fn the_keepalive_deadline_is_never_hidden_behind_a_later_one() {
+    // The runtime keeps one deadline: while a publication retry is pending far away, the agent
+    // still asks for its next ping first.
+    let keepalive = Keepalive { interval: Duration::from_millis(100), timeout: Duration::from_millis(100) };
+    let config = AgentConfig { keepalive, ..AgentConfig::new("agent-1") };
+    let mut agent = connected_agent(config);
+    agent.wake_at(at(60_000));
+    assert_eq!(drain(&mut agent), vec![Output::WakeAt(at(101))]);
+    // After a ping, the timeout is the earliest deadline when pings are farther apart.
+    let keepalive = Keepalive { interval: Duration::from_millis(500), timeout: Duration::from_millis(100) };
+    let mut agent = connected_agent(AgentConfig { keepalive, ..AgentConfig::new("agent-1") });
+    agent.handle_input(at(501), Input::Timeout).unwrap();
+    assert_eq!(drain(&mut agent), vec![Output::Ping, Output::WakeAt(at(601))]);
+    agent.handle_input(at(601), Input::Timeout).unwrap();
+    assert_eq!(drain(&mut agent)[0], Output::Abandon);
+}
+
+#[test]
+fn a_refused_handshake_stops_the_agent_only_for_a_refused_token() {
+    let refusal = |status: u16, body: &[u8]| Input::HandshakeRefused(HttpResponse { status, body: body.to_vec() });
+    let mut agent = Agent::new(
+        AgentConfig::new("agent-1"),
+        Box::new(rand::rngs::StdRng::seed_from_u64(7)),
+        AgentSnapshot::default(),
+    )
+    .unwrap();
+    agent.start(at(0));
+    assert_eq!(drain(&mut agent), vec![Output::Connect]);
+    // A relay restarting: retried with backoff.
+    agent.handle_input(at(1), refusal(503, b"")).unwrap();
+    let retry = wake(&drain(&mut agent)).expect("a retry");
+    agent.handle_input(retry, Input::Timeout).unwrap();
+    assert_eq!(drain(&mut agent), vec![Output::Connect]);
+    // A refused token: the app hears where and why, and the agent closes.
+    agent.handle_input(retry, refusal(401, br#"{"error":"missing or invalid token"}"#)).unwrap();
+    assert_eq!(
+        drain(&mut agent),
+        vec![
+            Output::Event(Event::Unauthorized {
+                step: AuthStep::Socket,
+                status: 401,
+                reason: Some("missing or invalid token".into())
+            }),
+            Output::Close
+        ]
+    );
+    agent.handle_input(retry, Input::Disconnected).unwrap();
+    assert!(drain(&mut agent).is_empty(), "closed stays closed");
+    // 403 too, without a body.
+    let mut agent = Agent::new(
+        AgentConfig::new("agent-1"),
+        Box::new(rand::rngs::StdRng::seed_from_u64(8)),
+        AgentSnapshot::default(),
+    )
+    .unwrap();
+    agent.start(at(0));
+    drain(&mut agent);
+    agent.handle_input(at(1), refusal(403, b"forbidden")).unwrap();
+    assert_eq!(
+        drain(&mut agent),
+        vec![Output::Event(Event::Unauthorized { step: AuthStep::Socket, status: 403, reason: None }), Output::Close]
     );
 }

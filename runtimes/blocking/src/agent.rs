@@ -8,7 +8,7 @@ use pacerelle_core::config::ClientConfig;
 use pacerelle_core::e2ee::backend::SignalBackend;
 use pacerelle_core::store::{DynAgentStore, MemoryStore, PeerId};
 use pacerelle_core::widget::{Widget, WidgetPatch};
-use pacerelle_core::wire::http::{HttpRequest, RequestId};
+use pacerelle_core::wire::http::{HttpRequest, HttpResponse, RequestId};
 use pacerelle_core::{AgentMessage, Attachment, Rng, Timestamp};
 use pacerelle_runtime_support::state::{
     AgentState, Effect, Waiter, downloaded, file_sent, log_identity_outcome, panicked,
@@ -35,6 +35,8 @@ type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 enum Control {
     Connect,
     WakeAt(Timestamp),
+    Ping,
+    Abandon,
     Close,
 }
 
@@ -61,6 +63,8 @@ impl Queues {
             Effect::Connect => self.controls.push_back(Control::Connect),
             Effect::WakeAt(at) => self.controls.push_back(Control::WakeAt(at)),
             Effect::Close => self.controls.push_back(Control::Close),
+            Effect::Ping => self.controls.push_back(Control::Ping),
+            Effect::Abandon => self.controls.push_back(Control::Abandon),
             Effect::Http(request) => self.http.push_back(request),
         }
     }
@@ -92,6 +96,8 @@ impl Inner {
 pub struct AgentHandle {
     inner: Arc<Mutex<Inner>>,
     http: HttpExecutor,
+    /// Where and as whom the agent connects; its token changes with [`AgentHandle::set_token`].
+    config: Arc<Mutex<ClientConfig>>,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -228,6 +234,15 @@ impl AgentHandle {
         self.lock().state.agent().trusted_identity(peer)
     }
 
+    /// Authenticates with `token` from now on: the next connection of the socket and every
+    /// HTTP call started after this (for short-lived tokens, such as Agent Connect's runtime
+    /// tokens). The open socket stays as it is; the relay checked its token when it opened.
+    pub fn set_token(&self, token: impl Into<String>) {
+        let token = token.into();
+        self.http.set_token(&token);
+        self.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).token = token;
+    }
+
     /// Stops the agent: [`Client::connect`] returns within a tick.
     pub fn close(&self) {
         // Refused only when the store failed, and then the agent is already closing.
@@ -308,9 +323,10 @@ impl Client {
     fn from_state(config: ClientConfig, state: AgentState) -> Self {
         let inner = Inner { state, queues: Queues::default() };
         let http = HttpExecutor::new(&config.base_url, &config.token);
+        let shared_config = Arc::new(Mutex::new(config.clone()));
         Client {
             config,
-            handle: AgentHandle { inner: Arc::new(Mutex::new(inner)), http },
+            handle: AgentHandle { inner: Arc::new(Mutex::new(inner)), http, config: shared_config },
             message_handler: None,
             identity_handler: None,
             undeliverable_handler: None,
@@ -349,16 +365,20 @@ impl Client {
     }
 
     /// Connects and serves on this thread until [`AgentHandle::close`]; reconnects with backoff
-    /// when the connection drops. Returns an error only when the store failed or the relay
-    /// refused the prekeys.
+    /// when the connection drops, or goes silent (pinged every [`AgentConfig::keepalive`]
+    /// interval, given up when a ping goes unanswered for its timeout). Returns an error only
+    /// when the store failed, the relay refused the agent's token
+    /// ([`ClientError::Unauthorized`], at once: a 401 or 403 on the socket's handshake or on
+    /// prekey publication) or refused the prekeys.
     ///
     /// A failed store write is fail-stop: nothing the core asked for after it is carried out
     /// (no frame, acknowledgement, HTTP call or handler call), the socket closes, and this
     /// returns [`ClientError::Store`] with the store's error within a tick. Start again from the
     /// same store once it works: the relay replays what was not acknowledged.
     pub fn connect(mut self) -> Result<(), ClientError> {
-        let url = self.config.agent_socket_url();
         let handle = self.handle.clone();
+        // Built at each connection: the token may have changed since the last one.
+        let url = || handle.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).agent_socket_url();
         // A failure of the first write stops the agent at once: the loop below ends on it.
         let _ = handle.with_agent(|agent| agent.start(support::now()));
         let mut socket: Option<Socket> = None;
@@ -386,11 +406,28 @@ impl Client {
                 match control {
                     Some(Control::Connect) => {
                         let closing = || handle.lock().queues.controls.iter().any(|c| matches!(c, Control::Close));
-                        socket = open_socket(&url, closing);
-                        let input = if socket.is_some() { Input::Connected } else { Input::Disconnected };
+                        let input = match open_socket(&url(), closing) {
+                            Ok(open) => {
+                                socket = Some(open);
+                                Input::Connected
+                            }
+                            Err(Some(refusal)) => Input::HandshakeRefused(refusal),
+                            Err(None) => Input::Disconnected,
+                        };
                         handle.feed(input);
                     }
                     Some(Control::WakeAt(at)) => wake = Some(at),
+                    Some(Control::Ping) => {
+                        if let Some(open) = socket.as_mut()
+                            && let Err(error) = open.send(Message::Ping(Default::default()))
+                        {
+                            tracing::info!(%error, "connection lost while writing");
+                            socket = None;
+                            handle.feed(Input::Disconnected);
+                        }
+                    }
+                    // Dropped without a close handshake: the peer no longer answers.
+                    Some(Control::Abandon) => socket = None,
                     Some(Control::Close) => break 'serve,
                     None => break,
                 }
@@ -421,6 +458,7 @@ impl Client {
             match socket.as_mut() {
                 Some(open) => match open.read() {
                     Ok(Message::Text(text)) => handle.feed(Input::Frame(text.as_str().to_owned())),
+                    Ok(Message::Pong(_) | Message::Ping(_)) => handle.feed(Input::Pong),
                     Ok(Message::Close(_)) => {
                         socket = None;
                         handle.feed(Input::Disconnected);
@@ -480,23 +518,24 @@ impl Client {
     }
 }
 
-/// Opens the socket with a connect deadline and a read timeout of one tick; `None` (after
-/// logging why) on failure, or when `closing()` turns true while the handshake waits.
-fn open_socket(url: &str, closing: impl Fn() -> bool) -> Option<Socket> {
+/// Opens the socket with a connect deadline and a read timeout of one tick. Fails (after
+/// logging why) with the relay's answer when it refused the handshake with an HTTP status, or
+/// `None` on any other failure, or when `closing()` turns true while the handshake waits.
+fn open_socket(url: &str, closing: impl Fn() -> bool) -> Result<Socket, Option<HttpResponse>> {
     // tungstenite's own `connect` waits as long as the OS lets a TCP connect hang; connect the
     // stream ourselves with a deadline, then run TLS and the WebSocket handshake over it.
     let stream = match connect_tcp(url) {
         Ok(stream) => stream,
         Err(error) => {
             tracing::warn!(%error, "connect failed");
-            return None;
+            return Err(None);
         }
     };
     // Reads time out every tick, during the handshake too: a relay that accepted the connection
     // and never answers holds it up to CONNECT_TIMEOUT, and a close meanwhile must be noticed.
     if let Err(error) = stream.set_read_timeout(Some(TICK)) {
         tracing::warn!(%error, "cannot set a read timeout");
-        return None;
+        return Err(None);
     }
     let deadline = Instant::now() + support::CONNECT_TIMEOUT;
     let mut handshake = tungstenite::client_tls_with_config(url, stream, None, None);
@@ -506,23 +545,28 @@ fn open_socket(url: &str, closing: impl Fn() -> bool) -> Option<Socket> {
             Err(HandshakeError::Interrupted(waiting)) => {
                 if closing() {
                     tracing::debug!("closed while connecting");
-                    return None;
+                    return Err(None);
                 }
                 if Instant::now() >= deadline {
                     tracing::warn!("connect timed out");
-                    return None;
+                    return Err(None);
                 }
                 handshake = waiting.handshake();
+            }
+            Err(HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+                let status = response.status().as_u16();
+                tracing::warn!(status, "socket handshake refused");
+                return Err(Some(HttpResponse { status, body: response.body().clone().unwrap_or_default() }));
             }
             // The URL carries the token: log the error alone.
             Err(HandshakeError::Failure(error)) => {
                 tracing::warn!(%error, "WebSocket handshake failed");
-                return None;
+                return Err(None);
             }
         }
     };
     tracing::info!("connected");
-    Some(socket)
+    Ok(socket)
 }
 
 /// Connects TCP to the URL's host and port within [`support::CONNECT_TIMEOUT`], trying each

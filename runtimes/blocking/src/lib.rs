@@ -21,6 +21,12 @@
 //! client.connect() // serves until closed
 //! # }
 //! ```
+//!
+//! `connect` reconnects with backoff after any transient failure, pings the socket and
+//! replaces it when it goes silent (`AgentConfig::keepalive`: every 20 s, dead 20 s after an
+//! unanswered ping, as in the official SDK), and ends at once with
+//! [`ClientError::Unauthorized`] when the relay refuses the token (401 or 403); a running agent
+//! takes a new token with [`AgentHandle::set_token`].
 
 #![forbid(unsafe_code)]
 

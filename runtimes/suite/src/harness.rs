@@ -46,6 +46,7 @@ trait Control: Send + Sync {
     fn is_connected(&self) -> bool;
     fn verification_code(&self) -> Option<String>;
     fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError>;
+    fn set_token(&self, token: &str);
 }
 
 impl Control for AgentHandle {
@@ -61,6 +62,9 @@ impl Control for AgentHandle {
     fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError> {
         AgentHandle::trust_identity(self, peer)
     }
+    fn set_token(&self, token: &str) {
+        AgentHandle::set_token(self, token);
+    }
 }
 
 impl Control for pacerelle_blocking::AgentHandle {
@@ -75,6 +79,9 @@ impl Control for pacerelle_blocking::AgentHandle {
     }
     fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError> {
         pacerelle_blocking::AgentHandle::trust_identity(self, peer)
+    }
+    fn set_token(&self, token: &str) {
+        pacerelle_blocking::AgentHandle::set_token(self, token);
     }
 }
 
@@ -119,6 +126,11 @@ impl Running {
     /// Trusts the identity refused for `peer` (under a pinned trust policy).
     pub fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError> {
         self.control.trust_identity(peer)
+    }
+
+    /// Authenticates with `token` from the agent's next connection on.
+    pub fn set_token(&self, token: &str) {
+        self.control.set_token(token);
     }
 
     /// What `connect` returned, waiting at most `limit`; `None` if it did not return in time.

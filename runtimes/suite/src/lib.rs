@@ -15,7 +15,7 @@
 //! ```
 //!
 //! # Cases
-//! [`CASES`] lists them, in [`cases`] (and [`fail_stop`], [`prekeys`], [`durable`]):
+//! [`CASES`] lists them, in [`cases`] (and [`fail_stop`], [`prekeys`], [`durable`], [`liveness`]):
 //! - `echo`: a message is answered, linked to it, and acknowledged (the person sees it read);
 //! - `every_widget_kind`: confirm, choice, permission, form, progress, file-picker and datetime
 //!   are shown, answered (or, for the progress bar, dismissed), and each answer reaches the agent;
@@ -62,7 +62,16 @@
 //!   `Client::new`, its store root in a temporary folder, is restarted: the same verification
 //!   code (its published key's) and the person's session goes on; a second `Client::new` on the
 //!   store while it runs is `ClientError::StoreInUse`, a root that cannot hold a folder
-//!   `ClientError::StoreOpen`; a plaintext agent keeps its receipts there too.
+//!   `ClientError::StoreOpen`; a plaintext agent keeps its receipts there too;
+//! - `a_refused_token_ends_connect_and_a_new_one_is_used` (in [`liveness`]): with a wrong token,
+//!   `connect` returns [`pacerelle_runtime_support::ClientError::Unauthorized`] promptly, refused
+//!   at the socket (plaintext agent) or at prekey publication (encrypted agent), without the
+//!   token in the error; a token handed to the running agent with `set_token` is used from its
+//!   next connection on;
+//! - `a_half_open_connection_is_noticed_and_replaced` (in [`liveness`]): through a TCP proxy that
+//!   stops forwarding without closing, with a short keepalive, the agent notices the silence and
+//!   reconnects; the message sent meanwhile is handled exactly once and answered, and nothing
+//!   comes twice when the frozen connection thaws.
 //!
 //! # Adding a runtime
 //! Implement [`Harness`] (see [`harness`]), add `tests/<runtime>.rs` with
@@ -75,6 +84,7 @@ pub mod cases;
 pub mod durable;
 pub mod fail_stop;
 pub mod harness;
+pub mod liveness;
 pub mod prekeys;
 pub mod transport;
 
@@ -82,8 +92,8 @@ pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
 /// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`], [`prekeys`] or
-/// [`durable`] (keep them in step).
-pub const CASES: [&str; 16] = [
+/// [`durable`] or [`liveness`] (keep them in step).
+pub const CASES: [&str; 18] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -100,6 +110,8 @@ pub const CASES: [&str; 16] = [
     "store_failure_is_fail_stop",
     "prekeys_survive_restarts",
     "restart_keeps_identity",
+    "a_refused_token_ends_connect_and_a_new_one_is_used",
+    "a_half_open_connection_is_noticed_and_replaced",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -129,6 +141,10 @@ macro_rules! behaviour_suite {
         $crate::behaviour_suite!(@in fail_stop, $harness; store_failure_is_fail_stop);
         $crate::behaviour_suite!(@in prekeys, $harness; prekeys_survive_restarts);
         $crate::behaviour_suite!(@in durable, $harness; restart_keeps_identity);
+        $crate::behaviour_suite!(@in liveness, $harness;
+            a_refused_token_ends_connect_and_a_new_one_is_used,
+            a_half_open_connection_is_noticed_and_replaced,
+        );
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
         $crate::behaviour_suite!(@in cases, $harness; $($case),*);

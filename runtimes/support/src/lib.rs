@@ -22,6 +22,7 @@ pub mod state;
 use pacerelle_core::config::ConfigError;
 use pacerelle_core::wire::{HttpMethod, HttpRequest, HttpResponse};
 use pacerelle_core::{Rng, Timestamp};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Largest HTTP response body read (blobs included).
@@ -47,12 +48,13 @@ pub fn os_rng() -> Box<Rng> {
     Box::new(rand::make_rng::<rand::rngs::StdRng>())
 }
 
-/// Makes the relay's HTTP calls: adds the base URL, bearer token and `User-Agent`.
+/// Makes the relay's HTTP calls: adds the base URL, bearer token and `User-Agent`. Clones
+/// share the token, so that [`HttpExecutor::set_token`] reaches every call made after it.
 #[derive(Clone)]
 pub struct HttpExecutor {
     agent: ureq::Agent,
     base_url: String,
-    authorization: String,
+    authorization: Arc<RwLock<String>>,
 }
 
 impl std::fmt::Debug for HttpExecutor {
@@ -74,21 +76,28 @@ impl HttpExecutor {
         HttpExecutor {
             agent,
             base_url: base_url.trim_end_matches('/').to_owned(),
-            authorization: format!("Bearer {token}"),
+            authorization: Arc::new(RwLock::new(format!("Bearer {token}"))),
         }
+    }
+
+    /// Authenticates every call made from now on (by this executor and its clones) with
+    /// `token`.
+    pub fn set_token(&self, token: &str) {
+        *self.authorization.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = format!("Bearer {token}");
     }
 
     /// Performs `request`, blocking. `Err` means the relay was not reached or the answer could not
     /// be read; HTTP error statuses are `Ok` responses.
     pub fn execute(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
         let url = format!("{}{}", self.base_url, request.path);
+        let authorization = self.authorization.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         tracing::debug!(method = request.method.as_str(), path = %request.path, bytes = request.body.len(), "HTTP request");
         let result = match request.method {
-            HttpMethod::Get => self.agent.get(&url).header("Authorization", &self.authorization).call(),
+            HttpMethod::Get => self.agent.get(&url).header("Authorization", &authorization).call(),
             HttpMethod::Post | HttpMethod::Put => {
                 let builder =
                     if request.method == HttpMethod::Post { self.agent.post(&url) } else { self.agent.put(&url) };
-                let builder = builder.header("Authorization", &self.authorization);
+                let builder = builder.header("Authorization", &authorization);
                 let builder = match request.content_type {
                     Some(content_type) => builder.content_type(content_type),
                     None => builder,
@@ -171,8 +180,22 @@ pub enum ClientError {
         /// The relay's error or the transport's reason.
         message: String,
     },
-    /// The relay refused the agent's prekeys (a wrong token, a malformed body): an agent with
-    /// end-to-end encryption cannot serve without them.
+    /// The relay refused the agent's token (HTTP 401 or 403) at the socket handshake or at
+    /// prekey publication: `connect` ends at once rather than retry what cannot succeed until
+    /// the token changes (see `set_token` on the agent's handle). Carries the relay's reason,
+    /// never the token.
+    #[error("the relay refused the agent's token at {step} (HTTP {status}){}", reason.as_ref().map(|reason| format!(": {reason}")).unwrap_or_default())]
+    Unauthorized {
+        /// Where it was refused.
+        step: pacerelle_core::agent::AuthStep,
+        /// The HTTP status: 401 or 403.
+        status: u16,
+        /// The relay's reason, when it gave one.
+        reason: Option<String>,
+    },
+    /// The relay refused the agent's prekeys in a way retrying cannot fix (a malformed body;
+    /// a refused token is [`ClientError::Unauthorized`]): an agent with end-to-end encryption
+    /// cannot serve without them.
     #[error("prekey publication refused ({step:?}, HTTP {status}): {message}")]
     Publication {
         /// The call refused.

@@ -55,6 +55,10 @@ pub enum Effect {
     Http(HttpRequest),
     /// Close the socket and stop serving.
     Close,
+    /// Send a WebSocket ping on the open socket.
+    Ping,
+    /// Drop the open socket, dead, without a close handshake or reporting its loss.
+    Abandon,
 }
 
 /// Who waits for the event that answers a request (a file sent, an attachment downloaded):
@@ -224,6 +228,10 @@ impl AgentState {
                 }
                 Output::Frame(text) => effects(Effect::Frame(text)),
                 Output::Http(request) => effects(Effect::Http(request)),
+                Output::Event(Event::Unauthorized { step, status, reason }) => {
+                    // The core closes next; `connect` returns why.
+                    self.fatal = Some(ClientError::Unauthorized { step, status, reason });
+                }
                 Output::Event(Event::PublicationFailed { step, status, error }) => {
                     // The core closes next; `connect` returns why.
                     self.fatal = Some(ClientError::Publication { step, status, message: error });
@@ -235,6 +243,8 @@ impl AgentState {
                 Output::Connect => effects(Effect::Connect),
                 Output::WakeAt(at) => effects(Effect::WakeAt(at)),
                 Output::Close => effects(Effect::Close),
+                Output::Ping => effects(Effect::Ping),
+                Output::Abandon => effects(Effect::Abandon),
             }
         }
     }

@@ -141,6 +141,8 @@ fn describe(effect: &Effect) -> String {
         Effect::Connect => "connect".into(),
         Effect::WakeAt(_) => "wake".into(),
         Effect::Close => "close".into(),
+        Effect::Ping => "ping".into(),
+        Effect::Abandon => "abandon".into(),
     }
 }
 
@@ -319,7 +321,8 @@ impl<'a> World<'a> {
                 self.agent.feed(Input::Connected);
             }
             // Nothing in the script waits for a deadline: publication succeeds at once.
-            Effect::WakeAt(_) => {}
+            Effect::WakeAt(_) | Effect::Ping => {}
+            Effect::Abandon => self.agent.connected = false,
             Effect::Close => self.agent.connected = false,
         }
     }

@@ -49,6 +49,8 @@ struct Shared {
     control: UnboundedSender<Control>,
     events: UnboundedSender<Event>,
     http: HttpExecutor,
+    /// Where and as whom the agent connects; its token changes with [`AgentHandle::set_token`].
+    config: Mutex<ClientConfig>,
     /// Makes an HTTP call on the executor's blocking pool and feeds the answer back
     /// (`spawn_http::<R>`: the handle itself is the same type on every executor).
     spawn_http: fn(HttpRequest, Arc<Shared>),
@@ -94,6 +96,15 @@ impl Shared {
             }
             Effect::Close => {
                 let _ = self.control.unbounded_send(Control::Close);
+            }
+            Effect::Ping => {
+                // A socket gone in this instant is reported by its reader.
+                if let Some(writer) = writer {
+                    let _ = writer.unbounded_send(Message::Ping(Default::default()));
+                }
+            }
+            Effect::Abandon => {
+                let _ = self.control.unbounded_send(Control::Abandon);
             }
         }
     }
@@ -257,6 +268,15 @@ impl AgentHandle {
         self.shared.lock().state.agent().trusted_identity(peer)
     }
 
+    /// Authenticates with `token` from now on: the next connection of the socket and every
+    /// HTTP call started after this (for short-lived tokens, such as Agent Connect's runtime
+    /// tokens). The open socket stays as it is; the relay checked its token when it opened.
+    pub fn set_token(&self, token: impl Into<String>) {
+        let token = token.into();
+        self.shared.http.set_token(&token);
+        self.shared.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).token = token;
+    }
+
     /// Stops the agent: [`Client::connect`] returns soon after.
     pub fn close(&self) {
         // Refused only when the store failed, and then the agent is already closing.
@@ -347,6 +367,7 @@ impl<R: Runtime> Client<R> {
             control: control_tx,
             events: events_tx,
             http: HttpExecutor::new(&config.base_url, &config.token),
+            config: Mutex::new(config.clone()),
             spawn_http: spawn_http::<R>,
         });
         Client {
@@ -400,9 +421,12 @@ impl<R: Runtime> Client<R> {
     }
 
     /// Connects and serves until [`AgentHandle::close`]; reconnects with backoff when the
-    /// connection drops. With end-to-end encryption it first publishes the agent's prekeys
-    /// (retried with backoff while the relay is unreachable). Returns an error only when the
-    /// store failed or the relay refused the prekeys.
+    /// connection drops, or goes silent (pinged every [`AgentConfig::keepalive`] interval,
+    /// given up when a ping goes unanswered for its timeout). With end-to-end encryption it
+    /// first publishes the agent's prekeys (retried with backoff while the relay is
+    /// unreachable or failing). Returns an error only when the store failed, the relay refused
+    /// the agent's token ([`ClientError::Unauthorized`], at once: a 401 or 403 on the socket's
+    /// handshake or on publication) or refused the prekeys.
     ///
     /// A failed store write is fail-stop: nothing the core asked for after it is carried out
     /// (no frame, acknowledgement, HTTP call or handler call), the socket closes, and this
@@ -436,13 +460,17 @@ impl<R: Runtime> Client<R> {
 
         // A failure of the first write closes at once: the loop below ends on it.
         let _ = shared.with_agent(|agent| agent.start(now()));
-        let url = config.agent_socket_url();
-        let written = socket_loop::<R>(&url, &mut control, |event| match event {
+        drop(config);
+        let url = || shared.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).agent_socket_url();
+        let written = socket_loop::<R>(url, &mut control, |event| match event {
             SocketEvent::Opened(writer) => {
                 shared.lock().writer = Some(writer);
                 shared.feed(Input::Connected);
             }
             SocketEvent::Failed => shared.feed(Input::Disconnected),
+            SocketEvent::Refused(response) => shared.feed(Input::HandshakeRefused(response)),
+            SocketEvent::Pong => shared.feed(Input::Pong),
+            SocketEvent::Abandoned => shared.lock().writer = None,
             SocketEvent::Frame(text) => shared.feed(Input::Frame(text)),
             SocketEvent::Lost => {
                 shared.lock().writer = None;

@@ -47,6 +47,14 @@
 //! held across an `.await`, accept only after the handler returned `Ok`). The rules now live
 //! in one place and an executor is about sixty lines.
 //!
+//! # Keepalive and refusals
+//! The core decides when to ping and when a silent socket is dead; the loop carries it out: it
+//! writes the ping frames, reports pongs (and the relay's own pings) as proof of life, drops a
+//! socket the core gave up on without waiting for a close handshake the peer will never answer,
+//! and reports a handshake answered with an HTTP status (a refused token) with that status and
+//! body, so that the core can end the agent instead of retrying. The socket's URL is built at
+//! each connection, so a token changed meanwhile is used from the next one.
+//!
 //! # Dependencies
 //! futures-util (streams, sinks, `catch_unwind`, abortable tasks) and futures-channel
 //! (unbounded and oneshot channels) are executor-neutral, so the same driver runs on tokio,
@@ -69,6 +77,7 @@ use futures_util::future::Either;
 use futures_util::stream::SplitStream;
 use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
 use pacerelle_core::Timestamp;
+use pacerelle_core::wire::http::HttpResponse;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -139,6 +148,9 @@ pub(crate) async fn within<R: Runtime, T>(
 pub(crate) enum Control {
     Connect,
     WakeAt(Timestamp),
+    /// Drop the open socket (dead) without reporting its loss; reported as
+    /// [`SocketEvent::Abandoned`] so that its writer is dropped too.
+    Abandon,
     Close,
 }
 
@@ -148,6 +160,12 @@ pub(crate) enum SocketEvent {
     Opened(UnboundedSender<Message>),
     /// The socket could not be opened.
     Failed,
+    /// The handshake was answered with an HTTP error status instead of an upgrade.
+    Refused(HttpResponse),
+    /// A pong (or the peer's ping) arrived: the socket is alive.
+    Pong,
+    /// The socket was dropped as told ([`Control::Abandon`]).
+    Abandoned,
     /// A text frame arrived.
     Frame(String),
     /// The socket closed or failed.
@@ -161,7 +179,7 @@ pub(crate) enum SocketEvent {
 /// run this loop; each feeds what it hears to its own state machine. Returns the last socket's
 /// [`Written`], if one opened.
 pub(crate) async fn socket_loop<R: Runtime>(
-    url: &str,
+    url: impl Fn() -> String,
     control: &mut UnboundedReceiver<Control>,
     mut on: impl FnMut(SocketEvent),
 ) -> Option<Written> {
@@ -201,7 +219,9 @@ pub(crate) async fn socket_loop<R: Runtime>(
             Next::Control(Some(Control::Connect)) => {
                 // Opening can take up to CONNECT_TIMEOUT (a relay that accepts the connection
                 // and never answers): a close meanwhile ends the loop at once.
-                let mut opening = pin!(open::<R>(url));
+                // Built at each connection: the token may have changed since the last one.
+                let url = url();
+                let mut opening = pin!(open::<R>(&url));
                 let opened = loop {
                     match futures_util::future::select(opening.as_mut(), control.next()).await {
                         Either::Left((opened, _)) => break opened,
@@ -210,15 +230,22 @@ pub(crate) async fn socket_loop<R: Runtime>(
                     }
                 };
                 match opened {
-                    Some((stream, writer, done)) => {
+                    Ok((stream, writer, done)) => {
                         reader = Some(stream);
                         written = Some(done);
                         on(SocketEvent::Opened(writer));
                     }
-                    None => on(SocketEvent::Failed),
+                    Err(Some(refusal)) => on(SocketEvent::Refused(refusal)),
+                    Err(None) => on(SocketEvent::Failed),
                 }
             }
             Next::Control(Some(Control::WakeAt(at))) => timer = Some(Box::pin(R::sleep(crate::until(at)))),
+            Next::Control(Some(Control::Abandon)) => {
+                // Dropping the reader here and the writer in `on` closes the TCP connection
+                // without waiting for a peer that no longer answers.
+                reader = None;
+                on(SocketEvent::Abandoned);
+            }
             Next::Control(Some(Control::Close) | None) => break,
             Next::Read(Some(Ok(Message::Text(text)))) => on(SocketEvent::Frame(text.as_str().to_owned())),
             Next::Read(Some(Ok(Message::Close(_))) | None) => {
@@ -226,6 +253,7 @@ pub(crate) async fn socket_loop<R: Runtime>(
                 reader = None;
                 on(SocketEvent::Lost);
             }
+            Next::Read(Some(Ok(Message::Pong(_) | Message::Ping(_)))) => on(SocketEvent::Pong),
             Next::Read(Some(Ok(_))) => {}
             Next::Read(Some(Err(error))) => {
                 tracing::info!(%error, "connection lost");
@@ -241,20 +269,29 @@ pub(crate) async fn socket_loop<R: Runtime>(
     written
 }
 
-/// Opens `url` and starts its writer task; `None` (after logging why) when it fails. Dropping
-/// the returned sender closes the socket, after what was queued on it; the [`Written`] resolves
-/// then.
-async fn open<R: Runtime>(url: &str) -> Option<(SplitStream<R::Socket>, UnboundedSender<Message>, Written)> {
+/// A socket opened: its reading half, its writer, and when the writer is done.
+type Opened<S> = (SplitStream<S>, UnboundedSender<Message>, Written);
+
+/// Opens `url` and starts its writer task. Fails (after logging why) with the relay's answer
+/// when it refused the handshake with an HTTP status, or `None` when it was not reached.
+/// Dropping the returned sender closes the socket, after what was queued on it; the
+/// [`Written`] resolves then.
+async fn open<R: Runtime>(url: &str) -> Result<Opened<R::Socket>, Option<HttpResponse>> {
     let socket = match timeout::<R, _>(CONNECT_TIMEOUT, R::connect(url)).await {
         Some(Ok(socket)) => socket,
+        Some(Err(WsError::Http(response))) => {
+            let status = response.status().as_u16();
+            tracing::warn!(status, "socket handshake refused");
+            return Err(Some(HttpResponse { status, body: response.body().clone().unwrap_or_default() }));
+        }
         // The URL carries the token: log the error alone.
         Some(Err(error)) => {
             tracing::warn!(%error, "connect failed");
-            return None;
+            return Err(None);
         }
         None => {
             tracing::warn!("connect timed out");
-            return None;
+            return Err(None);
         }
     };
     let (mut sink, stream) = socket.split();
@@ -273,7 +310,7 @@ async fn open<R: Runtime>(url: &str) -> Option<(SplitStream<R::Socket>, Unbounde
         drop(done);
     });
     tracing::info!("connected");
-    Some((stream, writer, written))
+    Ok((stream, writer, written))
 }
 
 /// Queues `text` as a text frame on `writer`; `false` when the socket is gone.

@@ -228,21 +228,32 @@ impl<R: Runtime> PersonClient<R> {
         let (stopped_tx, stopped) = oneshot::channel::<()>();
         R::spawn(async move {
             let shared = driver_shared;
-            let _ = socket_loop::<R>(&url, &mut control, |event| match event {
-                SocketEvent::Opened(writer) => {
-                    shared.lock().writer = Some(writer);
-                    shared.feed(PersonInput::Connected);
-                    shared.set_connected(true);
-                }
-                SocketEvent::Failed => shared.feed(PersonInput::Disconnected),
-                SocketEvent::Frame(text) => shared.feed(PersonInput::Frame(text)),
-                SocketEvent::Lost => {
-                    shared.lock().writer = None;
-                    shared.set_connected(false);
-                    shared.feed(PersonInput::Disconnected);
-                }
-                SocketEvent::Timeout => shared.feed(PersonInput::Timeout),
-            })
+            let _ = socket_loop::<R>(
+                || url.clone(),
+                &mut control,
+                |event| match event {
+                    SocketEvent::Opened(writer) => {
+                        shared.lock().writer = Some(writer);
+                        shared.feed(PersonInput::Connected);
+                        shared.set_connected(true);
+                    }
+                    // A person's refused token is retried like any failure, as before.
+                    SocketEvent::Failed | SocketEvent::Refused(_) => shared.feed(PersonInput::Disconnected),
+                    // Nothing pings a person's socket (only the agent keeps its alive).
+                    SocketEvent::Pong => {}
+                    SocketEvent::Abandoned => {
+                        shared.lock().writer = None;
+                        shared.set_connected(false);
+                    }
+                    SocketEvent::Frame(text) => shared.feed(PersonInput::Frame(text)),
+                    SocketEvent::Lost => {
+                        shared.lock().writer = None;
+                        shared.set_connected(false);
+                        shared.feed(PersonInput::Disconnected);
+                    }
+                    SocketEvent::Timeout => shared.feed(PersonInput::Timeout),
+                },
+            )
             .await;
             let mut inner = shared.lock();
             inner.writer = None;
