@@ -20,6 +20,33 @@ pub(crate) type Key = Zeroizing<[u8; 32]>;
 /// How many epochs before the current send epoch stay receivable.
 const EPOCHS_KEPT_BEFORE_SEND: usize = 1;
 
+/// Steps the chain key `next`, whose last key had index `ctr`: returns the new index and its key.
+fn step(next: &mut Key, ctr: u32) -> Result<(u32, Key), Error> {
+    let ctr = ctr.checked_add(1).ok_or(Error::ChainExhausted)?;
+    let mut out = Zeroizing::new([0u8; 64]);
+    kdf::chain_next(next, ctr, &mut out);
+    next.copy_from_slice(&out[..32]);
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&out[32..]);
+    Ok((ctr, key))
+}
+
+/// What receiving one key changes in a receiving half chain.
+#[derive(Clone)]
+pub(crate) enum HalfStep {
+    /// A stored skipped key is handed out.
+    Take(u32),
+    /// The chain moves to `ctr`, keeping the keys skipped on the way.
+    Advance { ctr: u32, next: Key, skipped: Vec<(u32, Key)> },
+}
+
+/// What receiving one key changes in a [`Chain`]: the receiving half of the link at `link`.
+#[derive(Clone)]
+pub(crate) struct KeyStep {
+    link: usize,
+    step: HalfStep,
+}
+
 /// One direction of one epoch.
 #[derive(Clone)]
 pub(crate) struct HalfChain {
@@ -41,42 +68,63 @@ impl HalfChain {
     /// Steps the chain once: returns (index, key).
     fn step(&mut self) -> Result<(u32, Key), Error> {
         let next = self.next.as_mut().ok_or(Error::ChainNotAvailable)?;
-        let ctr = self.ctr.checked_add(1).ok_or(Error::ChainExhausted)?;
-        let mut out = Zeroizing::new([0u8; 64]);
-        kdf::hkdf(&kdf::ZERO_SALT, next.as_slice(), &[&ctr.to_be_bytes(), kdf::CHAIN_NEXT], out.as_mut_slice());
-        next.copy_from_slice(&out[..32]);
-        let mut key = Zeroizing::new([0u8; 32]);
-        key.copy_from_slice(&out[32..]);
+        let (ctr, key) = step(next, self.ctr)?;
         self.ctr = ctr;
         Ok((ctr, key))
     }
 
-    /// The key with index `at`, for a received message.
-    fn recv_key(&mut self, at: u32, params: &ChainParams) -> Result<Key, Error> {
+    /// The key with index `at`, for a received message, and the change that hands it out;
+    /// `self` is left as it is until [`HalfChain::apply`].
+    fn prepare(&self, at: u32, params: &ChainParams) -> Result<(Key, HalfStep), Error> {
         let max_ooo = u64::from(params.max_ooo_keys);
         if at > self.ctr {
             if at - self.ctr > params.max_jump {
                 return Err(Error::KeyJump(self.ctr, at));
             }
-            while self.ctr + 1 < at {
-                let (index, key) = self.step()?;
+            let mut next = self.next.clone().ok_or(Error::ChainNotAvailable)?;
+            let mut ctr = self.ctr;
+            let mut skipped = Vec::new();
+            // `at` fits a u32, so no step below can overflow the counter.
+            while ctr + 1 < at {
+                let (index, key) = step(&mut next, ctr)?;
+                ctr = index;
                 // Keys that would already be too old once we reach `at` are never stored.
                 if u64::from(index) + max_ooo >= u64::from(at) {
-                    self.skipped.insert(index, key);
+                    skipped.push((index, key));
                 }
             }
-            let (_, key) = self.step()?;
-            let ctr = u64::from(self.ctr);
-            self.skipped.retain(|&index, _| u64::from(index) + max_ooo >= ctr);
-            Ok(key)
+            let (ctr, key) = step(&mut next, ctr)?;
+            Ok((key, HalfStep::Advance { ctr, next, skipped }))
         } else if at < self.ctr {
             if u64::from(at) + max_ooo < u64::from(self.ctr) {
                 return Err(Error::KeyTrimmed(at));
             }
-            self.skipped.remove(&at).ok_or(Error::KeyAlreadyRequested(at))
+            let key = self.skipped.get(&at).cloned().ok_or(Error::KeyAlreadyRequested(at))?;
+            Ok((key, HalfStep::Take(at)))
         } else {
             Err(Error::KeyAlreadyRequested(at))
         }
+    }
+
+    /// Applies what [`HalfChain::prepare`] computed from this very state.
+    fn apply(&mut self, step: HalfStep, params: &ChainParams) {
+        match step {
+            HalfStep::Take(at) => {
+                self.skipped.remove(&at);
+            }
+            HalfStep::Advance { ctr, next, skipped } => {
+                self.ctr = ctr;
+                self.next = Some(next);
+                self.skipped.extend(skipped);
+                let max_ooo = u64::from(params.max_ooo_keys);
+                self.skipped.retain(|&index, _| u64::from(index) + max_ooo >= u64::from(ctr));
+            }
+        }
+    }
+
+    /// How many chain steps [`HalfChain::prepare`] would take for `at` (0 if it derives none).
+    fn steps_to(&self, at: u32) -> u32 {
+        at.saturating_sub(self.ctr)
     }
 
     /// Erases the chain key and any stored keys: this chain is done.
@@ -171,11 +219,38 @@ impl Chain {
         self.links.get_mut(pos).ok_or(Error::InconsistentState)?.send.step()
     }
 
-    /// The key with index `index` in the receiving chain of `epoch`.
-    pub(crate) fn recv_key(&mut self, epoch: u64, index: u32) -> Result<Key, Error> {
-        let pos = self.position(epoch)?;
+    /// The key with index `index` in the receiving chain of `epoch`, and the change that
+    /// hands it out; `self` is left as it is until [`Chain::apply`].
+    pub(crate) fn prepare_recv_key(&self, epoch: u64, index: u32) -> Result<(Key, KeyStep), Error> {
+        let link = self.position(epoch)?;
+        let (key, step) = self.links.get(link).ok_or(Error::InconsistentState)?.recv.prepare(index, &self.params)?;
+        Ok((key, KeyStep { link, step }))
+    }
+
+    /// Applies what [`Chain::prepare_recv_key`] computed from this very chain.
+    pub(crate) fn apply(&mut self, step: KeyStep) {
         let params = self.params;
-        self.links.get_mut(pos).ok_or(Error::InconsistentState)?.recv.recv_key(index, &params)
+        if let Some(link) = self.links.get_mut(step.link) {
+            link.recv.apply(step.step, &params);
+        }
+    }
+
+    /// The key with index `index` in the receiving chain of `epoch`, handed out at once.
+    pub(crate) fn recv_key(&mut self, epoch: u64, index: u32) -> Result<Key, Error> {
+        let (key, step) = self.prepare_recv_key(epoch, index)?;
+        self.apply(step);
+        Ok(key)
+    }
+
+    /// How many chain keys receiving key `index` of `epoch` would derive, without deriving
+    /// them: 0 when the epoch is not held (receiving it fails first) or the key is at hand.
+    pub(crate) fn steps_to(&self, epoch: u64, index: u32) -> u32 {
+        match self.position(epoch).ok().and_then(|link| self.links.get(link)) {
+            Some(link) => link.recv.steps_to(index),
+            // The epoch this message would add starts a fresh chain.
+            None if self.current_epoch.checked_add(1) == Some(epoch) => index,
+            None => 0,
+        }
     }
 }
 

@@ -15,7 +15,9 @@
 //! Use one [`State`] per session: call [`State::send`] for each outgoing message (put the bytes
 //! in the Signal message's `pq_ratchet` field, mix the key into the message keys) and
 //! [`State::recv`] with each incoming `pq_ratchet` field. Every failing call leaves the state as
-//! it was.
+//! it was. A caller that must check something else first (the Signal message's MAC) takes the
+//! field in with [`State::receive`] and commits it only then; [`State::keys_to_derive`] tells,
+//! without any work, what receiving a field would cost.
 //!
 //! ```
 //! use pacerelle_spqr::{ChainParams, Direction, Params, State, Version};
@@ -71,8 +73,10 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+pub use crate::persist::MAX_STATE_LEN;
+
 use crate::braid::Braid;
-use crate::chain::Chain;
+use crate::chain::{Chain, KeyStep};
 
 /// An SPQR protocol version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -121,6 +125,9 @@ pub struct ChainParams {
 
 impl ChainParams {
     const DEFAULT: ChainParams = ChainParams { max_jump: 25_000, max_ooo_keys: 2_000 };
+    /// The largest limits a state takes (upstream's defaults): they bound what one received
+    /// message may derive and what a stored state may hold, so larger ones are refused.
+    pub const MAX: ChainParams = ChainParams::DEFAULT;
 
     /// Zero means "the default", as in upstream's stored parameters.
     fn normalized(self) -> ChainParams {
@@ -231,6 +238,10 @@ pub enum Error {
     /// Parts of the state disagree with each other (corrupt state).
     #[error("inconsistent state")]
     InconsistentState,
+    /// Stored state bytes hold more than any state we write can (ours, not upstream's): the
+    /// named part is over its limit, so it is refused before anything is allocated for it.
+    #[error("stored state over its limit: {0}")]
+    StateTooLarge(&'static str),
 }
 
 /// The settings kept until the first message from the peer settles the version.
@@ -290,9 +301,92 @@ fn message_version(message: &[u8]) -> Option<Version> {
     }
 }
 
+/// The longest session secret a state takes (PQXDH gives 32 bytes).
+pub const MAX_AUTH_KEY_LEN: usize = 64;
+
+/// What receiving one message will change, once committed.
+enum Change {
+    /// Nothing: a version we do not know, or a state that is V0 for good.
+    Nothing,
+    /// The peer speaks V0 and we accept it: V0 for the rest of the session.
+    Downgrade,
+    /// A V1 message: the braid it leaves, and what happens to the chains.
+    V1 { braid: Box<Braid>, chain: ChainChange },
+}
+
+/// What a V1 message changes in the chains.
+enum ChainChange {
+    /// Nothing (a message without key on the chain we hold).
+    Keep,
+    /// One receiving key handed out.
+    Step(KeyStep),
+    /// A new chain: started from the negotiation, or with the epoch this message completed.
+    Replace(Chain),
+}
+
+/// A received message taken in by [`State::receive`] and not yet committed: its key is
+/// [`Received::key`], and [`Received::commit`] moves the state on. Dropping it leaves the
+/// state exactly as it was, so a caller can first check the message's MAC under the key.
+#[must_use = "the state only moves on when the received message is committed"]
+pub struct Received<'a> {
+    state: &'a mut State,
+    key: Option<Zeroizing<[u8; 32]>>,
+    change: Change,
+}
+
+impl fmt::Debug for Received<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Received").field("has_key", &self.key.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl Received<'_> {
+    /// The message's key, if it has one.
+    pub fn key(&self) -> Option<&[u8; 32]> {
+        self.key.as_deref()
+    }
+
+    /// Moves the state on and returns the message's key.
+    pub fn commit(self) -> Option<Zeroizing<[u8; 32]>> {
+        match self.change {
+            Change::Nothing => {}
+            Change::Downgrade => {
+                tracing::info!("spqr: peer speaks V0, negotiating down to V0 for the rest of the session");
+                self.state.v1 = None;
+            }
+            Change::V1 { braid, chain } => {
+                if let Some(v1) = self.state.v1.as_mut() {
+                    v1.braid = *braid;
+                    match chain {
+                        ChainChange::Keep => {}
+                        ChainChange::Step(step) => {
+                            if let Some(current) = v1.chain.as_mut() {
+                                current.apply(step);
+                            }
+                        }
+                        ChainChange::Replace(new) => v1.chain = Some(new),
+                    }
+                    // Any V1 message from the peer settles the version.
+                    v1.negotiation = None;
+                }
+            }
+        }
+        self.key
+    }
+}
+
 impl State {
     /// A new session state. With `version` V0, SPQR is off for good.
     pub fn new(params: Params<'_>) -> Result<State, Error> {
+        let chain_params = params.chain_params.normalized();
+        if chain_params.max_jump > ChainParams::MAX.max_jump
+            || chain_params.max_ooo_keys > ChainParams::MAX.max_ooo_keys
+        {
+            return Err(Error::InvalidParams("chain limits above ChainParams::MAX"));
+        }
+        if params.auth_key.len() > MAX_AUTH_KEY_LEN {
+            return Err(Error::InvalidParams("auth key longer than 64 bytes"));
+        }
         tracing::debug!(version = ?params.version, direction = ?params.direction, "spqr: new state");
         match params.version {
             Version::V0 => Ok(State { v1: None }),
@@ -305,7 +399,7 @@ impl State {
                     auth_key: Zeroizing::new(params.auth_key.to_vec()),
                     direction: params.direction,
                     min_version: params.min_version,
-                    chain_params: params.chain_params.normalized(),
+                    chain_params,
                 };
                 Ok(State { v1: Some(V1State { braid, negotiation: Some(negotiation), chain: None }) })
             }
@@ -351,14 +445,18 @@ impl State {
     /// Processes a received `pq_ratchet` field (possibly empty: a V0 peer) and returns that
     /// message's key.
     pub fn recv(&mut self, message: &[u8]) -> Result<Option<Zeroizing<[u8; 32]>>, Error> {
-        let Some(theirs) = message_version(message) else {
-            // Newer than anything we speak: ignore it and keep speaking our version.
-            return Ok(None);
-        };
-        let Some(current) = &self.v1 else {
-            // V0 for good: nothing to do, whatever the peer sends.
-            return Ok(None);
-        };
+        Ok(self.receive(message)?.commit())
+    }
+
+    /// Takes in a received `pq_ratchet` field without moving the state on: the returned
+    /// [`Received`] holds the message's key, and the state changes only if it is committed.
+    /// Only a braid copy is made, never a copy of the chains' stored keys.
+    pub fn receive(&mut self, message: &[u8]) -> Result<Received<'_>, Error> {
+        let nothing = |state| Ok(Received { state, key: None, change: Change::Nothing });
+        // Newer than anything we speak: ignore it and keep speaking our version.
+        let Some(theirs) = message_version(message) else { return nothing(self) };
+        // V0 for good: nothing to do, whatever the peer sends.
+        let Some(current) = &self.v1 else { return nothing(self) };
         if theirs < Version::V1 {
             let Some(negotiation) = &current.negotiation else {
                 return Err(Error::VersionMismatch);
@@ -366,28 +464,62 @@ impl State {
             if theirs < negotiation.min_version {
                 return Err(Error::MinimumVersion);
             }
-            tracing::info!("spqr: peer speaks V0, negotiating down to V0 for the rest of the session");
-            self.v1 = None;
-            return Ok(None);
+            return Ok(Received { state: self, key: None, change: Change::Downgrade });
         }
         let msg = wire::Message::decode(message)?;
-        let mut next = current.clone();
-        let secret = next.braid.recv(msg.epoch, &msg.payload)?;
-        let mut chain = match next.chain.take() {
-            Some(chain) => chain,
-            None => next.negotiation.as_ref().ok_or(Error::ChainNotAvailable)?.chain(),
-        };
-        if let Some(s) = &secret {
-            chain.add_epoch(s.epoch, s.secret.as_slice())?;
-        }
+        let mut braid = Box::new(current.braid.clone());
+        let secret = braid.recv(msg.epoch, &msg.payload)?;
         // Decoding guarantees epoch >= 1.
         let key_epoch = msg.epoch.checked_sub(1).ok_or(Error::MsgDecode)?;
-        let key = if key_epoch == 0 && msg.index == 0 { None } else { Some(chain.recv_key(key_epoch, msg.index)?) };
-        next.chain = Some(chain);
-        // Any V1 message from the peer settles the version.
-        next.negotiation = None;
-        self.v1 = Some(next);
-        Ok(key)
+        let keyless = key_epoch == 0 && msg.index == 0;
+        let (key, chain) = match (&current.chain, &secret) {
+            (Some(chain), None) if keyless => (None, ChainChange::Keep),
+            (Some(chain), None) => {
+                let (key, step) = chain.prepare_recv_key(key_epoch, msg.index)?;
+                (Some(key), ChainChange::Step(step))
+            }
+            // A new epoch or a first chain: rare, so the chain is copied whole.
+            (chain, secret) => {
+                let mut chain = match chain {
+                    Some(chain) => chain.clone(),
+                    None => current.negotiation.as_ref().ok_or(Error::ChainNotAvailable)?.chain(),
+                };
+                if let Some(s) = secret {
+                    chain.add_epoch(s.epoch, s.secret.as_slice())?;
+                }
+                let key = if keyless { None } else { Some(chain.recv_key(key_epoch, msg.index)?) };
+                (key, ChainChange::Replace(chain))
+            }
+        };
+        Ok(Received { state: self, key, change: Change::V1 { braid, chain } })
+    }
+
+    /// Whether `message` is a well-formed version-1 message naming no key (epoch 1, key 0):
+    /// what a sender that accepts peers without SPQR sends until it has heard from its peer.
+    pub fn is_keyless(message: &[u8]) -> bool {
+        message_version(message) == Some(Version::V1)
+            && wire::Message::decode(message).is_ok_and(|msg| msg.epoch == 1 && msg.index == 0)
+    }
+
+    /// How many chain keys [`State::recv`] would derive for `message`, found without deriving
+    /// any: lets a caller refuse a message whose work it will not pay for. 0 when it derives
+    /// none (no key, a key already at hand, or a message refused before any derivation).
+    pub fn keys_to_derive(&self, message: &[u8]) -> u32 {
+        let Some(v1) = &self.v1 else { return 0 };
+        if message_version(message) != Some(Version::V1) {
+            return 0;
+        }
+        let Ok(msg) = wire::Message::decode(message) else { return 0 };
+        let Some(key_epoch) = msg.epoch.checked_sub(1) else { return 0 };
+        if key_epoch == 0 && msg.index == 0 {
+            return 0;
+        }
+        match &v1.chain {
+            Some(chain) => chain.steps_to(key_epoch, msg.index),
+            // The chain the negotiation starts holds epoch 0, and the message may add epoch 1.
+            None if key_epoch <= 1 => msg.index,
+            None => 0,
+        }
     }
 
     /// Where version negotiation stands.
@@ -469,6 +601,80 @@ mod tests {
         assert!(s.message.is_empty() && s.key.is_none());
         assert_eq!(a.recv(&[1, 1, 1, 0]).unwrap(), None);
         assert_eq!(a.version(), CurrentVersion::NegotiationComplete(Version::V0));
+    }
+
+    /// Keys the receiving chains have derived so far (a received message only ever adds to it).
+    fn received_keys(state: &State) -> u64 {
+        let chain = state.v1.as_ref().and_then(|v1| v1.chain.as_ref());
+        chain.map_or(0, |chain| chain.links.iter().map(|link| u64::from(link.recv.ctr)).sum())
+    }
+
+    /// Random bursts, losses and reordering: `keys_to_derive` is exactly the work `recv` does,
+    /// an uncommitted `receive` changes nothing, and no state ever holds more than four epochs'
+    /// chains (the decoder allows `persist::MAX_LINKS`).
+    #[test]
+    fn keys_to_derive_is_exact_and_receive_commits_only_when_asked() {
+        use rand::RngExt as _;
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut parties = [
+            State::new(params(Direction::A2B, Version::V1, Version::V1)).unwrap(),
+            State::new(params(Direction::B2A, Version::V1, Version::V1)).unwrap(),
+        ];
+        let mut in_flight: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
+        let mut most_links = 0;
+        for _ in 0..1_000 {
+            let from = rng.random_range(0..2usize);
+            for _ in 0..rng.random_range(1..6) {
+                let sent = parties[from].send(&mut rng).unwrap();
+                if rng.random_bool(0.9) {
+                    in_flight[1 - from].push(sent.message);
+                }
+            }
+            let to = 1 - from;
+            while !in_flight[to].is_empty() && rng.random_bool(0.7) {
+                let pick = rng.random_range(0..in_flight[to].len().min(4));
+                let message = in_flight[to].remove(pick);
+                let state = &mut parties[to];
+                let (before, keys) = (state.to_bytes(), state.keys_to_derive(&message));
+                let derived = received_keys(state);
+                let uncommitted = state.receive(&message).unwrap();
+                drop(uncommitted);
+                assert_eq!(state.to_bytes(), before, "an uncommitted message changed the state");
+                state.recv(&message).unwrap();
+                assert_eq!(received_keys(state) - derived, u64::from(keys));
+                let links = state.v1.as_ref().and_then(|v1| v1.chain.as_ref()).map_or(0, |chain| chain.links.len());
+                most_links = most_links.max(links);
+            }
+        }
+        assert!(parties[0].epoch() >= 3, "epochs advanced: {}", parties[0].epoch());
+        assert!((2..=4).contains(&most_links), "{most_links} links");
+    }
+
+    #[test]
+    fn keyless_messages_are_the_first_of_a_sender_that_accepts_v0() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut a = State::new(params(Direction::A2B, Version::V1, Version::V0)).unwrap();
+        let mut b = State::new(params(Direction::B2A, Version::V1, Version::V0)).unwrap();
+        let first = a.send(&mut rng).unwrap();
+        assert!(first.key.is_none() && State::is_keyless(&first.message));
+        assert_eq!(b.recv(&first.message).unwrap(), None);
+        let reply = b.send(&mut rng).unwrap();
+        assert!(reply.key.is_some() && !State::is_keyless(&reply.message));
+        a.recv(&reply.message).unwrap();
+        assert!(!State::is_keyless(&a.send(&mut rng).unwrap().message), "keyed once it has heard back");
+        assert!(!State::is_keyless(&[]) && !State::is_keyless(&[1, 1]) && !State::is_keyless(&[2, 1, 0, 0]));
+    }
+
+    #[test]
+    fn limits_above_the_maximum_are_refused() {
+        let mut p = params(Direction::A2B, Version::V1, Version::V1);
+        p.chain_params = ChainParams { max_jump: ChainParams::MAX.max_jump + 1, max_ooo_keys: 1 };
+        assert!(matches!(State::new(p), Err(Error::InvalidParams(_))));
+        p.chain_params = ChainParams { max_jump: 1, max_ooo_keys: ChainParams::MAX.max_ooo_keys + 1 };
+        assert!(matches!(State::new(p), Err(Error::InvalidParams(_))));
+        let long_key = [1u8; MAX_AUTH_KEY_LEN + 1];
+        let p = Params { auth_key: &long_key, ..params(Direction::A2B, Version::V1, Version::V1) };
+        assert!(matches!(State::new(p), Err(Error::InvalidParams(_))));
     }
 
     #[test]

@@ -21,6 +21,16 @@ use crate::{ChainParams, Direction, Error, Negotiation, State, V1State, Version}
 /// The first byte of every state we write; bump it when the layout changes incompatibly.
 const FORMAT_V1: u8 = 1;
 
+/// The most epochs' chains a state holds. Sending drops the links older than the one before
+/// the send epoch, and no epoch completes without our sending, so a state never holds more
+/// than three or four; twice that leaves room and still bounds a hostile state.
+pub(crate) const MAX_LINKS: usize = 8;
+
+/// The longest state bytes accepted: [`MAX_LINKS`] receiving chains full of skipped keys
+/// (36 bytes each, at most [`ChainParams::MAX`]'s `max_ooo_keys`) plus the braid's few
+/// kilobytes, rounded up.
+pub const MAX_STATE_LEN: usize = 1 << 20;
+
 #[derive(Clone, PartialEq, prost::Message, Zeroize)]
 struct StatePb {
     /// True for a version 1 session; the remaining fields are then meaningful.
@@ -297,6 +307,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<State, Error> {
     if format != FORMAT_V1 {
         return Err(Error::StateDecode);
     }
+    if bytes.len() > MAX_STATE_LEN {
+        return Err(Error::StateTooLarge("state bytes"));
+    }
     let mut pb = StatePb::decode(body).map_err(|_| Error::StateDecode)?;
     let result = state_from(&pb);
     pb.zeroize();
@@ -319,23 +332,34 @@ fn state_from(pb: &StatePb) -> Result<State, Error> {
     Ok(State { v1: Some(V1State { braid, negotiation, chain }) })
 }
 
-fn params_from(max_jump: u32, max_ooo_keys: u32) -> ChainParams {
-    ChainParams { max_jump, max_ooo_keys }.normalized()
+fn params_from(max_jump: u32, max_ooo_keys: u32) -> Result<ChainParams, Error> {
+    let params = ChainParams { max_jump, max_ooo_keys }.normalized();
+    // The limits bound a message's work and the keys kept: a stored state may not raise them.
+    if params.max_jump > ChainParams::MAX.max_jump || params.max_ooo_keys > ChainParams::MAX.max_ooo_keys {
+        return Err(Error::StateTooLarge("chain parameters"));
+    }
+    Ok(params)
 }
 
 fn negotiation_from(pb: &NegotiationPb) -> Result<Negotiation, Error> {
+    if pb.auth_key.len() > crate::MAX_AUTH_KEY_LEN {
+        return Err(Error::StateTooLarge("auth key"));
+    }
     Ok(Negotiation {
         auth_key: Zeroizing::new(pb.auth_key.clone()),
         direction: direction_from(pb.direction)?,
         min_version: Version::from_number(u64::from(pb.min_version)).ok_or(Error::StateDecode)?,
-        chain_params: params_from(pb.max_jump, pb.max_ooo_keys),
+        chain_params: params_from(pb.max_jump, pb.max_ooo_keys)?,
     })
 }
 
 fn half_from(pb: &HalfChainPb, params: &ChainParams) -> Result<HalfChain, Error> {
     let next = if pb.next.is_empty() { None } else { Some(key_from(&pb.next)?) };
-    if !pb.skipped.len().is_multiple_of(36) || pb.skipped.len() / 36 > params.max_ooo_keys as usize {
+    if !pb.skipped.len().is_multiple_of(36) {
         return Err(Error::StateDecode);
+    }
+    if pb.skipped.len() / 36 > params.max_ooo_keys as usize {
+        return Err(Error::StateTooLarge("skipped keys"));
     }
     let mut skipped = BTreeMap::new();
     for entry in pb.skipped.chunks_exact(36) {
@@ -349,7 +373,10 @@ fn half_from(pb: &HalfChainPb, params: &ChainParams) -> Result<HalfChain, Error>
 }
 
 fn chain_from(pb: &ChainPb) -> Result<Chain, Error> {
-    let params = params_from(pb.max_jump, pb.max_ooo_keys);
+    let params = params_from(pb.max_jump, pb.max_ooo_keys)?;
+    if pb.links.len() > MAX_LINKS {
+        return Err(Error::StateTooLarge("chain links"));
+    }
     let links = pb
         .links
         .iter()
@@ -457,6 +484,67 @@ mod tests {
         assert_eq!(&bytes[..], &[FORMAT_V1]);
         assert!(State::from_bytes(&bytes).unwrap().v1.is_none());
         assert_eq!(State::from_bytes(&[9]).unwrap_err(), Error::StateDecode);
+    }
+
+    /// A state pb of a V1 state that has received (so it has a chain).
+    fn chained_pb() -> StatePb {
+        let mut rng = StdRng::seed_from_u64(4);
+        let p = |direction| Params {
+            direction,
+            version: Version::V1,
+            min_version: Version::V1,
+            auth_key: b"k",
+            chain_params: ChainParams::default(),
+        };
+        let (mut a, mut b) = (State::new(p(Direction::A2B)).unwrap(), State::new(p(Direction::B2A)).unwrap());
+        b.recv(&a.send(&mut rng).unwrap().message).unwrap();
+        a.recv(&b.send(&mut rng).unwrap().message).unwrap();
+        let bytes = a.to_bytes();
+        StatePb::decode(&bytes[1..]).unwrap()
+    }
+
+    fn decode_pb(pb: &StatePb) -> Result<State, Error> {
+        let mut bytes = vec![FORMAT_V1];
+        pb.encode(&mut bytes).unwrap();
+        decode(&bytes)
+    }
+
+    #[test]
+    fn states_over_the_limits_are_refused() {
+        assert!(decode_pb(&chained_pb()).is_ok());
+        let mut too_long = vec![FORMAT_V1];
+        too_long.resize(MAX_STATE_LEN + 1, 0);
+        assert_eq!(decode(&too_long).unwrap_err(), Error::StateTooLarge("state bytes"));
+
+        let mut pb = chained_pb();
+        let chain = pb.chain.as_mut().unwrap();
+        chain.current_epoch = 100;
+        chain.send_epoch = 0;
+        let link = chain.links[0].clone();
+        chain.links = vec![link.clone(); MAX_LINKS];
+        assert!(decode_pb(&pb).is_ok(), "as many links as allowed");
+        pb.chain.as_mut().unwrap().links.push(link);
+        assert_eq!(decode_pb(&pb).unwrap_err(), Error::StateTooLarge("chain links"));
+
+        let mut pb = chained_pb();
+        pb.chain.as_mut().unwrap().max_jump = ChainParams::MAX.max_jump + 1;
+        assert_eq!(decode_pb(&pb).unwrap_err(), Error::StateTooLarge("chain parameters"));
+        let mut pb = chained_pb();
+        pb.chain.as_mut().unwrap().max_ooo_keys = ChainParams::MAX.max_ooo_keys + 1;
+        assert_eq!(decode_pb(&pb).unwrap_err(), Error::StateTooLarge("chain parameters"));
+
+        // More skipped keys than the chain keeps (its own limit, here 3).
+        let mut pb = chained_pb();
+        let chain = pb.chain.as_mut().unwrap();
+        chain.max_ooo_keys = 3;
+        let recv = chain.links[0].recv.as_mut().unwrap();
+        recv.ctr = 10;
+        recv.skipped = (1..=4u32).flat_map(|index| index.to_be_bytes().into_iter().chain([7u8; 32])).collect();
+        assert_eq!(decode_pb(&pb).unwrap_err(), Error::StateTooLarge("skipped keys"));
+
+        let mut pb = chained_pb();
+        pb.negotiation = Some(NegotiationPb { auth_key: vec![1; crate::MAX_AUTH_KEY_LEN + 1], ..Default::default() });
+        assert_eq!(decode_pb(&pb).unwrap_err(), Error::StateTooLarge("auth key"));
     }
 
     /// Round trips through every phase, and garbage or truncated states never panic.

@@ -251,3 +251,90 @@ fn tampering_fails_without_breaking_the_session() {
     let stats = converse(&mut ends, 100, 4, 50, rng);
     assert_eq!(stats.delivered, 100);
 }
+
+/// The post-quantum fields of a downgrade, by name: absent, present but empty, version 0, a
+/// version nobody speaks yet, and version 1 naming no key (epoch 1, key 0).
+const DOWNGRADES: [(&str, Option<&[u8]>); 5] = [
+    ("absent", None),
+    ("empty", Some(&[])),
+    ("version 0", Some(&[0, 1, 1, 0])),
+    ("version 2", Some(&[2, 1, 1, 0])),
+    ("version 1 without key", Some(&[1, 1, 0, 0])),
+];
+
+/// A message from the native `peer`'s current session with `remote` carrying `field` as its
+/// post-quantum field and no SPQR key in its keys: sealed with the classical keys alone, as a
+/// peer without SPQR (or one forging a downgrade with those keys) would. The native session
+/// does not move on.
+fn without_spqr(peer: &NativePeer, remote: &str, field: Option<&[u8]>) -> Vec<u8> {
+    let record = peer.account.session(remote).expect("a session");
+    record.current().expect("a current session").clone().encrypt_without_spqr(b"downgraded", field)
+}
+
+/// A native party and a runtime store with a session in which the runtime receives from the
+/// native side next: the runtime as responder before its first message (`negotiated` false),
+/// or after SPQR version 1 is negotiated on both sides, as responder or as initiator. Returns
+/// the native party, the runtime store and the name each knows the other by.
+fn runtime_receiving(
+    negotiated: bool,
+    runtime_initiates: bool,
+    rng: &mut rand::rngs::StdRng,
+) -> (NativePeer, RuntimeStore, &'static str, &'static str) {
+    let mut native = NativePeer::new(PqPolicy::RequireSpqr.factory(), rng);
+    if runtime_initiates {
+        let bundle = native.publish_for_runtime(2, rng);
+        let mut store = runtime().new_store(RUNTIME_NAME).unwrap();
+        store.process_prekey_bundle(NATIVE_NAME, &bundle).unwrap();
+        let first = store.encrypt(NATIVE_NAME, b"hello").unwrap();
+        native.account.decrypt(&[RUNTIME_NAME], &first, rng).unwrap();
+        let (reply, _) = native.account.encrypt(RUNTIME_NAME, b"hi", rng).unwrap();
+        store.decrypt(NATIVE_NAME, &reply).unwrap();
+        let more = store.encrypt(NATIVE_NAME, b"more").unwrap();
+        native.account.decrypt(&[RUNTIME_NAME], &more, rng).unwrap();
+        return (native, store, RUNTIME_NAME, NATIVE_NAME);
+    }
+    let mut store = runtime().new_store(NATIVE_NAME).unwrap();
+    let bundle = store.generate_prekey_bundle(3, 4, 4).unwrap();
+    native.account.start_session(RUNTIME_NAME, &peer_bundle(&bundle), rng).unwrap();
+    if negotiated {
+        let (framed, _) = native.account.encrypt(RUNTIME_NAME, b"hello", rng).unwrap();
+        store.decrypt(RUNTIME_NAME, &framed).unwrap();
+        let reply = store.encrypt(RUNTIME_NAME, b"hi").unwrap();
+        native.account.decrypt(&[RUNTIME_NAME], &reply, rng).unwrap();
+    }
+    (native, store, RUNTIME_NAME, RUNTIME_NAME)
+}
+
+/// Issue 9, no SPQR downgrade, checked against the runtime. Messages whose SPQR field gives no
+/// key, sealed with the session's classical keys alone (no SPQR key mixed in), sent to the
+/// runtime as responder to a first message, and after negotiation as responder and initiator.
+/// The runtime refuses an absent, empty or version-0 field (`-2`) and its session goes on; but a
+/// field naming a version it does not know (2), or version 1 with no key (epoch 1, key 0), gives
+/// no key there either (as in spqr 1.5.1), and the message is accepted without any SPQR key: a
+/// downgrade the native side refuses (`PqError::Downgrade`, and `KeylessOrdinaryMessage` in an
+/// ordinary message; see `core/src/e2ee/tests.rs`).
+#[test]
+fn the_runtime_refuses_fields_below_version_1_but_reads_fields_without_a_key() {
+    let rng = &mut rand::rngs::StdRng::seed_from_u64(44);
+    for (negotiated, runtime_initiates) in [(false, false), (true, false), (true, true)] {
+        for (name, field) in DOWNGRADES {
+            let (mut native, mut store, native_names_runtime, runtime_names_native) =
+                runtime_receiving(negotiated, runtime_initiates, rng);
+            let role = format!("negotiated {negotiated}, runtime initiated {runtime_initiates}, field {name}");
+            let framed = without_spqr(&native, native_names_runtime, field);
+            let outcome = store.decrypt(runtime_names_native, &framed);
+            let (genuine, _) = native.account.encrypt(native_names_runtime, b"genuine", rng).unwrap();
+            let (next, _) = native.account.encrypt(native_names_runtime, b"next", rng).unwrap();
+            if name == "version 2" || name == "version 1 without key" {
+                assert_eq!(outcome.expect("read without SPQR").as_slice(), b"downgraded", "{role}");
+                // The genuine message of the same counter is then a replay to the runtime.
+                assert!(matches!(store.decrypt(runtime_names_native, &genuine), Err(RuntimeError::Protocol)), "{role}");
+            } else {
+                assert!(matches!(outcome, Err(RuntimeError::Protocol)), "{role}: {outcome:?}");
+                let opened = store.decrypt(runtime_names_native, &genuine).expect("the session goes on");
+                assert_eq!(opened.as_slice(), b"genuine", "{role}");
+            }
+            assert_eq!(store.decrypt(runtime_names_native, &next).unwrap().as_slice(), b"next", "{role}");
+        }
+    }
+}

@@ -60,6 +60,22 @@ impl ChainKey {
     pub fn next(&self) -> ChainKey {
         ChainKey { key: Zeroizing::new(hmac_sha256(self.key.as_ref(), &[0x02])), index: self.index.saturating_add(1) }
     }
+
+    /// [`Self::message_seed`] and [`Self::next`] at once, from one keyed HMAC state: a
+    /// quarter less hashing for a message that skips keys, which does this once per key.
+    pub fn step(&self) -> (Secret32, ChainKey) {
+        let keyed =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(self.key.as_ref()).expect("HMAC takes keys of any length");
+        let mut seed = keyed.clone();
+        seed.update(&[0x01]);
+        let mut next = keyed;
+        next.update(&[0x02]);
+        let seed = Zeroizing::new(seed.finalize().into_bytes().into());
+        (
+            seed,
+            ChainKey { key: Zeroizing::new(next.finalize().into_bytes().into()), index: self.index.saturating_add(1) },
+        )
+    }
 }
 
 /// One root-key step: mixes `ours × theirs` into the root key, giving the next root key and a
@@ -141,6 +157,12 @@ mod tests {
         assert_eq!(next.index(), 1);
         assert_ne!(*chain.message_seed(), *next.message_seed());
         assert_ne!(*chain.message_seed(), *next.key, "the seed and the next chain key are separated");
+        let (stepped_seed, stepped_next) = chain.step();
+        assert_eq!(
+            (*stepped_seed, stepped_next.clone()),
+            (*chain.message_seed(), next.clone()),
+            "step is both at once"
+        );
         let seed = chain.message_seed();
         let plain = MessageKeys::derive(&seed, None);
         let mixed = MessageKeys::derive(&seed, Some(&[1; 32]));

@@ -26,9 +26,11 @@ pub const FRAME_PREKEY: u8 = 0x01;
 pub const FRAME_WHISPER: u8 = 0x02;
 /// The length of an ordinary message's MAC.
 pub const MAC_LEN: usize = 8;
-/// The largest framed ciphertext accepted: far above any chat payload the relay carries, small
-/// enough that hostile input cannot make decoding allocate without bound.
-pub const MAX_FRAMED_LEN: usize = 1 << 20;
+/// The largest framed ciphertext accepted (64 KiB, a message of some 65,000 characters): more
+/// than people type, and what keeps a frame's cost bounded, since every frame is MACed whole
+/// before it is refused (about 0.5 ms for 64 KiB without SHA instructions; see BENCHMARKS.md).
+/// Files travel as attachments, outside the message.
+pub const MAX_FRAMED_LEN: usize = 64 * 1024;
 
 /// Why bytes are not a valid message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,8 +159,22 @@ fn mac(
 
 impl SignalMessage {
     /// Serializes a new message and its MAC, keyed by `mac_key` and bound to both identities.
+    /// An empty post-quantum field is left out, as libsignal writes it.
     pub fn encode(
         parts: &SignalMessageParts<'_>,
+        mac_key: &[u8; 32],
+        sender_identity: &PublicKey,
+        receiver_identity: &PublicKey,
+    ) -> Vec<u8> {
+        let pq_ratchet = (!parts.pq_ratchet.is_empty()).then_some(parts.pq_ratchet);
+        Self::encode_with_field(parts, pq_ratchet, mac_key, sender_identity, receiver_identity)
+    }
+
+    /// [`Self::encode`] with the post-quantum field given explicitly: `None` leaves it out,
+    /// `Some` writes it even when empty (which libsignal never does; for tests of peers).
+    pub fn encode_with_field(
+        parts: &SignalMessageParts<'_>,
+        pq_ratchet: Option<&[u8]>,
         mac_key: &[u8; 32],
         sender_identity: &PublicKey,
         receiver_identity: &PublicKey,
@@ -168,7 +184,7 @@ impl SignalMessage {
             counter: Some(parts.counter),
             previous_counter: Some(parts.previous_counter),
             ciphertext: Some(parts.ciphertext.to_vec()),
-            pq_ratchet: (!parts.pq_ratchet.is_empty()).then(|| parts.pq_ratchet.to_vec()),
+            pq_ratchet: pq_ratchet.map(<[u8]>::to_vec),
             addresses: None,
         };
         let mut out = Vec::with_capacity(1 + proto.encoded_len() + MAC_LEN);
@@ -204,6 +220,11 @@ impl SignalMessage {
             authenticated: authenticated.to_vec(),
             mac,
         })
+    }
+
+    /// How many bytes the MAC covers (the work of checking it, besides the two identities).
+    pub fn authenticated_len(&self) -> usize {
+        self.authenticated.len()
     }
 
     /// Whether the MAC is right for `mac_key` and the two identities (constant time).

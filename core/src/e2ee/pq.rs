@@ -6,9 +6,21 @@
 //! accepted: by default it is not (the official runtime does the same), and a session that has
 //! negotiated version 1 never goes back. Version 0 (no SPQR) exists for tests and for peers a
 //! user explicitly allows.
+//!
+//! Where version 1 is required or negotiated, a message whose field is anything else (absent,
+//! empty, version 0, or a version we do not know) is refused with [`PqError::Downgrade`] before
+//! any work: such a message mixes no SPQR key into its keys, so accepting it would let anyone
+//! holding the classical keys alone forge messages. (SPQR itself, like upstream's, ignores a
+//! field of an unknown version and gives no key.) In an ordinary message, a version-1 field
+//! that names no key is refused too ([`PqError::KeylessOrdinaryMessage`]): only a session's
+//! first (PreKey) messages may legitimately carry one.
 
 use pacerelle_spqr as spqr;
 use zeroize::Zeroizing;
+
+/// The most chain keys one message's field may make SPQR derive: one per message it skips, as
+/// far as the Double Ratchet allows ([`super::ratchet::MAX_FORWARD_JUMP`]), plus its own.
+pub const MAX_PQ_KEYS_PER_MESSAGE: u32 = super::ratchet::MAX_FORWARD_JUMP + 1;
 
 /// Why the post-quantum ratchet refused a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,6 +28,71 @@ pub enum PqError {
     /// SPQR refused it (tampered chunk, replay, below the minimum version, ...).
     #[error(transparent)]
     Spqr(#[from] spqr::Error),
+    /// SPQR version 1 is required or was negotiated, and the message's field is not version 1.
+    #[error("SPQR downgrade refused: the message's SPQR field is {found}, but version 1 is {required}")]
+    Downgrade {
+        /// What the message carried.
+        found: PqField,
+        /// Why version 1 was required.
+        required: PqRequirement,
+    },
+    /// An ordinary message whose version-1 field names no key (epoch 1, key 0). Only the first,
+    /// PreKey, messages of a sender that accepts peers without SPQR carry one (it has a key for
+    /// every message once it has heard back, and it sends ordinary messages only then), so in an
+    /// ordinary message it can only be a downgrade: it would mix no SPQR key in.
+    #[error("SPQR downgrade refused: an ordinary message's SPQR field names no key")]
+    KeylessOrdinaryMessage,
+    /// The field names a key further ahead of its chain than the message may be.
+    #[error("the SPQR field needs {keys} chain keys derived, more than the {max} allowed")]
+    TooFarAhead {
+        /// How many keys it would derive.
+        keys: u32,
+        /// How many it may ([`MAX_PQ_KEYS_PER_MESSAGE`], or less for a new session's first).
+        max: u32,
+    },
+}
+
+/// What a message's `pq_ratchet` field holds, as far as versions go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PqField {
+    /// Nothing: the field is absent or empty (decoding reads both as an empty field).
+    Empty,
+    /// A field whose version byte is this (0, or a version we do not speak).
+    Version(u8),
+}
+
+impl PqField {
+    /// The field of `bytes`.
+    pub fn of(bytes: &[u8]) -> PqField {
+        bytes.first().map_or(PqField::Empty, |&version| PqField::Version(version))
+    }
+}
+
+impl std::fmt::Display for PqField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PqField::Empty => f.write_str("absent or empty"),
+            PqField::Version(version) => write!(f, "version {version}"),
+        }
+    }
+}
+
+/// Why a session requires SPQR version 1 of every message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PqRequirement {
+    /// Its policy ([`PqPolicy::RequireSpqr`]) accepts no peer without SPQR.
+    Policy,
+    /// The peer already spoke version 1 in this session.
+    Negotiated,
+}
+
+impl std::fmt::Display for PqRequirement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PqRequirement::Policy => "required by policy",
+            PqRequirement::Negotiated => "negotiated",
+        })
+    }
 }
 
 /// Which side of a session this party is: SPQR keys each direction apart.
@@ -61,6 +138,22 @@ impl PartialEq for PqRatchet {
 
 impl Eq for PqRatchet {}
 
+/// A received field taken in but not committed: see [`PqRatchet::receive`].
+#[must_use = "the ratchet only moves on when the received field is committed"]
+pub struct PqReceived<'a>(spqr::Received<'a>);
+
+impl PqReceived<'_> {
+    /// The message's SPQR key, if any: the salt of its message keys.
+    pub fn key(&self) -> Option<&[u8; 32]> {
+        self.0.key()
+    }
+
+    /// Moves the ratchet on (once the message's MAC has verified).
+    pub fn commit(self) {
+        drop(self.0.commit());
+    }
+}
+
 /// What sending produced: the field's bytes and the key to mix, if any.
 pub struct PqSent {
     /// The `pq_ratchet` field.
@@ -83,7 +176,12 @@ impl PqRatchet {
             Role::Initiator => spqr::Direction::A2B,
             Role::Responder => spqr::Direction::B2A,
         };
-        let params = spqr::Params { direction, version, min_version, auth_key, chain_params: Default::default() };
+        // Our bounds rather than upstream's: no message derives more keys than this SDK allows.
+        let chain_params = spqr::ChainParams {
+            max_jump: MAX_PQ_KEYS_PER_MESSAGE,
+            max_ooo_keys: super::ratchet::MAX_SKIPPED_KEYS as u32,
+        };
+        let params = spqr::Params { direction, version, min_version, auth_key, chain_params };
         Ok(PqRatchet(spqr::State::new(params)?))
     }
 
@@ -108,11 +206,49 @@ impl PqRatchet {
         Ok(PqSent { message: sent.message, key: sent.key })
     }
 
-    /// Takes a received field; returns that message's key, if any. Run it on a copy of the
-    /// session and keep the copy only once the message's MAC has verified: SPQR chunks are
-    /// authenticated only as a whole, so a tampered chunk could otherwise spoil an epoch.
-    pub fn recv(&mut self, message: &[u8]) -> Result<Option<Zeroizing<[u8; 32]>>, PqError> {
-        Ok(self.0.recv(message)?)
+    /// Why this session requires version 1 of every message, if it does.
+    pub fn requirement(&self) -> Option<PqRequirement> {
+        match self.0.version() {
+            spqr::CurrentVersion::NegotiationComplete(spqr::Version::V1) => Some(PqRequirement::Negotiated),
+            spqr::CurrentVersion::StillNegotiating { min_version: spqr::Version::V1, .. } => {
+                Some(PqRequirement::Policy)
+            }
+            _ => None,
+        }
+    }
+
+    /// Checks a received field without any work: refuses a downgrade and a field that would
+    /// derive more than [`MAX_PQ_KEYS_PER_MESSAGE`] keys; returns how many it would derive.
+    pub fn check(&self, message: &[u8]) -> Result<u32, PqError> {
+        if let Some(required) = self.requirement()
+            && message.first() != Some(&1)
+        {
+            return Err(PqError::Downgrade { found: PqField::of(message), required });
+        }
+        let keys = self.0.keys_to_derive(message);
+        if keys > MAX_PQ_KEYS_PER_MESSAGE {
+            return Err(PqError::TooFarAhead { keys, max: MAX_PQ_KEYS_PER_MESSAGE });
+        }
+        Ok(keys)
+    }
+
+    /// [`Self::check`] for the field of an ordinary (not PreKey) message, which must name a key
+    /// whenever this session speaks SPQR version 1.
+    pub fn check_ordinary(&self, message: &[u8]) -> Result<u32, PqError> {
+        let keys = self.check(message)?;
+        let speaks_v1 = self.0.version() != spqr::CurrentVersion::NegotiationComplete(spqr::Version::V0);
+        if speaks_v1 && spqr::State::is_keyless(message) {
+            return Err(PqError::KeylessOrdinaryMessage);
+        }
+        Ok(keys)
+    }
+
+    /// Takes a received field in: the result holds that message's key, and the ratchet moves
+    /// on only when it is committed, which the caller does once the message's MAC has verified
+    /// (SPQR chunks are authenticated only as a whole, so a tampered chunk must not count).
+    pub fn receive(&mut self, message: &[u8]) -> Result<PqReceived<'_>, PqError> {
+        self.check(message)?;
+        Ok(PqReceived(self.0.receive(message)?))
     }
 
     /// Where version negotiation stands.

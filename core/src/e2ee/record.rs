@@ -2,20 +2,34 @@
 //!
 //! The format is ours (the official runtime's snapshots are opaque and not meant to be read).
 //! Every secret in it is wiped from memory once encoded or decoded, and decoding checks every
-//! length, so a corrupt row is a precise error and never a panic.
+//! length, so a corrupt row is a precise error and never a panic. A stored record is also held
+//! to what the code ever keeps (sessions, receiving chains, skipped keys, SPQR state): a corrupt
+//! or hostile row holding more is refused before it is turned into sessions, so it can neither
+//! allocate without bound nor make later messages cost more than their budget.
 
 use super::chain::ChainKey;
 use super::keys::{KeyPair, PublicKey};
 use super::kyber;
-use super::pq::PqRatchet;
-use super::ratchet::{PendingPreKey, ReceiverChain, SessionState};
-use super::session::SessionRecord;
+use super::pq::{PqError, PqRatchet};
+use super::ratchet::{MAX_RECEIVER_CHAINS, MAX_SKIPPED_KEYS, PendingPreKey, ReceiverChain, SessionState};
+use super::session::{MAX_PREVIOUS_SESSIONS, SessionRecord};
 use prost::Message as _;
 use std::collections::VecDeque;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// The record format's version.
 const FORMAT_VERSION: u32 = 1;
+
+/// The most bytes one stored session can take: its keys and identities, [`MAX_RECEIVER_CHAINS`]
+/// chains of [`MAX_SKIPPED_KEYS`] skipped keys (under 48 bytes each), a pending Kyber
+/// ciphertext and an SPQR state at its own cap.
+const MAX_SESSION_LEN: usize =
+    4 * 1024 + MAX_RECEIVER_CHAINS * (128 + MAX_SKIPPED_KEYS * 48) + pacerelle_spqr::MAX_STATE_LEN;
+
+/// The longest stored record read: a current session and [`MAX_PREVIOUS_SESSIONS`] previous
+/// ones, each at [`MAX_SESSION_LEN`]. Real records are far smaller; the structural caps
+/// checked after decoding are what keep a record's cost bounded.
+pub const MAX_RECORD_LEN: usize = (1 + MAX_PREVIOUS_SESSIONS) * MAX_SESSION_LEN;
 
 /// Why stored bytes are not a session record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +43,30 @@ pub enum RecordError {
     /// A field is missing or has the wrong length.
     #[error("the session record's `{0}` is invalid")]
     Field(&'static str),
+    /// Longer than [`MAX_RECORD_LEN`].
+    #[error("a session record of {0} bytes is longer than the {MAX_RECORD_LEN}-byte limit")]
+    TooLarge(usize),
+    /// It holds more of something than the code ever keeps.
+    #[error("the session record holds {count} {what}, more than the {max} kept")]
+    TooMany {
+        /// What there are too many of.
+        what: &'static str,
+        /// How many it holds.
+        count: usize,
+        /// How many are ever kept.
+        max: usize,
+    },
+    /// A session's SPQR state does not load (corrupt, or over SPQR's own limits).
+    #[error("the session record's SPQR state: {0}")]
+    PostQuantum(PqError),
+}
+
+/// Refuses `count` of `what` above `max`.
+fn at_most(what: &'static str, count: usize, max: usize) -> Result<(), RecordError> {
+    if count > max {
+        return Err(RecordError::TooMany { what, count, max });
+    }
+    Ok(())
 }
 
 #[derive(Clone, PartialEq, prost::Message, Zeroize, ZeroizeOnDrop)]
@@ -149,14 +187,22 @@ impl StateProto {
     }
 
     fn to_state(&self) -> Result<SessionState, RecordError> {
+        at_most("receiving chains", self.receivers.len(), MAX_RECEIVER_CHAINS)?;
         let receivers = self
             .receivers
             .iter()
             .map(|receiver| {
+                at_most("skipped keys in a chain", receiver.skipped.len(), MAX_SKIPPED_KEYS)?;
                 let skipped = receiver
                     .skipped
                     .iter()
-                    .map(|skipped| Ok((skipped.index, Zeroizing::new(secret(&skipped.seed, "skipped seed")?))))
+                    .map(|skipped| {
+                        // A key kept for a message the chain has not reached yet is never used.
+                        if skipped.index >= receiver.chain_index {
+                            return Err(RecordError::Field("skipped index"));
+                        }
+                        Ok((skipped.index, Zeroizing::new(secret(&skipped.seed, "skipped seed")?)))
+                    })
                     .collect::<Result<VecDeque<_>, RecordError>>()?;
                 Ok(ReceiverChain {
                     ratchet_key: public(&receiver.ratchet_key, "receiver ratchet key")?,
@@ -176,7 +222,7 @@ impl StateProto {
             sender_chain: ChainKey::new(secret(&self.sender_chain_key, "sender chain key")?, self.sender_chain_index),
             previous_counter: self.previous_counter,
             receivers,
-            pq: PqRatchet::from_bytes(&self.pq).map_err(|_| RecordError::Field("pq"))?,
+            pq: PqRatchet::from_bytes(&self.pq).map_err(RecordError::PostQuantum)?,
             pending_prekey: self
                 .pending
                 .as_ref()
@@ -211,13 +257,101 @@ impl SessionRecord {
 
     /// Reads [`Self::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, RecordError> {
+        if bytes.len() > MAX_RECORD_LEN {
+            return Err(RecordError::TooLarge(bytes.len()));
+        }
         let proto = RecordProto::decode(bytes).map_err(|_| RecordError::Decode)?;
         if proto.version != FORMAT_VERSION {
             return Err(RecordError::Version(proto.version));
         }
+        at_most("previous sessions", proto.previous.len(), MAX_PREVIOUS_SESSIONS)?;
         Ok(SessionRecord {
             current: proto.current.as_ref().map(StateProto::to_state).transpose()?,
             previous: proto.previous.iter().map(StateProto::to_state).collect::<Result<_, _>>()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::e2ee::tests::Party;
+    use rand::SeedableRng;
+
+    /// A record with one genuine session (the initiator's, after a reply: one receiving chain).
+    fn one_session() -> SessionRecord {
+        let rng = &mut rand::rngs::StdRng::seed_from_u64(40);
+        let (alice, bob) = (Party::new(rng, 1), Party::new(rng, 2));
+        let pq = PqRatchet::spqr_required;
+        let (mut alice_record, mut bob_record) = (SessionRecord::new(), SessionRecord::new());
+        alice_record.initiate(&alice.identity, &bob.bundle(rng, None), pq, rng).unwrap();
+        bob_record.decrypt(&alice_record.encrypt(b"hi", rng).unwrap(), &bob, pq, rng).unwrap();
+        alice_record.decrypt(&bob_record.encrypt(b"hi", rng).unwrap(), &alice, pq, rng).unwrap();
+        alice_record
+    }
+
+    fn reload(record: &SessionRecord) -> Result<SessionRecord, RecordError> {
+        SessionRecord::from_bytes(&record.to_bytes())
+    }
+
+    #[test]
+    fn records_holding_more_than_is_ever_kept_are_refused() {
+        let record = one_session();
+        let state = record.current().unwrap().clone();
+        assert_eq!(reload(&record).as_ref(), Ok(&record));
+
+        let mut sessions = record.clone();
+        sessions.previous = vec![state.clone(); MAX_PREVIOUS_SESSIONS];
+        assert_eq!(reload(&sessions).as_ref(), Ok(&sessions), "the most sessions kept load");
+        sessions.previous.push(state.clone());
+        let too_many = RecordError::TooMany {
+            what: "previous sessions",
+            count: MAX_PREVIOUS_SESSIONS + 1,
+            max: MAX_PREVIOUS_SESSIONS,
+        };
+        assert_eq!(reload(&sessions), Err(too_many));
+
+        let mut chains = state.clone();
+        chains.receivers = vec![state.receivers[0].clone(); MAX_RECEIVER_CHAINS + 1];
+        let record = SessionRecord { current: Some(chains), previous: Vec::new() };
+        let too_many =
+            RecordError::TooMany { what: "receiving chains", count: MAX_RECEIVER_CHAINS + 1, max: MAX_RECEIVER_CHAINS };
+        assert_eq!(reload(&record), Err(too_many));
+
+        let mut skipped = state.clone();
+        let receiver = &mut skipped.receivers[0];
+        receiver.chain.index = u32::MAX;
+        receiver.skipped = (0..MAX_SKIPPED_KEYS as u32).map(|index| (index, Zeroizing::new([5; 32]))).collect();
+        let mut record = SessionRecord { current: Some(skipped), previous: Vec::new() };
+        assert!(reload(&record).is_ok(), "the most skipped keys kept load");
+        let receiver = &mut record.current.as_mut().unwrap().receivers[0];
+        receiver.skipped.push_back((MAX_SKIPPED_KEYS as u32, Zeroizing::new([5; 32])));
+        let too_many = RecordError::TooMany {
+            what: "skipped keys in a chain",
+            count: MAX_SKIPPED_KEYS + 1,
+            max: MAX_SKIPPED_KEYS,
+        };
+        assert_eq!(reload(&record), Err(too_many));
+
+        // A key kept for a message its chain has not reached is never used: corrupt.
+        let mut ahead = state;
+        let index = ahead.receivers[0].chain.index;
+        ahead.receivers[0].skipped.push_back((index, Zeroizing::new([5; 32])));
+        let record = SessionRecord { current: Some(ahead), previous: Vec::new() };
+        assert_eq!(reload(&record), Err(RecordError::Field("skipped index")));
+    }
+
+    #[test]
+    fn oversized_records_and_spqr_states_are_refused_before_decoding() {
+        let too_long = vec![0u8; MAX_RECORD_LEN + 1];
+        assert_eq!(SessionRecord::from_bytes(&too_long), Err(RecordError::TooLarge(MAX_RECORD_LEN + 1)));
+
+        // A session whose SPQR state is over SPQR's own cap.
+        let record = one_session();
+        let mut proto = StateProto::from_state(record.current().unwrap());
+        proto.pq = vec![1; pacerelle_spqr::MAX_STATE_LEN + 1];
+        let bytes = RecordProto { version: FORMAT_VERSION, current: Some(proto), previous: Vec::new() }.encode_to_vec();
+        let expected = RecordError::PostQuantum(PqError::Spqr(pacerelle_spqr::Error::StateTooLarge("state bytes")));
+        assert_eq!(SessionRecord::from_bytes(&bytes), Err(expected));
     }
 }
