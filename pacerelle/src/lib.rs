@@ -61,6 +61,8 @@ pub use pacerelle_core::config::ClientConfig;
 pub use pacerelle_core::e2ee::pq::PqPolicy;
 pub use pacerelle_core::store::PeerId;
 pub use pacerelle_core::{AgentMessage, Attachment, WidgetResponse, WidgetUpdate, widget};
+/// The metrics every runtime reports (names, types, labels), through the `metrics` facade.
+pub use pacerelle_runtime_support::metrics;
 pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult, os_rng};
 
 /// Where an agent's state lives between runs: in SQLite (the `sqlite` feature, on by default:

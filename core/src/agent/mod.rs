@@ -820,7 +820,18 @@ impl Agent {
 
     fn handle_frame(&mut self, text: &str, now: Timestamp) -> Result<(), InputError> {
         match InboundFrame::parse(text) {
-            Ok(InboundFrame::Msg(msg)) => self.handle_msg(msg, now),
+            Ok(InboundFrame::Msg(msg)) => {
+                // Ids only: never the text, ciphertext or attachments' keys.
+                let span = tracing::info_span!(
+                    "message",
+                    id = %msg.id,
+                    conversation = %msg.conversation_id,
+                    from = %msg.from,
+                    encrypted = msg.encrypted
+                );
+                let _entered = span.enter();
+                self.handle_msg(msg, now)
+            }
             Ok(InboundFrame::IdentityChanged { peer_id }) => {
                 tracing::info!(peer = %peer_id, "the relay reports an identity change");
                 self.outputs.push_back(Output::Event(Event::IdentityChanged(IdentityChange::from_relay(peer_id))));

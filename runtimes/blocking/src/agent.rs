@@ -490,6 +490,7 @@ impl Client {
         match event {
             Event::Message(message) => {
                 let id = message.id.clone();
+                let _entered = support::state::handler_span(&message).entered();
                 let outcome = match self.message_handler.as_mut() {
                     Some(handler) => catch_unwind(AssertUnwindSafe(|| handler(message, &handle)))
                         .unwrap_or_else(|_| panicked("message")),

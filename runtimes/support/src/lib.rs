@@ -17,6 +17,7 @@
 pub mod driver;
 #[cfg(feature = "sqlite")]
 pub mod durable;
+pub mod metrics;
 pub mod state;
 
 use pacerelle_core::config::ConfigError;

@@ -28,14 +28,26 @@
 //! same message key; an acknowledgement of an unsaved acceptance loses the message. Stopping at
 //! the write leaves the store the truth: the restarted agent continues from it, and the relay
 //! replays what was not acknowledged.
+//!
+//! # Observability
+//! Every runtime reports through here, so they all report the same: the [`crate::metrics`]
+//! (messages handled, failed, retried, undeliverable; reconnects; store commit time) and a
+//! `connection` span (agent id and connection number) entered while the core handles what a
+//! connection brings, inside which the core opens a `message` span per message (ids only).
 
-use crate::{ClientError, HandlerResult, now};
+use crate::{ClientError, HandlerResult, metrics, now};
 use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, InputError, Output};
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::store::DynAgentStore;
 use pacerelle_core::wire::http::{HttpRequest, RequestId};
 use pacerelle_core::{Rng, Timestamp};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+/// How many failed message ids are remembered to count a retry
+/// ([`metrics::MESSAGES_RETRIED_TOTAL`]); past it, a retry goes uncounted rather than memory
+/// growing with messages that never come back.
+const MAX_FAILED_TRACKED: usize = 4096;
 
 /// An output of the core that the adapter carries out (store writes are already done).
 // Moved once from the core to a queue, like the core's own `Event`: boxing the large variant
@@ -83,6 +95,12 @@ pub struct AgentState {
     /// Set when a store write failed: from then on nothing runs.
     stopped: Option<StoreStopped>,
     waiters: HashMap<RequestId, Waiter>,
+    /// Connections asked for so far: each one after the first is a reconnect.
+    connects: u64,
+    /// The current connection's span, entered while the core runs.
+    connection: tracing::Span,
+    /// Messages whose handler failed and that have not come back yet.
+    failed: HashSet<String>,
 }
 
 impl std::fmt::Debug for AgentState {
@@ -103,7 +121,7 @@ impl AgentState {
         let agent_config = AgentConfig { agent_id: config.agent_id.clone(), e2ee: config.e2ee, ..agent_config };
         let snapshot = store.load().map_err(ClientError::Store)?;
         let agent = Agent::new(agent_config, rng, snapshot)?;
-        Ok(AgentState { agent, store, fatal: None, stopped: None, waiters: HashMap::new() })
+        Ok(AgentState::with_agent(agent, store))
     }
 
     /// Like [`AgentState::open`], with end-to-end encryption by `backend`.
@@ -118,7 +136,20 @@ impl AgentState {
         let agent_config = AgentConfig { agent_id: config.agent_id.clone(), ..agent_config };
         let snapshot = store.load().map_err(ClientError::Store)?;
         let agent = Agent::with_backend(agent_config, rng, snapshot, backend, created)?;
-        Ok(AgentState { agent, store, fatal: None, stopped: None, waiters: HashMap::new() })
+        Ok(AgentState::with_agent(agent, store))
+    }
+
+    fn with_agent(agent: Agent, store: Box<dyn DynAgentStore>) -> Self {
+        AgentState {
+            agent,
+            store,
+            fatal: None,
+            stopped: None,
+            waiters: HashMap::new(),
+            connects: 0,
+            connection: tracing::Span::none(),
+            failed: HashSet::new(),
+        }
     }
 
     /// The core, to read from.
@@ -142,6 +173,8 @@ impl AgentState {
         effects: impl FnMut(Effect),
     ) -> Result<T, ClientError> {
         self.check_running()?;
+        let span = self.connection.clone();
+        let _entered = span.enter();
         let result = command(&mut self.agent);
         self.drain(effects);
         self.check_running()?;
@@ -159,6 +192,8 @@ impl AgentState {
         effects: impl FnMut(Effect),
     ) -> Result<T, E> {
         self.check_running()?;
+        let span = self.connection.clone();
+        let _entered = span.enter();
         let result = command(&mut self.agent);
         if let Ok((request, _)) = &result {
             self.waiters.insert(*request, waiter);
@@ -192,13 +227,22 @@ impl AgentState {
     pub fn settle(&mut self, message_id: &str, outcome: HandlerResult, effects: impl FnMut(Effect)) {
         match outcome {
             Ok(()) => match self.run(|agent| agent.accept(message_id, now()), effects) {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => {
+                    self.failed.remove(message_id);
+                    metrics::message_handled();
+                }
                 Ok(Err(error)) => tracing::warn!(%error, "accept failed"),
                 Err(_) => {
                     tracing::warn!(message = %message_id, "store failed: message left unacknowledged, to come back on replay")
                 }
             },
-            Err(error) => tracing::warn!(message = %message_id, %error, "handler failed; message left unacknowledged"),
+            Err(error) => {
+                metrics::message_failed();
+                if self.failed.len() < MAX_FAILED_TRACKED {
+                    self.failed.insert(message_id.to_owned());
+                }
+                tracing::warn!(message = %message_id, %error, "handler failed; message left unacknowledged")
+            }
         }
     }
 
@@ -220,7 +264,10 @@ impl AgentState {
         while let Some(output) = self.agent.poll_output() {
             match output {
                 Output::Persist(changes) => {
-                    if let Err(error) = self.store.apply(&changes) {
+                    let started = Instant::now();
+                    let applied = self.store.apply(&changes);
+                    metrics::store_commit(started.elapsed());
+                    if let Err(error) = applied {
                         self.stop(error);
                         effects(Effect::Close);
                         return;
@@ -236,11 +283,33 @@ impl AgentState {
                     // The core closes next; `connect` returns why.
                     self.fatal = Some(ClientError::Publication { step, status, message: error });
                 }
+                Output::Event(Event::Message(message)) => {
+                    if self.failed.remove(&message.id) {
+                        metrics::message_retried();
+                    }
+                    effects(Effect::Event(Event::Message(message)));
+                }
+                Output::Event(Event::Undeliverable(report)) => {
+                    metrics::message_undeliverable(&report.reason);
+                    effects(Effect::Event(Event::Undeliverable(report)));
+                }
                 Output::Event(event) => match event.request().and_then(|request| self.waiters.remove(&request)) {
                     Some(waiter) => waiter(event),
                     None => effects(Effect::Event(event)),
                 },
-                Output::Connect => effects(Effect::Connect),
+                Output::Connect => {
+                    self.connects += 1;
+                    if self.connects > 1 {
+                        metrics::reconnect();
+                    }
+                    self.connection = tracing::info_span!(
+                        parent: None,
+                        "connection",
+                        agent = %self.agent.agent_id(),
+                        connection = self.connects
+                    );
+                    effects(Effect::Connect)
+                }
                 Output::WakeAt(at) => effects(Effect::WakeAt(at)),
                 Output::Close => effects(Effect::Close),
                 Output::Ping => effects(Effect::Ping),
@@ -299,6 +368,12 @@ pub fn log_identity_outcome(outcome: HandlerResult) {
     if let Err(error) = outcome {
         tracing::warn!(%error, "handler failed");
     }
+}
+
+/// The span a message's handler runs in (ids only, never the text): what the handler logs is
+/// tied to the message.
+pub fn handler_span(message: &pacerelle_core::AgentMessage) -> tracing::Span {
+    tracing::info_span!("handler", message = %message.id, conversation = %message.conversation_id, from = %message.from)
 }
 
 /// Logs a message acknowledged without being handed over, when the app set no handler for it.

@@ -8,7 +8,7 @@
 
 use super::{Control, Runtime, SocketEvent, socket_loop, write, written_out};
 use crate::state::{
-    AgentState, Effect, Waiter, downloaded, file_sent, log_identity_outcome, log_undeliverable, panicked,
+    AgentState, Effect, Waiter, downloaded, file_sent, handler_span, log_identity_outcome, log_undeliverable, panicked,
 };
 use crate::{ClientError, HandlerResult, HttpExecutor, now, os_rng};
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -31,6 +31,7 @@ use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use tracing::Instrument as _;
 use tungstenite::Message;
 
 type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
@@ -524,9 +525,11 @@ async fn run_handlers(mut events: UnboundedReceiver<Event>, handle: AgentHandle,
         match event {
             Event::Message(message) => {
                 let id = message.id.clone();
+                let span = handler_span(&message);
                 let outcome = match &handlers.message {
                     Some(handler) => AssertUnwindSafe(handler(message, handle.clone()))
                         .catch_unwind()
+                        .instrument(span)
                         .await
                         .unwrap_or_else(|_| panicked("message")),
                     None => Ok(()),
