@@ -83,6 +83,8 @@ pub struct AgentState {
     /// Set when a store write failed: from then on nothing runs.
     stopped: Option<StoreStopped>,
     waiters: HashMap<RequestId, Waiter>,
+    /// Whether a message arrived without a message handler (logged once).
+    warned_unhandled: bool,
 }
 
 impl std::fmt::Debug for AgentState {
@@ -103,7 +105,7 @@ impl AgentState {
         let agent_config = AgentConfig { agent_id: config.agent_id.clone(), e2ee: config.e2ee, ..agent_config };
         let snapshot = store.load().map_err(ClientError::Store)?;
         let agent = Agent::new(agent_config, rng, snapshot)?;
-        Ok(AgentState { agent, store, fatal: None, stopped: None, waiters: HashMap::new() })
+        Ok(AgentState { agent, store, fatal: None, stopped: None, waiters: HashMap::new(), warned_unhandled: false })
     }
 
     /// Like [`AgentState::open`], with end-to-end encryption by `backend`.
@@ -118,7 +120,7 @@ impl AgentState {
         let agent_config = AgentConfig { agent_id: config.agent_id.clone(), ..agent_config };
         let snapshot = store.load().map_err(ClientError::Store)?;
         let agent = Agent::with_backend(agent_config, rng, snapshot, backend, created)?;
-        Ok(AgentState { agent, store, fatal: None, stopped: None, waiters: HashMap::new() })
+        Ok(AgentState { agent, store, fatal: None, stopped: None, waiters: HashMap::new(), warned_unhandled: false })
     }
 
     /// The core, to read from.
@@ -188,7 +190,8 @@ impl AgentState {
     }
 
     /// Settles a message after its handler ran: accepts it (so that it is acknowledged) when
-    /// the handler succeeded, leaves it unacknowledged, to come back on replay, when it failed.
+    /// the handler succeeded; when it failed, reports that to the agent, which hands the message
+    /// out again after a backoff or, after its last attempt, reports it (left unacknowledged).
     pub fn settle(&mut self, message_id: &str, outcome: HandlerResult, effects: impl FnMut(Effect)) {
         match outcome {
             Ok(()) => match self.run(|agent| agent.accept(message_id, now()), effects) {
@@ -198,7 +201,22 @@ impl AgentState {
                     tracing::warn!(message = %message_id, "store failed: message left unacknowledged, to come back on replay")
                 }
             },
-            Err(error) => tracing::warn!(message = %message_id, %error, "handler failed; message left unacknowledged"),
+            Err(error) => {
+                tracing::warn!(message = %message_id, %error, "handler failed; message left unacknowledged");
+                let error = error.to_string();
+                if let Ok(Err(error)) = self.run(|agent| agent.handler_failed(message_id, &error, now()), effects) {
+                    tracing::warn!(%error, "handler failure not recorded");
+                }
+            }
+        }
+    }
+
+    /// A message arrived and no message handler is set: it stays pending at the relay (not
+    /// accepted, not acknowledged), as in the official SDK; said once.
+    pub fn leave_unhandled(&mut self, message_id: &str) {
+        if !self.warned_unhandled {
+            self.warned_unhandled = true;
+            tracing::warn!(message = %message_id, "no message handler set: messages are left pending at the relay");
         }
     }
 
@@ -299,6 +317,11 @@ pub fn log_identity_outcome(outcome: HandlerResult) {
     if let Err(error) = outcome {
         tracing::warn!(%error, "handler failed");
     }
+}
+
+/// Logs a message whose handler failed on every attempt (it stays pending at the relay).
+pub fn log_handler_gave_up(message_id: &str, attempts: u32, error: &str) {
+    tracing::warn!(message = %message_id, attempts, %error, "handler failed on every attempt; message left pending at the relay");
 }
 
 /// Logs a message acknowledged without being handed over, when the app set no handler for it.
