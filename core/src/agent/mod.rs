@@ -15,12 +15,14 @@
 mod digest;
 pub mod e2ee;
 mod files;
+mod handling;
 mod outgoing;
 mod publish;
 pub mod trust;
 
 pub use digest::message_digest;
 pub use files::{DownloadError, OutgoingFile, UploadError};
+pub use handling::HandlerRetry;
 pub use outgoing::OutgoingMessage;
 pub use publish::Step as PublicationStep;
 pub use trust::{ChangeSource, IdentityChange, SafetyNumber, TrustError, Undeliverable, UndeliverableReason};
@@ -94,6 +96,9 @@ pub struct AgentConfig {
     pub max_delivery_attempts: u32,
     /// Reconnect policy.
     pub backoff: Backoff,
+    /// How a message whose handler failed ([`Agent::handler_failed`]) is tried again on the
+    /// same connection, and when it is given up on ([`Event::HandlerGaveUp`]).
+    pub handler_retry: HandlerRetry,
     /// How the open socket is pinged and found dead (a half-open connection): by default a
     /// ping every 20 s, and dead 20 s after an unanswered one, as in the official SDK.
     pub keepalive: Keepalive,
@@ -114,6 +119,7 @@ impl AgentConfig {
             accept_plaintext: false,
             max_delivery_attempts: DEFAULT_MAX_DELIVERY_ATTEMPTS,
             backoff: Backoff::default(),
+            handler_retry: HandlerRetry::default(),
             keepalive: Keepalive::default(),
             receipt_retention: Duration::from_secs(7 * 24 * 3600),
             max_accepted_receipts: 10_000,
@@ -189,6 +195,16 @@ pub enum Event {
     /// A message was acknowledged without reaching the app: refused (plaintext to an encrypted
     /// agent, an untrusted identity) or unreadable after bounded deliveries.
     Undeliverable(Undeliverable),
+    /// A message's handler failed on every attempt ([`AgentConfig::handler_retry`]): it stays
+    /// unacknowledged, so the relay still holds it and delivers it again after a reconnection.
+    HandlerGaveUp {
+        /// The message's id.
+        message_id: String,
+        /// Handler calls made.
+        attempts: u32,
+        /// The last call's error, as the app reported it.
+        error: String,
+    },
     /// A file was uploaded and the message carrying it sent.
     FileSent {
         /// The call [`Agent::send_file`] returned.
@@ -427,6 +443,8 @@ pub struct Agent {
     consumed_one_time_prekeys: usize,
     next_request: u64,
     transfers: files::Transfers,
+    /// Messages with the app's handler or waiting to be tried again.
+    handling: handling::Handling,
 }
 
 impl std::fmt::Debug for Agent {
@@ -470,6 +488,7 @@ impl Agent {
             consumed_one_time_prekeys: 0,
             next_request: 0,
             transfers: Default::default(),
+            handling: Default::default(),
         })
     }
 
@@ -729,6 +748,10 @@ impl Agent {
                 if let Some(directive) = self.connection.timeout(now) {
                     self.push_directive(directive);
                 }
+                for message in self.handling.due(now) {
+                    tracing::debug!(message = %message.id, "handler retry due");
+                    self.outputs.push_back(Output::Event(Event::Message(message)));
+                }
                 self.refill_or_schedule(now);
                 self.schedule_keepalive();
                 Ok(())
@@ -800,9 +823,11 @@ impl Agent {
         }
     }
 
-    /// Asks for the keepalive's deadline unless the runtime's one deadline already comes first.
+    /// Asks for the earliest of the keepalive's deadline and the next handler retry, unless the
+    /// runtime's one deadline already comes first.
     fn schedule_keepalive(&mut self) {
-        let Some(deadline) = self.liveness.as_ref().map(Liveness::deadline) else { return };
+        let keepalive = self.liveness.as_ref().map(Liveness::deadline);
+        let Some(deadline) = earliest(keepalive, self.handling.next_retry()) else { return };
         if self.wake.is_none_or(|wake| wake > deadline) {
             self.wake = Some(deadline);
             self.outputs.push_back(Output::WakeAt(deadline));
@@ -814,6 +839,7 @@ impl Agent {
     /// earliest the agent has.
     fn wake_at(&mut self, at: Timestamp) {
         let at = self.liveness.as_ref().map_or(at, |liveness| at.min(liveness.deadline()));
+        let at = self.handling.next_retry().map_or(at, |retry| at.min(retry));
         self.wake = Some(at);
         self.outputs.push_back(Output::WakeAt(at));
     }
@@ -930,7 +956,11 @@ impl Agent {
             widget_update: parsed.widget_update,
             raw: msg.raw,
         };
-        self.outputs.push_back(Output::Event(Event::Message(message)));
+        if self.handling.hand_out(&message) {
+            self.outputs.push_back(Output::Event(Event::Message(message)));
+        } else {
+            tracing::debug!(message = %message.id, "replay of a message with the handler: not handed out twice");
+        }
         Ok(())
     }
 
@@ -1146,11 +1176,43 @@ impl Agent {
             Some(_) => return Ok(()),
             None => return Err(AcceptError::UnknownMessage { message_id: message_id.to_owned() }),
         };
+        self.handling.accepted(message_id);
         let accepted = Receipt { state: ReceiptState::Accepted { at: now }, ..receipt };
         let mut changes = StoreChanges { remove_receipts: self.expired_receipts(now), ..Default::default() };
         changes.put_receipts.push(accepted.clone());
         self.commit(changes);
         self.push_ack(&accepted.from, &accepted.message_id, &accepted.conversation_id);
+        Ok(())
+    }
+
+    /// Reports that a message's handler failed with `error` (the app's words, for the report):
+    /// the message stays unacknowledged and is handed out again ([`Event::Message`]) after
+    /// [`AgentConfig::handler_retry`]'s backoff, or, after its last attempt, reported with
+    /// [`Event::HandlerGaveUp`] and left to the relay, which delivers it again after a
+    /// reconnection.
+    ///
+    /// A message accepted meanwhile, or already waiting for its retry, is left alone.
+    pub fn handler_failed(&mut self, message_id: &str, error: &str, now: Timestamp) -> Result<(), AcceptError> {
+        match self.state.receipts.get(message_id) {
+            Some(Receipt { state: ReceiptState::Pending { .. }, .. }) => {}
+            Some(_) => return Ok(()),
+            None => return Err(AcceptError::UnknownMessage { message_id: message_id.to_owned() }),
+        }
+        match self.handling.failed(message_id, &self.config.handler_retry, now) {
+            handling::Failure::RetryAt(at) => {
+                tracing::debug!(message = %message_id, "handler failed; retrying");
+                if self.wake.is_none_or(|wake| wake > at) {
+                    self.wake_at(at);
+                }
+            }
+            handling::Failure::GaveUp(attempts) => {
+                tracing::debug!(message = %message_id, attempts, "handler failed on every attempt; left unacknowledged");
+                let message_id = message_id.to_owned();
+                let error = error.to_owned();
+                self.outputs.push_back(Output::Event(Event::HandlerGaveUp { message_id, attempts, error }));
+            }
+            handling::Failure::NotHandled => {}
+        }
         Ok(())
     }
 
@@ -1357,7 +1419,17 @@ impl Agent {
     }
 }
 
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_prekeys;
+#[cfg(test)]
+mod tests_retries;

@@ -108,7 +108,10 @@ fn accepted_replay_is_acknowledged_again_without_an_event() {
 fn pending_replay_hands_out_the_stored_text_without_decoding_again() {
     let mut agent = agent();
     receive(&mut agent, "m1", "hello", json!({}));
-    // The handler failed: no accept. The relay replays the message.
+    // The handler failed: no accept. The relay replays the message before the retry is due,
+    // and the replay stands for it.
+    agent.handler_failed("m1", "boom", at(20)).unwrap();
+    drain(&mut agent);
     agent.handle_input(at(30), Input::Frame(msg_frame("m1", "hello", json!({})))).unwrap();
     let outputs = drain(&mut agent);
     assert!(!outputs.iter().any(|o| matches!(o, Output::Persist(_))), "nothing new to persist: {outputs:?}");

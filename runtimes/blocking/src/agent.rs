@@ -490,13 +490,17 @@ impl Client {
         match event {
             Event::Message(message) => {
                 let id = message.id.clone();
-                let _entered = support::state::handler_span(&message).entered();
-                let outcome = match self.message_handler.as_mut() {
-                    Some(handler) => catch_unwind(AssertUnwindSafe(|| handler(message, &handle)))
-                        .unwrap_or_else(|_| panicked("message")),
-                    None => Ok(()),
+                let Some(handler) = self.message_handler.as_mut() else {
+                    handle.lock().state.leave_unhandled(&id);
+                    return;
                 };
+                let _entered = support::state::handler_span(&message).entered();
+                let outcome = catch_unwind(AssertUnwindSafe(|| handler(message, &handle)))
+                    .unwrap_or_else(|_| panicked("message"));
                 handle.lock().settle(&id, outcome);
+            }
+            Event::HandlerGaveUp { message_id, attempts, error } => {
+                support::state::log_handler_gave_up(&message_id, attempts, &error)
             }
             Event::IdentityChanged(change) => {
                 tracing::info!(peer = %change.peer, source = ?change.source, "peer identity changed");

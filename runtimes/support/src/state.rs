@@ -101,6 +101,8 @@ pub struct AgentState {
     connection: tracing::Span,
     /// Messages whose handler failed and that have not come back yet.
     failed: HashSet<String>,
+    /// Whether a message arrived without a message handler (logged once).
+    warned_unhandled: bool,
 }
 
 impl std::fmt::Debug for AgentState {
@@ -149,6 +151,7 @@ impl AgentState {
             connects: 0,
             connection: tracing::Span::none(),
             failed: HashSet::new(),
+            warned_unhandled: false,
         }
     }
 
@@ -223,7 +226,8 @@ impl AgentState {
     }
 
     /// Settles a message after its handler ran: accepts it (so that it is acknowledged) when
-    /// the handler succeeded, leaves it unacknowledged, to come back on replay, when it failed.
+    /// the handler succeeded; when it failed, reports that to the agent, which hands the message
+    /// out again after a backoff or, after its last attempt, reports it (left unacknowledged).
     pub fn settle(&mut self, message_id: &str, outcome: HandlerResult, effects: impl FnMut(Effect)) {
         match outcome {
             Ok(()) => match self.run(|agent| agent.accept(message_id, now()), effects) {
@@ -241,8 +245,21 @@ impl AgentState {
                 if self.failed.len() < MAX_FAILED_TRACKED {
                     self.failed.insert(message_id.to_owned());
                 }
-                tracing::warn!(message = %message_id, %error, "handler failed; message left unacknowledged")
+                tracing::warn!(message = %message_id, %error, "handler failed; message left unacknowledged");
+                let error = error.to_string();
+                if let Ok(Err(error)) = self.run(|agent| agent.handler_failed(message_id, &error, now()), effects) {
+                    tracing::warn!(%error, "handler failure not recorded");
+                }
             }
+        }
+    }
+
+    /// A message arrived and no message handler is set: it stays pending at the relay (not
+    /// accepted, not acknowledged), as in the official SDK; said once.
+    pub fn leave_unhandled(&mut self, message_id: &str) {
+        if !self.warned_unhandled {
+            self.warned_unhandled = true;
+            tracing::warn!(message = %message_id, "no message handler set: messages are left pending at the relay");
         }
     }
 
@@ -374,6 +391,11 @@ pub fn log_identity_outcome(outcome: HandlerResult) {
 /// tied to the message.
 pub fn handler_span(message: &pacerelle_core::AgentMessage) -> tracing::Span {
     tracing::info_span!("handler", message = %message.id, conversation = %message.conversation_id, from = %message.from)
+}
+
+/// Logs a message whose handler failed on every attempt (it stays pending at the relay).
+pub fn log_handler_gave_up(message_id: &str, attempts: u32, error: &str) {
+    tracing::warn!(message = %message_id, attempts, %error, "handler failed on every attempt; message left pending at the relay");
 }
 
 /// Logs a message acknowledged without being handed over, when the app set no handler for it.

@@ -525,16 +525,20 @@ async fn run_handlers(mut events: UnboundedReceiver<Event>, handle: AgentHandle,
         match event {
             Event::Message(message) => {
                 let id = message.id.clone();
-                let span = handler_span(&message);
-                let outcome = match &handlers.message {
-                    Some(handler) => AssertUnwindSafe(handler(message, handle.clone()))
-                        .catch_unwind()
-                        .instrument(span)
-                        .await
-                        .unwrap_or_else(|_| panicked("message")),
-                    None => Ok(()),
+                let Some(handler) = &handlers.message else {
+                    handle.shared.lock().state.leave_unhandled(&id);
+                    continue;
                 };
+                let span = handler_span(&message);
+                let outcome = AssertUnwindSafe(handler(message, handle.clone()))
+                    .catch_unwind()
+                    .instrument(span)
+                    .await
+                    .unwrap_or_else(|_| panicked("message"));
                 handle.shared.settle(&id, outcome);
+            }
+            Event::HandlerGaveUp { message_id, attempts, error } => {
+                crate::state::log_handler_gave_up(&message_id, attempts, &error)
             }
             Event::IdentityChanged(change) => {
                 tracing::info!(peer = %change.peer, source = ?change.source, "peer identity changed");
