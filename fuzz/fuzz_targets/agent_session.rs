@@ -650,6 +650,9 @@ impl Harness {
         agent.start(Timestamp::from_millis(now));
         assert_eq!(agent.poll_output(), Some(Output::Connect));
         agent.handle_input(Timestamp::from_millis(now), Input::Connected).expect("connected");
+        // The first keepalive ping's deadline, and nothing else.
+        let first_ping = Timestamp::from_millis(now).saturating_add(config.keepalive.interval);
+        assert_eq!(agent.poll_output(), Some(Output::WakeAt(first_ping)));
         assert_eq!(agent.poll_output(), None);
         assert!(agent.is_connected());
         Harness {
@@ -657,7 +660,7 @@ impl Harness {
             agent,
             store: AgentSnapshot::default(),
             now,
-            wake_at: None,
+            wake_at: Some(first_ping.as_millis()),
             received: Vec::new(),
             restarts: 0,
         }
