@@ -128,6 +128,12 @@ impl RelayHandle {
         self.app.lock().inject(&Party::Agent(id.to_owned()), frame.into());
     }
 
+    /// How many sockets agent `id` has opened since the relay started (its first connection
+    /// and every reconnection).
+    pub fn agent_connections(&self, id: &str) -> usize {
+        self.app.lock().connections_of(&Party::Agent(id.to_owned()))
+    }
+
     /// How many messages wait for agent `id` to acknowledge them.
     pub fn pending_for_agent(&self, id: &str) -> usize {
         self.app.lock().pending_for(&Party::Agent(id.to_owned()))

@@ -75,6 +75,9 @@ pub(crate) struct State {
     queues: HashMap<Party, VecDeque<Queued>>,
     sockets: HashMap<Party, Vec<SocketEntry>>,
     next_socket: u64,
+    /// How many sockets each party has opened so far, for tests that tell a retry on the same
+    /// connection from one after a reconnection.
+    connections: HashMap<Party, usize>,
     /// Every frame received on a socket and every blob body, in order, for tests that check
     /// what crossed the relay.
     pub(crate) observed: Vec<Vec<u8>>,
@@ -318,7 +321,13 @@ impl State {
             }
         }
         self.sockets.entry(party.clone()).or_default().push(SocketEntry { id, device, sender });
+        *self.connections.entry(party.clone()).or_default() += 1;
         id
+    }
+
+    /// How many sockets `party` has opened so far.
+    pub(crate) fn connections_of(&self, party: &Party) -> usize {
+        self.connections.get(party).copied().unwrap_or(0)
     }
 
     pub(crate) fn close_socket(&mut self, party: &Party, socket: u64) {

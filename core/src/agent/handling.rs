@@ -41,6 +41,20 @@ impl HandlerRetry {
     }
 }
 
+/// A message whose handler failed on every attempt: left unacknowledged at the relay, which
+/// delivers it again after a reconnection (reported with [`Event::HandlerGaveUp`]).
+///
+/// [`Event::HandlerGaveUp`]: super::Event::HandlerGaveUp
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GaveUp {
+    /// The message's id.
+    pub message_id: String,
+    /// Handler calls made.
+    pub attempts: u32,
+    /// The last call's error, as the app reported it.
+    pub error: String,
+}
+
 /// A message handed to the app and not yet accepted.
 #[derive(Debug)]
 struct Handled {

@@ -22,7 +22,7 @@ pub mod trust;
 
 pub use digest::message_digest;
 pub use files::{DownloadError, OutgoingFile, UploadError};
-pub use handling::HandlerRetry;
+pub use handling::{GaveUp, HandlerRetry};
 pub use outgoing::OutgoingMessage;
 pub use publish::Step as PublicationStep;
 pub use trust::{ChangeSource, IdentityChange, SafetyNumber, TrustError, Undeliverable, UndeliverableReason};
@@ -197,14 +197,7 @@ pub enum Event {
     Undeliverable(Undeliverable),
     /// A message's handler failed on every attempt ([`AgentConfig::handler_retry`]): it stays
     /// unacknowledged, so the relay still holds it and delivers it again after a reconnection.
-    HandlerGaveUp {
-        /// The message's id.
-        message_id: String,
-        /// Handler calls made.
-        attempts: u32,
-        /// The last call's error, as the app reported it.
-        error: String,
-    },
+    HandlerGaveUp(GaveUp),
     /// A file was uploaded and the message carrying it sent.
     FileSent {
         /// The call [`Agent::send_file`] returned.
@@ -1209,7 +1202,7 @@ impl Agent {
                 tracing::debug!(message = %message_id, attempts, "handler failed on every attempt; left unacknowledged");
                 let message_id = message_id.to_owned();
                 let error = error.to_owned();
-                self.outputs.push_back(Output::Event(Event::HandlerGaveUp { message_id, attempts, error }));
+                self.outputs.push_back(Output::Event(Event::HandlerGaveUp(GaveUp { message_id, attempts, error })));
             }
             handling::Failure::NotHandled => {}
         }

@@ -88,7 +88,7 @@ fn a_failed_message_is_retried_at_the_backoff_times_then_reported_and_left_pendi
 
     agent.handler_failed("m1", "boom 3", at(290)).unwrap();
     let outputs = drain(&mut agent);
-    let report = Event::HandlerGaveUp { message_id: "m1".into(), attempts: 3, error: "boom 3".into() };
+    let report = Event::HandlerGaveUp(GaveUp { message_id: "m1".into(), attempts: 3, error: "boom 3".into() });
     assert!(outputs.contains(&Output::Event(report)), "{outputs:?}");
     assert!(!has_frame(&outputs), "never acknowledged: {outputs:?}");
     assert!(matches!(agent.snapshot().receipts["m1"].state, ReceiptState::Pending { .. }));

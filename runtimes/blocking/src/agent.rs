@@ -2,7 +2,8 @@
 //! drains between reads.
 
 use pacerelle_core::agent::{
-    Agent, AgentConfig, Event, IdentityChange, Input, OutgoingFile, OutgoingMessage, SafetyNumber, Undeliverable,
+    Agent, AgentConfig, Event, GaveUp, IdentityChange, Input, OutgoingFile, OutgoingMessage, SafetyNumber,
+    Undeliverable,
 };
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::e2ee::backend::SignalBackend;
@@ -30,6 +31,7 @@ const TICK: Duration = Duration::from_millis(20);
 type MessageHandler = Box<dyn FnMut(AgentMessage, &AgentHandle) -> HandlerResult + Send>;
 type IdentityHandler = Box<dyn FnMut(IdentityChange, &AgentHandle) -> HandlerResult + Send>;
 type UndeliverableHandler = Box<dyn FnMut(Undeliverable, &AgentHandle) -> HandlerResult + Send>;
+type GaveUpHandler = Box<dyn FnMut(GaveUp, &AgentHandle) -> HandlerResult + Send>;
 type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 
 enum Control {
@@ -257,6 +259,7 @@ pub struct Client {
     message_handler: Option<MessageHandler>,
     identity_handler: Option<IdentityHandler>,
     undeliverable_handler: Option<UndeliverableHandler>,
+    gave_up_handler: Option<GaveUpHandler>,
 }
 
 impl std::fmt::Debug for Client {
@@ -330,6 +333,7 @@ impl Client {
             message_handler: None,
             identity_handler: None,
             undeliverable_handler: None,
+            gave_up_handler: None,
         }
     }
 
@@ -338,8 +342,12 @@ impl Client {
         self.handle.clone()
     }
 
-    /// Sets the message handler. `Ok` accepts the message (it is acknowledged); an error leaves
-    /// it unacknowledged, so the relay delivers it again after the next reconnect.
+    /// Sets the message handler. `Ok` accepts the message (it is acknowledged); an error (or a
+    /// panic) leaves it unacknowledged and calls the handler again after a backoff, on the same
+    /// connection ([`AgentConfig::handler_retry`]), then gives up: the message stays pending at
+    /// the relay, which delivers it again after a reconnection, and
+    /// [`Client::on_handler_gave_up`] hears of it. Without a message handler, messages stay
+    /// pending at the relay.
     pub fn on_message(&mut self, handler: impl FnMut(AgentMessage, &AgentHandle) -> HandlerResult + Send + 'static) {
         self.message_handler = Some(Box::new(handler));
     }
@@ -362,6 +370,13 @@ impl Client {
         handler: impl FnMut(Undeliverable, &AgentHandle) -> HandlerResult + Send + 'static,
     ) {
         self.undeliverable_handler = Some(Box::new(handler));
+    }
+
+    /// Sets the handler for messages whose handler failed on every attempt
+    /// ([`AgentConfig::handler_retry`]): they stay unacknowledged at the relay. Without one they
+    /// are logged as warnings.
+    pub fn on_handler_gave_up(&mut self, handler: impl FnMut(GaveUp, &AgentHandle) -> HandlerResult + Send + 'static) {
+        self.gave_up_handler = Some(Box::new(handler));
     }
 
     /// Connects and serves on this thread until [`AgentHandle::close`]; reconnects with backoff
@@ -499,8 +514,13 @@ impl Client {
                     .unwrap_or_else(|_| panicked("message"));
                 handle.lock().settle(&id, outcome);
             }
-            Event::HandlerGaveUp { message_id, attempts, error } => {
-                support::state::log_handler_gave_up(&message_id, attempts, &error)
+            Event::HandlerGaveUp(report) => {
+                support::state::log_handler_gave_up(&report);
+                if let Some(handler) = self.gave_up_handler.as_mut() {
+                    let outcome = catch_unwind(AssertUnwindSafe(|| handler(report, &handle)))
+                        .unwrap_or_else(|_| panicked("gave-up"));
+                    log_identity_outcome(outcome);
+                }
             }
             Event::IdentityChanged(change) => {
                 tracing::info!(peer = %change.peer, source = ?change.source, "peer identity changed");

@@ -2,7 +2,7 @@
 //! ([`Action`]s), and a small interpreter per handle shape carries the actions out. It also
 //! records every call, so that cases can tell "handled once" from "handled twice".
 
-use pacerelle_core::agent::{IdentityChange, OutgoingFile, OutgoingMessage, SafetyNumber, Undeliverable};
+use pacerelle_core::agent::{GaveUp, IdentityChange, OutgoingFile, OutgoingMessage, SafetyNumber, Undeliverable};
 use pacerelle_core::widget::{
     Choice, ChoiceOption, Confirm, DateTime, FilePicker, Form, FormField, Permission, Progress, Widget, WidgetPatch,
 };
@@ -21,6 +21,10 @@ pub const PROGRESS: &str = "/progress";
 pub const BURST: &str = "/burst";
 /// Fails the first time this message is handled, succeeds afterwards.
 pub const FAIL_ONCE: &str = "/fail-once";
+/// Fails the first two times this message is handled, succeeds afterwards.
+pub const FAIL_TWICE: &str = "/fail-twice";
+/// Fails every time.
+pub const FAIL_ALWAYS: &str = "/fail-always";
 
 /// The title of the updated progress bar.
 pub const DONE_TITLE: &str = "Done";
@@ -101,6 +105,8 @@ pub struct Behaviour {
     calls: Arc<Mutex<Vec<Call>>>,
     downloads: Downloads,
     reports: Arc<Mutex<Vec<Report>>>,
+    /// The agent registers no message handler (see [`Behaviour::without_message_handler`]).
+    no_message_handler: bool,
 }
 
 /// Something the agent told the app besides messages.
@@ -110,12 +116,24 @@ pub enum Report {
     IdentityChanged(IdentityChange),
     /// A message acknowledged without being handed over (`on_undeliverable`).
     Undeliverable(Undeliverable),
+    /// A message whose handler failed on every attempt (`on_handler_gave_up`).
+    HandlerGaveUp(GaveUp),
 }
 
 impl Behaviour {
     /// A behaviour with no calls yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A behaviour whose agent sets no message handler at all (the other handlers still report).
+    pub fn without_message_handler() -> Self {
+        Behaviour { no_message_handler: true, ..Self::default() }
+    }
+
+    /// Whether the agent should register a message handler.
+    pub fn handles_messages(&self) -> bool {
+        !self.no_message_handler
     }
 
     /// Every call so far, in order.
@@ -138,7 +156,7 @@ impl Behaviour {
         self.downloads.all()
     }
 
-    /// Records what the identity and undeliverable handlers heard.
+    /// Records what the identity, undeliverable and gave-up handlers heard.
     pub fn report(&self, report: Report) {
         self.reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(report);
     }
@@ -152,7 +170,8 @@ impl Behaviour {
     ///
     /// - `/widgets`: one widget of each kind; `/confirm`: one confirm widget; `/progress`: a
     ///   progress bar then its update; `/burst`: three replies, a choice and a progress bar;
-    ///   `/fail-once`: fails the first time, then replies `handled on attempt N`;
+    ///   `/fail-once` and `/fail-twice`: fail the first time (or two), then reply
+    ///   `handled on attempt N`; `/fail-always`: fails every time;
     /// - an answer to a widget: `answered <ref>: <value>` (or `dismissed <ref>`);
     /// - a message with attachments: each is downloaded and sent back reversed ([`echo_file`]);
     /// - anything else `T`: `Received: T`.
@@ -204,7 +223,9 @@ impl Behaviour {
                 ]
             }
             FAIL_ONCE if attempt == 1 => return Err("the first attempt fails".into()),
-            FAIL_ONCE => vec![reply(format!("handled on attempt {attempt}"))],
+            FAIL_TWICE if attempt <= 2 => return Err(format!("attempt {attempt} fails").into()),
+            FAIL_ALWAYS => return Err(format!("attempt {attempt} fails").into()),
+            FAIL_ONCE | FAIL_TWICE => vec![reply(format!("handled on attempt {attempt}"))],
             text => vec![reply(format!("Received: {text}"))],
         })
     }

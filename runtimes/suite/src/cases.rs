@@ -20,7 +20,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod retries;
 mod trust;
+pub use retries::{
+    a_failing_handler_is_retried_on_the_same_connection, a_handler_that_always_fails_is_given_up_and_left_pending,
+    without_a_handler_messages_stay_pending,
+};
 pub use trust::{an_impostor_is_announced_and_refused_until_trusted, hostile_frames_are_refused_and_reported};
 
 const AGENT: &str = "suite-agent";

@@ -102,6 +102,11 @@ impl Disk {
         self.failed.load(Ordering::SeqCst)
     }
 
+    /// What the stores on this disk have committed so far.
+    pub fn snapshot(&self) -> AgentSnapshot {
+        self.contents().snapshot().clone()
+    }
+
     fn contents(&self) -> MutexGuard<'_, MemoryStore> {
         self.contents.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

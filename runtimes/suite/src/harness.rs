@@ -173,13 +173,20 @@ fn serve_async<R: driver::Runtime>(
         reports.report(Report::Undeliverable(undeliverable));
         async { Ok(()) }
     });
-    client.on_message(move |message, agent| {
-        let behaviour = behaviour.clone();
-        async move {
-            let actions = behaviour.respond(&message)?;
-            act(actions, &message, &agent).await
-        }
+    let reports = behaviour.clone();
+    client.on_handler_gave_up(move |gave_up, _| {
+        reports.report(Report::HandlerGaveUp(gave_up));
+        async { Ok(()) }
     });
+    if behaviour.handles_messages() {
+        client.on_message(move |message, agent| {
+            let behaviour = behaviour.clone();
+            async move {
+                let actions = behaviour.respond(&message)?;
+                act(actions, &message, &agent).await
+            }
+        });
+    }
     Running::spawn(Box::new(client.handle()), move || block_on(Box::pin(client.connect())))
 }
 
@@ -287,9 +294,16 @@ fn serve_blocking(mut client: pacerelle_blocking::Client, behaviour: Behaviour) 
         reports.report(Report::Undeliverable(undeliverable));
         Ok(())
     });
-    client.on_message(move |message, agent| {
-        let actions = behaviour.respond(&message)?;
-        act_blocking(actions, &message, agent)
+    let reports = behaviour.clone();
+    client.on_handler_gave_up(move |gave_up, _| {
+        reports.report(Report::HandlerGaveUp(gave_up));
+        Ok(())
     });
+    if behaviour.handles_messages() {
+        client.on_message(move |message, agent| {
+            let actions = behaviour.respond(&message)?;
+            act_blocking(actions, &message, agent)
+        });
+    }
     Running::spawn(Box::new(client.handle()), move || client.connect())
 }

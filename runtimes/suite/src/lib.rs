@@ -29,6 +29,15 @@
 //!   loop);
 //! - `failing_handler_is_replayed`: a handler that fails leaves the message unacknowledged; it
 //!   comes back on replay after a drop, and once accepted never again;
+//! - `a_failing_handler_is_retried_on_the_same_connection`: a handler that fails twice is called
+//!   a third time after a backoff, without a reconnection; the third call's reply arrives and the
+//!   message is acknowledged once;
+//! - `a_handler_that_always_fails_is_given_up_and_left_pending`: after the configured number of
+//!   calls the message is reported to `on_handler_gave_up` (attempts, last error) and left
+//!   unacknowledged; the relay still holds it and delivers it again after a reconnection;
+//! - `without_a_handler_messages_stay_pending`: an agent with no message handler stores the
+//!   message's pending receipt but never acknowledges it; an agent with a handler, started
+//!   later on the same store, handles it;
 //! - `shutdown_is_prompt_and_clean`: closing returns `Ok` promptly, connected, retrying, or
 //!   while a handshake hangs, and the agent stops consuming;
 //! - `handler_sends_a_burst`: a handler sends several messages and widgets before returning,
@@ -93,7 +102,7 @@ pub use harness::{Harness, Running};
 
 /// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`], [`prekeys`] or
 /// [`durable`] or [`liveness`] (keep them in step).
-pub const CASES: [&str; 18] = [
+pub const CASES: [&str; 21] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -107,6 +116,9 @@ pub const CASES: [&str; 18] = [
     "encryption_on",
     "hostile_frames_are_refused_and_reported",
     "an_impostor_is_announced_and_refused_until_trusted",
+    "a_failing_handler_is_retried_on_the_same_connection",
+    "a_handler_that_always_fails_is_given_up_and_left_pending",
+    "without_a_handler_messages_stay_pending",
     "store_failure_is_fail_stop",
     "prekeys_survive_restarts",
     "restart_keeps_identity",
@@ -137,6 +149,9 @@ macro_rules! behaviour_suite {
             encryption_on,
             hostile_frames_are_refused_and_reported,
             an_impostor_is_announced_and_refused_until_trusted,
+            a_failing_handler_is_retried_on_the_same_connection,
+            a_handler_that_always_fails_is_given_up_and_left_pending,
+            without_a_handler_messages_stay_pending,
         );
         $crate::behaviour_suite!(@in fail_stop, $harness; store_failure_is_fail_stop);
         $crate::behaviour_suite!(@in prekeys, $harness; prekeys_survive_restarts);

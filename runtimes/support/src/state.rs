@@ -379,8 +379,8 @@ pub fn panicked(handler: &'static str) -> HandlerResult {
     Err(format!("{handler} handler panicked").into())
 }
 
-/// Logs the outcome of a handler that settles nothing (identity changes, undeliverable
-/// reports): there is nothing to acknowledge.
+/// Logs the outcome of a handler that settles nothing (identity changes, undeliverable and
+/// gave-up reports): there is nothing to acknowledge.
 pub fn log_identity_outcome(outcome: HandlerResult) {
     if let Err(error) = outcome {
         tracing::warn!(%error, "handler failed");
@@ -394,8 +394,13 @@ pub fn handler_span(message: &pacerelle_core::AgentMessage) -> tracing::Span {
 }
 
 /// Logs a message whose handler failed on every attempt (it stays pending at the relay).
-pub fn log_handler_gave_up(message_id: &str, attempts: u32, error: &str) {
-    tracing::warn!(message = %message_id, attempts, %error, "handler failed on every attempt; message left pending at the relay");
+pub fn log_handler_gave_up(report: &pacerelle_core::agent::GaveUp) {
+    tracing::warn!(
+        message = %report.message_id,
+        attempts = report.attempts,
+        error = %report.error,
+        "handler failed on every attempt; message left pending at the relay"
+    );
 }
 
 /// Logs a message acknowledged without being handed over, when the app set no handler for it.

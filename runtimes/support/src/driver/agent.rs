@@ -18,7 +18,8 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use pacerelle_core::AgentMessage;
 use pacerelle_core::Rng;
 use pacerelle_core::agent::{
-    Agent, AgentConfig, Event, IdentityChange, Input, OutgoingFile, OutgoingMessage, SafetyNumber, Undeliverable,
+    Agent, AgentConfig, Event, GaveUp, IdentityChange, Input, OutgoingFile, OutgoingMessage, SafetyNumber,
+    Undeliverable,
 };
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::store::PeerId;
@@ -38,6 +39,7 @@ type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
 type MessageHandler = Arc<dyn Fn(AgentMessage, AgentHandle) -> BoxFuture + Send + Sync>;
 type IdentityHandler = Arc<dyn Fn(IdentityChange, AgentHandle) -> BoxFuture + Send + Sync>;
 type UndeliverableHandler = Arc<dyn Fn(Undeliverable, AgentHandle) -> BoxFuture + Send + Sync>;
+type GaveUpHandler = Arc<dyn Fn(GaveUp, AgentHandle) -> BoxFuture + Send + Sync>;
 
 struct Inner {
     state: AgentState,
@@ -295,6 +297,7 @@ pub struct Client<R> {
     message_handler: Option<MessageHandler>,
     identity_handler: Option<IdentityHandler>,
     undeliverable_handler: Option<UndeliverableHandler>,
+    gave_up_handler: Option<GaveUpHandler>,
     runtime: PhantomData<fn() -> R>,
 }
 
@@ -379,6 +382,7 @@ impl<R: Runtime> Client<R> {
             message_handler: None,
             identity_handler: None,
             undeliverable_handler: None,
+            gave_up_handler: None,
             runtime: PhantomData,
         }
     }
@@ -389,8 +393,11 @@ impl<R: Runtime> Client<R> {
     }
 
     /// Sets the message handler. Returning `Ok` accepts the message (it is acknowledged);
-    /// returning an error leaves it unacknowledged, so the relay delivers it again after the
-    /// next reconnect. Handlers run one at a time, in the order messages arrived.
+    /// returning an error (or panicking) leaves it unacknowledged and calls the handler again
+    /// after a backoff, on the same connection ([`AgentConfig::handler_retry`]), then gives up:
+    /// the message stays pending at the relay, which delivers it again after a reconnection,
+    /// and [`Client::on_handler_gave_up`] hears of it. Handlers run one at a time, in the order
+    /// messages arrived. Without a message handler, messages stay pending at the relay.
     pub fn on_message<F, Fut>(&mut self, handler: F)
     where
         F: Fn(AgentMessage, AgentHandle) -> Fut + Send + Sync + 'static,
@@ -421,6 +428,17 @@ impl<R: Runtime> Client<R> {
         self.undeliverable_handler = Some(Arc::new(move |report, handle| Box::pin(handler(report, handle))));
     }
 
+    /// Sets the handler for messages whose handler failed on every attempt
+    /// ([`AgentConfig::handler_retry`]): they stay unacknowledged at the relay. Without one they
+    /// are logged as warnings.
+    pub fn on_handler_gave_up<F, Fut>(&mut self, handler: F)
+    where
+        F: Fn(GaveUp, AgentHandle) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.gave_up_handler = Some(Arc::new(move |report, handle| Box::pin(handler(report, handle))));
+    }
+
     /// Connects and serves until [`AgentHandle::close`]; reconnects with backoff when the
     /// connection drops, or goes silent (pinged every [`AgentConfig::keepalive`] interval,
     /// given up when a ping goes unanswered for its timeout). With end-to-end encryption it
@@ -443,10 +461,15 @@ impl<R: Runtime> Client<R> {
             message_handler,
             identity_handler,
             undeliverable_handler,
+            gave_up_handler,
             runtime: _,
         } = self;
-        let handlers =
-            Handlers { message: message_handler, identity: identity_handler, undeliverable: undeliverable_handler };
+        let handlers = Handlers {
+            message: message_handler,
+            identity: identity_handler,
+            undeliverable: undeliverable_handler,
+            gave_up: gave_up_handler,
+        };
         let shared = handle.shared.clone();
 
         // Handlers run on a task of their own, so that a slow handler never stops the socket
@@ -516,6 +539,7 @@ struct Handlers {
     message: Option<MessageHandler>,
     identity: Option<IdentityHandler>,
     undeliverable: Option<UndeliverableHandler>,
+    gave_up: Option<GaveUpHandler>,
 }
 
 /// Runs handlers one at a time, in arrival order, and accepts each message whose handler
@@ -537,8 +561,15 @@ async fn run_handlers(mut events: UnboundedReceiver<Event>, handle: AgentHandle,
                     .unwrap_or_else(|_| panicked("message"));
                 handle.shared.settle(&id, outcome);
             }
-            Event::HandlerGaveUp { message_id, attempts, error } => {
-                crate::state::log_handler_gave_up(&message_id, attempts, &error)
+            Event::HandlerGaveUp(report) => {
+                crate::state::log_handler_gave_up(&report);
+                if let Some(handler) = &handlers.gave_up {
+                    let outcome = AssertUnwindSafe(handler(report, handle.clone()))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| panicked("gave-up"));
+                    log_identity_outcome(outcome);
+                }
             }
             Event::IdentityChanged(change) => {
                 tracing::info!(peer = %change.peer, source = ?change.source, "peer identity changed");
