@@ -742,7 +742,7 @@ impl Agent {
                     self.push_directive(directive);
                 }
                 for message in self.handling.due(now) {
-                    tracing::debug!(message = %message.id, "handler retry due");
+                    tracing::debug!(message_id = %message.id, "handler retry due");
                     self.outputs.push_back(Output::Event(Event::Message(message)));
                 }
                 self.refill_or_schedule(now);
@@ -887,7 +887,7 @@ impl Agent {
                 return self.unreadable(&ids, error, E2eeChanges::default(), now);
             }
             Some(Receipt { state: ReceiptState::Accepted { .. }, .. }) => {
-                tracing::debug!(message = %msg.id, "replay of an accepted message: acknowledged again");
+                tracing::debug!(message_id = %msg.id, "replay of an accepted message: acknowledged again");
                 self.push_ack(&msg.from, &msg.id, &msg.conversation_id);
                 return Ok(());
             }
@@ -896,7 +896,7 @@ impl Agent {
                 (text.clone(), *sender_identity)
             }
             None if self.given_up(&ids) => {
-                tracing::debug!(message = %msg.id, "replay of a message given up on: acknowledged again");
+                tracing::debug!(message_id = %msg.id, "replay of a message given up on: acknowledged again");
                 self.push_ack(&msg.from, &msg.id, &msg.conversation_id);
                 return Ok(());
             }
@@ -952,7 +952,7 @@ impl Agent {
         if self.handling.hand_out(&message) {
             self.outputs.push_back(Output::Event(Event::Message(message)));
         } else {
-            tracing::debug!(message = %message.id, "replay of a message with the handler: not handed out twice");
+            tracing::debug!(message_id = %message.id, "replay of a message with the handler: not handed out twice");
         }
         Ok(())
     }
@@ -1069,7 +1069,7 @@ impl Agent {
         let attempts = failure.attempts;
         let give_up = attempts >= self.config.max_delivery_attempts.max(1);
         failure.given_up_at = give_up.then_some(now);
-        tracing::warn!(message = %ids.message_id, attempts, %error, give_up, "message could not be read");
+        tracing::warn!(message_id = %ids.message_id, attempts, %error, give_up, "message could not be read");
         let changes = StoreChanges {
             put_failures: vec![failure],
             remove_failures: self.expired_failures(now, &ids.message_id),
@@ -1094,7 +1094,7 @@ impl Agent {
         mut changes: StoreChanges,
         now: Timestamp,
     ) -> InputError {
-        tracing::warn!(message = %ids.message_id, %error, "message refused");
+        tracing::warn!(message_id = %ids.message_id, %error, "message refused");
         changes.put_failures.push(DeliveryFailure { given_up_at: Some(now), ..self.failure_record(ids, &error, now) });
         changes.remove_failures = self.expired_failures(now, &ids.message_id);
         self.commit(changes);
@@ -1193,13 +1193,13 @@ impl Agent {
         }
         match self.handling.failed(message_id, &self.config.handler_retry, now) {
             handling::Failure::RetryAt(at) => {
-                tracing::debug!(message = %message_id, "handler failed; retrying");
+                tracing::debug!(message_id = %message_id, "handler failed; retrying");
                 if self.wake.is_none_or(|wake| wake > at) {
                     self.wake_at(at);
                 }
             }
             handling::Failure::GaveUp(attempts) => {
-                tracing::debug!(message = %message_id, attempts, "handler failed on every attempt; left unacknowledged");
+                tracing::debug!(message_id = %message_id, attempts, "handler failed on every attempt; left unacknowledged");
                 let message_id = message_id.to_owned();
                 let error = error.to_owned();
                 self.outputs.push_back(Output::Event(Event::HandlerGaveUp(GaveUp { message_id, attempts, error })));

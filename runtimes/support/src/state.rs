@@ -237,7 +237,7 @@ impl AgentState {
                 }
                 Ok(Err(error)) => tracing::warn!(%error, "accept failed"),
                 Err(_) => {
-                    tracing::warn!(message = %message_id, "store failed: message left unacknowledged, to come back on replay")
+                    tracing::warn!(message_id = %message_id, "store failed: message left unacknowledged, to come back on replay")
                 }
             },
             Err(error) => {
@@ -245,7 +245,7 @@ impl AgentState {
                 if self.failed.len() < MAX_FAILED_TRACKED {
                     self.failed.insert(message_id.to_owned());
                 }
-                tracing::warn!(message = %message_id, %error, "handler failed; message left unacknowledged");
+                tracing::warn!(message_id = %message_id, %error, "handler failed; message left unacknowledged");
                 let error = error.to_string();
                 if let Ok(Err(error)) = self.run(|agent| agent.handler_failed(message_id, &error, now()), effects) {
                     tracing::warn!(%error, "handler failure not recorded");
@@ -259,7 +259,7 @@ impl AgentState {
     pub fn leave_unhandled(&mut self, message_id: &str) {
         if !self.warned_unhandled {
             self.warned_unhandled = true;
-            tracing::warn!(message = %message_id, "no message handler set: messages are left pending at the relay");
+            tracing::warn!(message_id = %message_id, "no message handler set: messages are left pending at the relay");
         }
     }
 
@@ -390,13 +390,13 @@ pub fn log_identity_outcome(outcome: HandlerResult) {
 /// The span a message's handler runs in (ids only, never the text): what the handler logs is
 /// tied to the message.
 pub fn handler_span(message: &pacerelle_core::AgentMessage) -> tracing::Span {
-    tracing::info_span!("handler", message = %message.id, conversation = %message.conversation_id, from = %message.from)
+    tracing::info_span!("handler", message_id = %message.id, conversation = %message.conversation_id, from = %message.from)
 }
 
 /// Logs a message whose handler failed on every attempt (it stays pending at the relay).
 pub fn log_handler_gave_up(report: &pacerelle_core::agent::GaveUp) {
     tracing::warn!(
-        message = %report.message_id,
+        message_id = %report.message_id,
         attempts = report.attempts,
         error = %report.error,
         "handler failed on every attempt; message left pending at the relay"
@@ -406,7 +406,7 @@ pub fn log_handler_gave_up(report: &pacerelle_core::agent::GaveUp) {
 /// Logs a message acknowledged without being handed over, when the app set no handler for it.
 pub fn log_undeliverable(report: &pacerelle_core::agent::Undeliverable) {
     tracing::warn!(
-        message = %report.message_id,
+        message_id = %report.message_id,
         from = %report.from,
         conversation = %report.conversation_id,
         reason = %report.reason,

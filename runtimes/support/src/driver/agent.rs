@@ -556,10 +556,12 @@ async fn run_handlers(mut events: UnboundedReceiver<Event>, handle: AgentHandle,
                 let span = handler_span(&message);
                 let outcome = AssertUnwindSafe(handler(message, handle.clone()))
                     .catch_unwind()
-                    .instrument(span)
+                    .instrument(span.clone())
                     .await
                     .unwrap_or_else(|_| panicked("message"));
-                handle.shared.settle(&id, outcome);
+                // Settled in the handler's span, as on the blocking runtime: a failure's log line
+                // names the message, conversation and sender.
+                span.in_scope(|| handle.shared.settle(&id, outcome));
             }
             Event::HandlerGaveUp(report) => {
                 crate::state::log_handler_gave_up(&report);
