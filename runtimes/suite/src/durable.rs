@@ -3,13 +3,15 @@
 //! identity and its people's sessions; a store that cannot be opened is an error from
 //! `Client::new`, never a fallback to memory.
 //!
+//! Also configuration from the environment (item 2): `configured_from_the_environment`.
+//!
 //! The store root is set through `ClientConfig::store_root` (what `PACERELLE_STORE_ROOT` fills)
 //! rather than the process environment, which the suite's tests share across threads.
 
 use crate::behaviour::Behaviour;
 use crate::cases::base64_decode;
 use crate::harness::{Harness, Running};
-use pacerelle_core::config::ClientConfig;
+use pacerelle_core::config::{ClientConfig, ConfigError};
 use pacerelle_core::human::{PersonEvent, PersonMessage};
 use pacerelle_relay::{Relay, RelayConfig};
 use pacerelle_runtime_support::ClientError;
@@ -194,6 +196,66 @@ pub fn restart_keeps_identity<H: Harness>() {
 
         person.close().await;
         plain_person.close().await;
+        relay.shutdown().await;
+    });
+}
+
+/// An agent configured the way the official README teaches, from `PACERELLE_*` variables
+/// (`ClientConfig::from_lookup`, which `from_env` reads the process environment with: the
+/// suite's tests share that environment, so the variables come from a table here), and made
+/// with `Client::new`: `PACERELLE_E2EE=true` encrypts, `PACERELLE_STORE_ROOT` holds its store,
+/// and the person converses with it end to end. A malformed or missing variable is a
+/// [`ConfigError`] naming it, without its value.
+pub fn configured_from_the_environment<H: Harness>() {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+    runtime.block_on(async {
+        let name = H::NAME;
+        let root = TempRoot::new(&format!("{name}-env"));
+        let relay =
+            Relay::spawn(RelayConfig::loopback_ephemeral().agent(AGENT, AGENT_TOKEN).person(PERSON, PERSON_TOKEN))
+                .await
+                .expect("the relay starts");
+        let base_url = format!("{}/", relay.base_url());
+        let root_text = root.0.to_string_lossy().into_owned();
+        let variables = |e2ee: &str| {
+            let table = [
+                ("PACERELLE_AGENT_ID", AGENT.to_owned()),
+                ("PACERELLE_AGENT_TOKEN", AGENT_TOKEN.to_owned()),
+                ("PACERELLE_BASE_URL", base_url.clone()),
+                ("PACERELLE_E2EE", e2ee.to_owned()),
+                ("PACERELLE_STORE_ROOT", root_text.clone()),
+            ];
+            move |variable: &str| table.iter().find(|(name, _)| *name == variable).map(|(_, value)| value.clone())
+        };
+
+        let config = ClientConfig::from_lookup(variables("true")).expect("the variables are well formed");
+        let behaviour = Behaviour::new();
+        let agent = start::<H>(&config, &behaviour).await;
+        let code = agent.verification_code().unwrap_or_else(|| panic!("{name}: PACERELLE_E2EE=true did not encrypt"));
+        let store_file = root.0.join(AGENT).join(FILE_NAME);
+        assert!(store_file.is_file(), "{name}: no store under PACERELLE_STORE_ROOT ({})", store_file.display());
+        let person_config = PersonClientConfig::new(PERSON, PERSON_TOKEN, relay.base_url()).encrypted();
+        let person = PersonClient::connect(person_config).await.expect("the person connects");
+        assert_eq!(published_code(&person).await, code, "{name}: the code is the published key's");
+        let conversation = person.create_conversation(&[AGENT], false).await.expect("a conversation");
+        let sent = converse(&person, &conversation, AGENT, "configured from the environment", name).await;
+        let call = behaviour.call(&sent).unwrap_or_else(|| panic!("{name}: the message was not handled"));
+        assert!(call.encrypted, "{name}: the message reached the handler unencrypted");
+        close::<H>(agent).await;
+
+        let malformed = ClientConfig::from_lookup(variables("yes")).expect_err("PACERELLE_E2EE=yes is refused");
+        assert!(
+            matches!(malformed, ConfigError::MalformedVariable { variable: "PACERELLE_E2EE", .. }),
+            "{name}: {malformed:?}"
+        );
+        assert!(!malformed.to_string().contains("yes"), "{name}: the error repeats the value: {malformed}");
+        let without_token =
+            |variable: &str| (variable != "PACERELLE_AGENT_TOKEN").then(|| variables("1")(variable)).flatten();
+        let missing = ClientConfig::from_lookup(without_token).expect_err("a missing token is refused");
+        assert!(matches!(missing, ConfigError::MissingVariable("PACERELLE_AGENT_TOKEN")), "{name}: {missing:?}");
+
+        person.close().await;
         relay.shutdown().await;
     });
 }

@@ -72,6 +72,10 @@
 //!   code (its published key's) and the person's session goes on; a second `Client::new` on the
 //!   store while it runs is `ClientError::StoreInUse`, a root that cannot hold a folder
 //!   `ClientError::StoreOpen`; a plaintext agent keeps its receipts there too;
+//! - `configured_from_the_environment` (in [`durable`]): `PACERELLE_*` variables (agent, token,
+//!   base URL, `PACERELLE_E2EE=true`, `PACERELLE_STORE_ROOT`) make an encrypted, durable agent
+//!   through `Client::new` that the person converses with end to end; `PACERELLE_E2EE=yes` and
+//!   a missing token are errors naming the variable, never repeating its value;
 //! - `a_refused_token_ends_connect_and_a_new_one_is_used` (in [`liveness`]): with a wrong token,
 //!   `connect` returns [`pacerelle_runtime_support::ClientError::Unauthorized`] promptly, refused
 //!   at the socket (plaintext agent) or at prekey publication (encrypted agent), without the
@@ -81,6 +85,10 @@
 //!   stops forwarding without closing, with a short keepalive, the agent notices the silence and
 //!   reconnects; the message sent meanwhile is handled exactly once and answered, and nothing
 //!   comes twice when the frozen connection thaws.
+//!
+//! Observability (issue 10, item 8) runs in a test binary of its own, `tests/observability.rs`
+//! (a process-wide metrics recorder and subscriber): on each runtime the counters, the spans and
+//! the absence of message contents and token in the logs.
 //!
 //! # Adding a runtime
 //! Implement [`Harness`] (see [`harness`]), add `tests/<runtime>.rs` with
@@ -102,7 +110,7 @@ pub use harness::{Harness, Running};
 
 /// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`], [`prekeys`] or
 /// [`durable`] or [`liveness`] (keep them in step).
-pub const CASES: [&str; 21] = [
+pub const CASES: [&str; 22] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -122,6 +130,7 @@ pub const CASES: [&str; 21] = [
     "store_failure_is_fail_stop",
     "prekeys_survive_restarts",
     "restart_keeps_identity",
+    "configured_from_the_environment",
     "a_refused_token_ends_connect_and_a_new_one_is_used",
     "a_half_open_connection_is_noticed_and_replaced",
 ];
@@ -155,7 +164,7 @@ macro_rules! behaviour_suite {
         );
         $crate::behaviour_suite!(@in fail_stop, $harness; store_failure_is_fail_stop);
         $crate::behaviour_suite!(@in prekeys, $harness; prekeys_survive_restarts);
-        $crate::behaviour_suite!(@in durable, $harness; restart_keeps_identity);
+        $crate::behaviour_suite!(@in durable, $harness; restart_keeps_identity, configured_from_the_environment);
         $crate::behaviour_suite!(@in liveness, $harness;
             a_refused_token_ends_connect_and_a_new_one_is_used,
             a_half_open_connection_is_noticed_and_replaced,
