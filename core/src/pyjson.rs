@@ -82,7 +82,7 @@ fn write_value(out: &mut String, value: &Value, style: Style) {
     }
 }
 
-fn write_string(out: &mut String, text: &str) {
+pub(crate) fn write_string(out: &mut String, text: &str) {
     out.push('"');
     for ch in text.chars() {
         match ch {
@@ -107,7 +107,7 @@ fn write_string(out: &mut String, text: &str) {
 
 /// Python's `repr(float)`: shortest round-trip digits, positional notation while the decimal
 /// exponent is in `-4 < decpt <= 16`, scientific (`1e+16`, `1.5e-05`) outside it.
-fn write_float(out: &mut String, value: f64) {
+pub(crate) fn write_float(out: &mut String, value: f64) {
     if !value.is_finite() {
         // serde_json cannot hold these; Python would write NaN/Infinity.
         out.push_str(if value.is_nan() {

@@ -510,9 +510,11 @@ impl State {
     /// message under the frame's `id` (a frame without one can never be acknowledged), so it
     /// comes back on every reconnect until acknowledged, and sent to the open sockets now.
     pub(crate) fn inject(&mut self, party: &Party, frame: String) {
-        let value: Option<serde_json::Value> = serde_json::from_str(&frame).ok();
+        // Read as agents read frames (NaN, deep nesting), so that a lenient frame is queued
+        // under the id its acknowledgement will carry.
+        let value = pacerelle_core::wire::python::loads(&frame).ok().map(|loaded| loaded.value);
         let field = |name: &str| {
-            value.as_ref().and_then(|value| value.get(name)).and_then(serde_json::Value::as_str).map(str::to_owned)
+            value.as_ref().and_then(|value| value.get(name)).and_then(|value| value.as_str()).map(str::to_owned)
         };
         let queued = Queued {
             message_id: field("id").unwrap_or_default(),

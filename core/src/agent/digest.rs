@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 /// The fields the digest covers, as the official SDK lists them.
-const FIELDS: [&str; 8] = [
+pub(crate) const FIELDS: [&str; 8] = [
     "from",
     "from_device_id",
     "conversation_id",

@@ -160,7 +160,8 @@ impl AgentE2ee {
     /// Decrypts an inbound message under the first of its session names that opens it. On error
     /// no session changed.
     pub fn decrypt(&mut self, msg: &InboundMsg, rng: &mut Rng) -> Result<Decrypted, InboundCryptoError> {
-        let framed = STANDARD.decode(&msg.payload_b64).map_err(|_| InboundCryptoError::Base64)?;
+        // As leniently as the official SDK's `base64.b64decode` (no `validate`).
+        let framed = crate::wire::python::b64decode(&msg.payload_b64).map_err(|_| InboundCryptoError::Base64)?;
         let names = person_session_names(&msg.from, &msg.conversation_id, msg.from_device_id.as_deref());
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let (plaintext, name, changes) =

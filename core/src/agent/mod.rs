@@ -12,7 +12,7 @@
 //! - an accepted id seen again is acknowledged again without a second event, and the same id with
 //!   another digest is refused as a conflict.
 
-mod digest;
+pub(crate) mod digest;
 pub mod e2ee;
 mod files;
 mod handling;
@@ -413,7 +413,7 @@ impl MessageIds {
             message_id: msg.id.clone(),
             from: msg.from.clone(),
             conversation_id: msg.conversation_id.clone(),
-            digest: message_digest(&msg.raw),
+            digest: msg.digest.clone(),
         }
     }
 }
@@ -859,9 +859,13 @@ impl Agent {
             Err(error) => match crate::wire::agent::refused_msg_ids(text) {
                 // A message the SDK cannot read but can name: counted like any unreadable
                 // message, so it does not come back forever.
-                Some((message_id, from, conversation_id)) if !error.is_ignorable() => {
-                    let object = serde_json::from_str(text).unwrap_or_default();
-                    let ids = MessageIds { message_id, from, conversation_id, digest: message_digest(&object) };
+                Some(refused) if !error.is_ignorable() => {
+                    let ids = MessageIds {
+                        message_id: refused.id,
+                        from: refused.from,
+                        conversation_id: refused.conversation_id,
+                        digest: refused.digest,
+                    };
                     self.unreadable(&ids, InputError::Frame(error), E2eeChanges::default(), now)
                 }
                 _ => Err(error.into()),
@@ -971,7 +975,8 @@ impl Agent {
                 return Err(self.refuse(ids, error, UndeliverableReason::Plaintext, StoreChanges::default(), now));
             }
             let undecodable = |reason| InputError::Undecodable { message_id: msg.id.clone(), reason };
-            let text = match STANDARD.decode(&msg.payload_b64) {
+            // As leniently as the official SDK's `base64.b64decode` (no `validate`).
+            let text = match crate::wire::python::b64decode(&msg.payload_b64) {
                 Err(_) => Err(undecodable("payload_b64 is not base64")),
                 Ok(bytes) => String::from_utf8(bytes).map_err(|_| undecodable("payload is not UTF-8")),
             };

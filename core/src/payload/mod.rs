@@ -91,8 +91,12 @@ pub(crate) fn json_object(text: &str) -> Option<Map<String, Value>> {
     if !text.starts_with('{') {
         return None;
     }
-    match serde_json::from_str(text) {
-        Ok(Value::Object(object)) => Some(object),
+    // Read as the official SDK's `json.loads` reads it (NaN, big integers, deep nesting), so
+    // a payload it understands is understood here too.
+    match crate::wire::python::loads(text) {
+        Ok(crate::wire::python::Loaded { value: crate::wire::python::PyValue::Dict(entries), unsupported: None }) => {
+            Some(crate::wire::python::json_object(&entries))
+        }
         _ => None,
     }
 }

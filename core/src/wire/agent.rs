@@ -1,6 +1,7 @@
 //! Frames on the agent's socket, `GET {ws_base}/ws/agent?token=...`.
 
-use super::{FieldProblem, FrameError, optional_str, parse_object, required_str};
+use super::python::{self, PyValue};
+use super::{FieldProblem, FrameError};
 use crate::payload::chat::PublicAttachment;
 use crate::payload::history::HistoryRecord;
 use serde::Serialize;
@@ -22,7 +23,8 @@ pub enum InboundFrame {
 }
 
 impl InboundFrame {
-    /// Parses one text frame.
+    /// Parses one text frame as the official SDK reads it (see the [module docs](super) for
+    /// what it accepts that strict JSON parsing would not).
     ///
     /// ```
     /// use pacerelle_core::wire::{InboundFrame, FrameError};
@@ -32,20 +34,42 @@ impl InboundFrame {
     /// # Ok::<(), FrameError>(())
     /// ```
     pub fn parse(text: &str) -> Result<Self, FrameError> {
-        let (object, kind) = parse_object(text)?;
-        match kind.as_deref() {
-            Some("MSG") => InboundMsg::from_object(object).map(InboundFrame::Msg),
-            Some("IDENTITY_CHANGED") => {
-                let peer_id = match optional_str(&object, "user_id")? {
-                    Some(id) => id,
-                    None => required_str(&object, "agent_id")
-                        .map_err(|_| FrameError::InvalidField { field: "user_id", problem: FieldProblem::Missing })?,
-                };
-                Ok(InboundFrame::IdentityChanged { peer_id })
-            }
-            _ => Err(FrameError::UnknownType(kind)),
+        let loaded = python::loads(text).map_err(FrameError::NotJson)?;
+        if let Some(reason) = loaded.unsupported {
+            return Err(FrameError::Unsupported(reason));
+        }
+        let PyValue::Dict(entries) = &loaded.value else {
+            return Err(FrameError::NotObject);
+        };
+        match loaded.value.get("type").and_then(PyValue::as_str) {
+            Some("MSG") => InboundMsg::from_value(&loaded.value, entries).map(InboundFrame::Msg),
+            // `env.get("user_id") or env.get("agent_id") or ""`: never refused.
+            Some("IDENTITY_CHANGED") => Ok(InboundFrame::IdentityChanged {
+                peer_id: optional(&loaded.value, "user_id")
+                    .or_else(|| optional(&loaded.value, "agent_id"))
+                    .unwrap_or_default(),
+            }),
+            kind => Err(FrameError::UnknownType(kind.map(str::to_owned))),
         }
     }
+}
+
+/// A required, non-empty string field (the official SDK's routing check).
+fn required(frame: &PyValue, field: &'static str) -> Result<String, FrameError> {
+    match frame.get(field) {
+        None | Some(PyValue::None) => Err(FrameError::InvalidField { field, problem: FieldProblem::Missing }),
+        Some(PyValue::Str(text)) if text.is_empty() => {
+            Err(FrameError::InvalidField { field, problem: FieldProblem::Empty })
+        }
+        Some(PyValue::Str(text)) => Ok(text.clone()),
+        Some(_) => Err(FrameError::InvalidField { field, problem: FieldProblem::WrongType }),
+    }
+}
+
+/// An optional field as the official SDK uses it: given when truthy, as Python's `str()` of it
+/// (a device id `3` is the device `"3"`); `null`, `""`, `0`, `false`, `[]` and `{}` are absent.
+fn optional(frame: &PyValue, field: &str) -> Option<String> {
+    frame.get(field).filter(|value| value.truthy()).map(PyValue::py_str)
 }
 
 /// An inbound `MSG` frame, its routing fields checked, the original object kept.
@@ -67,28 +91,37 @@ pub struct InboundMsg {
     pub encrypted: bool,
     /// The message this one answers, if any.
     pub reply_to_message_id: Option<String>,
-    /// The frame exactly as received, for the digest and for [`crate::AgentMessage::raw`].
+    /// The official SDK's digest of the frame, computed on the frame as Python reads it.
+    pub digest: String,
+    /// The frame as received, for [`crate::AgentMessage::raw`] (NaN and infinities, which
+    /// serde_json cannot hold, as `null`).
     pub raw: Map<String, Value>,
 }
 
 impl InboundMsg {
-    fn from_object(object: Map<String, Value>) -> Result<Self, FrameError> {
-        let payload_b64 = match object.get("payload_b64") {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(text)) => text.clone(),
+    fn from_value(frame: &PyValue, entries: &[(String, PyValue)]) -> Result<Self, FrameError> {
+        let id = required(frame, "id")?;
+        let from = required(frame, "from")?;
+        let conversation_id = required(frame, "conversation_id")?;
+        // `env.get("payload_b64", "")`: absent is empty; anything but a string (`null`
+        // included) makes the official SDK raise when it decodes it.
+        let payload_b64 = match frame.get("payload_b64") {
+            None => String::new(),
+            Some(PyValue::Str(text)) => text.clone(),
             Some(_) => return Err(FrameError::InvalidField { field: "payload_b64", problem: FieldProblem::WrongType }),
         };
         Ok(InboundMsg {
-            id: required_str(&object, "id")?,
-            conversation_id: required_str(&object, "conversation_id")?,
-            from: required_str(&object, "from")?,
-            from_device_id: optional_str(&object, "from_device_id")?,
-            to: optional_str(&object, "to")?,
+            id,
+            conversation_id,
+            from,
+            from_device_id: optional(frame, "from_device_id"),
+            to: optional(frame, "to"),
             payload_b64,
             // The official SDK treats anything but JSON `true` as plaintext.
-            encrypted: object.get("encrypted") == Some(&Value::Bool(true)),
-            reply_to_message_id: optional_str(&object, "reply_to_message_id")?,
-            raw: object,
+            encrypted: frame.get("encrypted") == Some(&PyValue::Bool(true)),
+            reply_to_message_id: optional(frame, "reply_to_message_id"),
+            digest: python::message_digest(frame),
+            raw: python::json_object(entries),
         })
     }
 
@@ -103,16 +136,34 @@ impl InboundMsg {
     }
 }
 
-/// The id, sender and conversation of a `MSG` frame that [`InboundFrame::parse`] refused, when
-/// it names them (non-empty strings): enough to acknowledge it and report it, so that a frame
-/// the SDK cannot read does not come back forever.
-pub fn refused_msg_ids(text: &str) -> Option<(String, String, String)> {
-    let (object, kind) = parse_object(text).ok()?;
-    if kind.as_deref() != Some("MSG") {
+/// A `MSG` frame that [`InboundFrame::parse`] refused but that names itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedMsg {
+    /// Its `id`.
+    pub id: String,
+    /// Its `from`.
+    pub from: String,
+    /// Its `conversation_id`.
+    pub conversation_id: String,
+    /// Its digest, as the official SDK would compute it.
+    pub digest: String,
+}
+
+/// The id, sender, conversation and digest of a `MSG` frame that [`InboundFrame::parse`]
+/// refused, when it names them (non-empty strings): enough to acknowledge it and report it, so
+/// that a frame the SDK cannot read does not come back forever. Frames the official SDK cannot
+/// read either (nested too deep, an integer too long) are named too.
+pub fn refused_msg_ids(text: &str) -> Option<RefusedMsg> {
+    let frame = python::loads(text).ok()?.value;
+    if frame.get("type").and_then(PyValue::as_str) != Some("MSG") {
         return None;
     }
-    let field = |name| required_str(&object, name).ok();
-    Some((field("id")?, field("from")?, field("conversation_id")?))
+    Some(RefusedMsg {
+        id: required(&frame, "id").ok()?,
+        from: required(&frame, "from").ok()?,
+        conversation_id: required(&frame, "conversation_id").ok()?,
+        digest: python::message_digest(&frame),
+    })
 }
 
 /// Whether `to` addresses the group of `conversation_id` (`group:{conversation_id}`).
@@ -222,12 +273,53 @@ mod tests {
                 FieldProblem::WrongType,
             ),
             (
-                r#"{"type":"MSG","id":"m","conversation_id":"c","from":"u","from_device_id":3}"#,
-                "from_device_id",
+                r#"{"type":"MSG","id":"m","conversation_id":"c","from":"u","payload_b64":null}"#,
+                "payload_b64",
                 FieldProblem::WrongType,
             ),
         ] {
             assert_eq!(parse_msg(frame).unwrap_err(), FrameError::InvalidField { field, problem }, "{frame}");
+        }
+    }
+
+    #[test]
+    fn optional_fields_are_read_as_python_uses_them() {
+        for (value, expected) in [
+            ("3", Some("3")),
+            ("2.5", Some("2.5")),
+            ("true", Some("True")),
+            ("NaN", Some("nan")),
+            ("[1]", Some("[1]")),
+            ("0", None),
+            ("false", None),
+            ("[]", None),
+            ("{}", None),
+            ("\"\"", None),
+            ("null", None),
+        ] {
+            let frame = format!(
+                r#"{{"type":"MSG","id":"m","conversation_id":"c","from":"u","from_device_id":{value},"to":{value},"reply_to_message_id":{value}}}"#
+            );
+            let msg = parse_msg(&frame).unwrap();
+            for field in [&msg.from_device_id, &msg.to, &msg.reply_to_message_id] {
+                assert_eq!(field.as_deref(), expected, "{value}");
+            }
+        }
+    }
+
+    /// Frames serde_json reads too keep the digest the SDK always computed on them.
+    #[test]
+    fn the_digest_is_unchanged_on_strict_json() {
+        for frame in [
+            r#"{"type":"MSG","id":"m","conversation_id":"c","from":"u","payload_b64":"aGk=","encrypted":false}"#,
+            r#"{"type":"MSG","id":"m","conversation_id":"c","from":"u","to":"group:c","from_device_id":"d","reply_to_message_id":"r","attachments":[{"id":"a","size":3,"width":6E81,"name":"\u00e9\ud83d\ude00"}],"x":-0.0}"#,
+        ] {
+            let strict: Value = serde_json::from_str(frame).unwrap();
+            assert_eq!(
+                parse_msg(frame).unwrap().digest,
+                crate::agent::message_digest(strict.as_object().unwrap()),
+                "{frame}"
+            );
         }
     }
 
@@ -254,7 +346,18 @@ mod tests {
             InboundFrame::parse(r#"{"type":"IDENTITY_CHANGED","agent_id":"a2"}"#).unwrap(),
             InboundFrame::IdentityChanged { peer_id: "a2".into() }
         );
-        assert!(!InboundFrame::parse(r#"{"type":"IDENTITY_CHANGED"}"#).unwrap_err().is_ignorable());
+        // As the official SDK: `user_id or agent_id or ""`, never refused.
+        for (frame, peer) in [
+            (r#"{"type":"IDENTITY_CHANGED"}"#, ""),
+            (r#"{"type":"IDENTITY_CHANGED","user_id":"","agent_id":"a"}"#, "a"),
+            (r#"{"type":"IDENTITY_CHANGED","user_id":0,"agent_id":7}"#, "7"),
+        ] {
+            assert_eq!(
+                InboundFrame::parse(frame).unwrap(),
+                InboundFrame::IdentityChanged { peer_id: peer.into() },
+                "{frame}"
+            );
+        }
     }
 
     #[test]

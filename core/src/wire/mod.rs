@@ -3,10 +3,34 @@
 //! Parsing is strict where the official SDK is strict (routing fields of a message) and reports
 //! everything else it cannot use as a precise [`FrameError`] instead of guessing. Encoding writes
 //! exactly the fields the official SDK writes, in its order.
+//!
+//! # What the agent accepts beyond strict JSON
+//! The agent's frames are read as the official SDK's Python reads them ([`python`]), so that
+//! a frame it handles is handled here too, with the same ids, text and digest (the digest is
+//! computed on the frame as Python holds it, so replays match). Each case is checked against
+//! the official SDK's own code (`testvectors/vectors/inbound_frames.json`):
+//!
+//! | in the frame | the official SDK (and this one) |
+//! | --- | --- |
+//! | `NaN`, `Infinity`, `-Infinity` anywhere | accepted (`json.loads`); kept in the digest, `null` in [`InboundMsg::raw`] |
+//! | integers beyond 64 bits | accepted, exact in the digest; over 4,300 digits Python raises: refused |
+//! | a key given twice | the last value, in the first one's place |
+//! | `from_device_id`, `to`, `reply_to_message_id` not strings | used when truthy, as Python's `str()` (`3` is `"3"`, `true` is `"True"`); `0`, `false`, `""`, `[]`, `{}` and `null` are absent |
+//! | `IDENTITY_CHANGED` without `user_id`/`agent_id` | reported with an empty peer id, never refused |
+//! | `payload_b64` absent | the empty text; `null` or a non-string is refused (Python raises) |
+//! | `payload_b64` with characters outside base64, extra or missing-in-the-middle `=`, data after the padding, non-zero trailing bits | decoded as `base64.b64decode` without `validate` does ([`python::b64decode`]) |
+//! | `encrypted` other than `true` | plaintext |
+//! | `id`, `from`, `conversation_id` not non-empty strings | refused, as Python refuses them |
+//! | nested deeper than [`python::MAX_DEPTH`] | refused ([`FrameError::Unsupported`]); Python raises past about 980 |
+//! | a lone surrogate escape (`"\ud800"`) | Python accepts it; refused here (no UTF-8 form) |
+//!
+//! A `MSG` frame refused but named by [`agent::refused_msg_ids`] is acknowledged and reported
+//! after its bounded deliveries, so none comes back forever.
 
 pub mod agent;
 pub mod http;
 pub mod person;
+pub mod python;
 
 pub use agent::{AckRead, InboundFrame, InboundMsg, OutboundMsg};
 pub use http::{HttpMethod, HttpRequest, HttpResponse, RequestId};
@@ -28,6 +52,10 @@ pub enum FrameError {
     /// The object's fields do not fit the frame's schema (a field of the wrong type).
     #[error("frame does not fit its schema: {0}")]
     Schema(String),
+    /// JSON that Python's `json.loads` raises on beyond its syntax errors (nesting too deep, an
+    /// integer too long), or that this SDK cannot hold (a lone surrogate).
+    #[error("frame cannot be read: {0}")]
+    Unsupported(&'static str),
     /// A required field is missing, empty or of the wrong type.
     #[error("field `{field}` is {problem}")]
     InvalidField {

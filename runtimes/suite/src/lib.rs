@@ -15,7 +15,7 @@
 //! ```
 //!
 //! # Cases
-//! [`CASES`] lists them, in [`cases`] (and [`fail_stop`], [`prekeys`], [`durable`], [`liveness`]):
+//! [`CASES`] lists them, in [`cases`] (and [`fail_stop`], [`prekeys`], [`durable`], [`liveness`], [`lenient`]):
 //! - `echo`: a message is answered, linked to it, and acknowledged (the person sees it read);
 //! - `every_widget_kind`: confirm, choice, permission, form, progress, file-picker and datetime
 //!   are shown, answered (or, for the progress bar, dismissed), and each answer reaches the agent;
@@ -84,7 +84,13 @@
 //! - `a_half_open_connection_is_noticed_and_replaced` (in [`liveness`]): through a TCP proxy that
 //!   stops forwarding without closing, with a short keepalive, the agent notices the silence and
 //!   reconnects; the message sent meanwhile is handled exactly once and answered, and nothing
-//!   comes twice when the frozen connection thaws.
+//!   comes twice when the frozen connection thaws;
+//! - `lenient_frames_are_read_as_the_official_sdk_reads_them` (in [`lenient`]): the relay
+//!   injects frames the official SDK accepts beyond strict JSON (a number as device id or reply
+//!   link, `NaN`, loose base64, no payload, a repeated key, an identity change without an id);
+//!   each is handled once with the official reading and acknowledged; a payload neither SDK
+//!   decodes and a frame nested too deep are acknowledged after their bounded deliveries and
+//!   reported once, and a last reconnect replays nothing.
 //!
 //! Observability (issue 10, item 8) runs in a test binary of its own, `tests/observability.rs`
 //! (a process-wide metrics recorder and subscriber): on each runtime the counters, the spans and
@@ -101,6 +107,7 @@ pub mod cases;
 pub mod durable;
 pub mod fail_stop;
 pub mod harness;
+pub mod lenient;
 pub mod liveness;
 pub mod prekeys;
 pub mod transport;
@@ -109,8 +116,8 @@ pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
 /// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`], [`prekeys`] or
-/// [`durable`] or [`liveness`] (keep them in step).
-pub const CASES: [&str; 22] = [
+/// [`durable`], [`liveness`] or [`lenient`] (keep them in step).
+pub const CASES: [&str; 23] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -133,6 +140,7 @@ pub const CASES: [&str; 22] = [
     "configured_from_the_environment",
     "a_refused_token_ends_connect_and_a_new_one_is_used",
     "a_half_open_connection_is_noticed_and_replaced",
+    "lenient_frames_are_read_as_the_official_sdk_reads_them",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -169,6 +177,7 @@ macro_rules! behaviour_suite {
             a_refused_token_ends_connect_and_a_new_one_is_used,
             a_half_open_connection_is_noticed_and_replaced,
         );
+        $crate::behaviour_suite!(@in lenient, $harness; lenient_frames_are_read_as_the_official_sdk_reads_them);
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
         $crate::behaviour_suite!(@in cases, $harness; $($case),*);
