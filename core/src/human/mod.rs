@@ -2,7 +2,9 @@
 //!
 //! It drives the relay's person API ([`crate::wire::person`]): opening conversations, sending
 //! text and widget answers to agents, receiving agents' messages (widgets and updates read
-//! out), read receipts and relay errors. The relay's tests, the examples, the conformance suite
+//! out), read receipts and relay errors, and encrypted groups ([`group`]: keys made,
+//! distributed through Signal and rotated by [`Person::distribute_group_key`], group messages
+//! sealed once and opened with the keys held). The relay's tests, the examples, the conformance suite
 //! and load tools are built on it. Same shape as [`crate::Agent`]: inputs in, outputs out.
 
 use crate::connection::{Backoff, Connection, Directive};
@@ -252,8 +254,9 @@ pub enum PersonError {
         /// The id.
         message_id: String,
     },
-    /// Encrypted messages to groups and to other persons are not supported by this client.
-    #[error("encrypted messages go to agents only")]
+    /// Encrypted direct messages to other persons, and to another conversation's group, are not
+    /// supported by this client.
+    #[error("encrypted messages go to agents and to the conversation's own group only")]
     EncryptedTargetUnsupported,
     /// The session failed to encrypt.
     #[error(transparent)]
