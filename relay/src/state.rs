@@ -40,6 +40,9 @@ struct AgentRecord {
 struct PersonRecord {
     token: String,
     identity_key: Option<String>,
+    /// The Signal bundle other persons start sessions from (group keys travel through them).
+    bundle: Option<PrekeyBundleBody>,
+    one_time_prekeys: VecDeque<OneTimePrekey>,
 }
 
 struct Conversation {
@@ -190,14 +193,19 @@ impl State {
         self.blobs.get(id).map(Vec::as_slice)
     }
 
-    pub(crate) fn group_keys_for(&self, agent: &str, conversation_id: &str) -> Result<Vec<GroupKeyEnvelope>, ApiError> {
+    /// The group-key envelopes addressed to `member` (an agent or a person) in a conversation.
+    pub(crate) fn group_keys_for(
+        &self,
+        member: &str,
+        conversation_id: &str,
+    ) -> Result<Vec<GroupKeyEnvelope>, ApiError> {
         let conversation = self.conversations.get(conversation_id).ok_or(ApiError::NotFound("conversation"))?;
-        if !conversation.members.contains(agent) {
+        if !conversation.members.contains(member) {
             return Err(ApiError::Forbidden("not a member of this conversation"));
         }
         Ok(self
             .group_keys
-            .get(agent)
+            .get(member)
             .map(|envelopes| envelopes.iter().filter(|e| e.conversation_id == conversation_id).cloned().collect())
             .unwrap_or_default())
     }
@@ -249,6 +257,41 @@ impl State {
         })
     }
 
+    /// Stores a person's prekey bundle (other persons fetch it to send them group keys).
+    pub(crate) fn publish_person_bundle(&mut self, person: &str, bundle: PrekeyBundleBody) {
+        self.persons.entry(person.to_owned()).or_default().bundle = Some(bundle);
+    }
+
+    /// Adds a person's one-time prekeys, handed out oldest first like an agent's; returns how
+    /// many are held.
+    pub(crate) fn add_person_one_time_prekeys(&mut self, person: &str, keys: Vec<OneTimePrekey>, max: usize) -> usize {
+        let record = self.persons.entry(person.to_owned()).or_default();
+        record.one_time_prekeys.retain(|held| !keys.iter().any(|key| key.prekey_id == held.prekey_id));
+        record.one_time_prekeys.extend(keys);
+        let excess = record.one_time_prekeys.len().saturating_sub(max);
+        record.one_time_prekeys.drain(..excess);
+        record.one_time_prekeys.len()
+    }
+
+    /// Another person's bundle with one of their one-time prekeys, for `caller`, who must share a
+    /// conversation with them.
+    pub(crate) fn fetch_person_bundle(&mut self, caller: &str, person: &str) -> Result<FetchedBundle, ApiError> {
+        if !self.persons.contains_key(person) {
+            return Err(ApiError::NotFound("person"));
+        }
+        if !self.peers_of(caller).contains(person) {
+            return Err(ApiError::Forbidden("no conversation with this person"));
+        }
+        let record = self.persons.get_mut(person).ok_or(ApiError::NotFound("person"))?;
+        let bundle = record.bundle.clone().ok_or(ApiError::NotFound("prekey bundle"))?;
+        let one_time = record.one_time_prekeys.pop_front();
+        Ok(FetchedBundle {
+            bundle,
+            prekey_id: one_time.as_ref().map(|key| key.prekey_id),
+            prekey_public: one_time.map(|key| key.public_key),
+        })
+    }
+
     pub(crate) fn publish_identity(&mut self, person: &str, identity_key: String) {
         let record = self.persons.entry(person.to_owned()).or_default();
         let changed = record.identity_key.as_ref().is_some_and(|old| *old != identity_key);
@@ -271,10 +314,11 @@ impl State {
                 return Err(ApiError::Forbidden("not a member of this conversation"));
             }
             if !conversation.members.contains(&envelope.recipient_id)
-                || !self.agents.contains_key(&envelope.recipient_id)
+                || envelope.recipient_id == person
+                || self.party(&envelope.recipient_id).is_none()
             {
                 return Err(ApiError::BadRequest(format!(
-                    "{} is not an agent of this conversation",
+                    "{} is not another member of this conversation",
                     envelope.recipient_id
                 )));
             }

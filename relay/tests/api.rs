@@ -387,14 +387,55 @@ async fn group_messages_fan_out_and_group_keys_reach_their_agent() {
         keys,
         json!([{"conversation_id": group, "key_id": "k1", "epoch": 1, "sender_id": ALICE, "envelope_b64": "ZW52"}])
     );
-    let to_a_person = json!({"envelopes": [{"recipient_id": BOB, "conversation_id": group, "key_id": "k1", "epoch": 1, "envelope_b64": "ZW52"}]});
-    assert_error(
-        &call(&relay, ALICE_TOKEN, HttpMethod::Post, "/person/group-keys", json_bytes(to_a_person)).await,
-        400,
+    // Another person of the group fetches the envelopes addressed to them; the sender may not
+    // address itself, and outsiders read nothing.
+    let to_a_person = json!({"envelopes": [{"recipient_id": BOB, "conversation_id": group, "key_id": "k1", "epoch": 1, "sender_device_id": "phone", "envelope_b64": "Ym9i"}]});
+    assert_eq!(call(&relay, ALICE_TOKEN, HttpMethod::Post, "/person/group-keys", json_bytes(to_a_person)).await.0, 200);
+    let path = format!("/person/group-keys?conversation_id={group}");
+    assert_eq!(
+        call(&relay, BOB_TOKEN, HttpMethod::Get, &path, vec![]).await,
+        (
+            200,
+            json!([{"conversation_id": group, "key_id": "k1", "epoch": 1, "sender_id": ALICE, "sender_device_id": "phone", "envelope_b64": "Ym9i"}])
+        )
     );
+    assert_eq!(call(&relay, ALICE_TOKEN, HttpMethod::Get, &path, vec![]).await, (200, json!([])));
+    let to_oneself = json!({"envelopes": [{"recipient_id": ALICE, "conversation_id": group, "key_id": "k1", "epoch": 1, "envelope_b64": "ZW52"}]});
+    assert_error(&call(&relay, ALICE_TOKEN, HttpMethod::Post, "/person/group-keys", json_bytes(to_oneself)).await, 400);
+    assert!(relay.observed().iter().any(|item| item.windows(4).any(|window| window == b"Ym9i")), "key bodies observed");
     // A plain conversation has no group target.
     let direct = conversation(&relay, json!([AGENT]), false).await;
     send(&mut alice, json!({"type": "MSG", "id": "g3", "conversation_id": direct, "to": format!("group:{direct}"), "payload_b64": "", "encrypted": false})).await;
     assert_eq!(next(&mut alice).await["type"], "ERROR");
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn persons_publish_bundles_that_people_they_share_a_conversation_with_fetch() {
+    let relay = relay().await;
+    let path = format!("/person/persons/{BOB}/prekey-bundle");
+    // Bob shares no conversation with Alice yet, and has no bundle.
+    assert_error(&call(&relay, ALICE_TOKEN, HttpMethod::Get, &path, vec![]).await, 403);
+    conversation(&relay, json!([AGENT, BOB]), true).await;
+    assert_error(&call(&relay, ALICE_TOKEN, HttpMethod::Get, &path, vec![]).await, 404);
+    assert_eq!(
+        call(&relay, BOB_TOKEN, HttpMethod::Put, "/person/prekey-bundle", json_bytes(bundle("Ym9iLWlk"))).await.0,
+        200
+    );
+    let keys = json!({"one_time_prekeys": [{"prekey_id": 7, "public_key": "c2V2ZW4="}]});
+    assert_eq!(
+        call(&relay, BOB_TOKEN, HttpMethod::Post, "/person/one-time-prekeys", json_bytes(keys)).await,
+        (200, json!({"held": 1}))
+    );
+    let (status, fetched) = call(&relay, ALICE_TOKEN, HttpMethod::Get, &path, vec![]).await;
+    assert_eq!(status, 200);
+    assert_eq!((fetched["identity_key"].as_str(), fetched["prekey_id"].as_u64()), (Some("Ym9iLWlk"), Some(7)));
+    // Each one-time prekey goes once.
+    let (_, again) = call(&relay, ALICE_TOKEN, HttpMethod::Get, &path, vec![]).await;
+    assert!(again.get("prekey_id").is_none(), "{again}");
+    assert_error(
+        &call(&relay, ALICE_TOKEN, HttpMethod::Get, "/person/persons/nobody/prekey-bundle", vec![]).await,
+        404,
+    );
     relay.shutdown().await;
 }

@@ -9,7 +9,10 @@ Handler behaviour (so a test can drive it):
 - "update please"         -> a widget update of w-confirm-1 with spec {"title": "Updated"}
 - a widget answer         -> reply "Widget <ref> answered: <json value> cancelled=<bool>"
 - attachments (e2ee)      -> each downloaded, then sent back with send_file as "echo-<name>"
-                             (same type) in a reply "file <name> <mime> <size> bytes sha256=<hex>"
+                             (same type) in a reply "file <name> <mime> <size> bytes sha256=<hex>",
+                             to the whole group when the message came to a group
+Replies to group messages go to the group (the SDK's own `reply`). Each handled line says
+whether the message came to a group.
 """
 
 from __future__ import annotations
@@ -48,13 +51,14 @@ async def main() -> int:
     )
 
     async def handle(message, agent) -> None:
+        group = str(message.raw.get("to") or "") == f"group:{message.conversation_id}"
         if message.attachments and args.e2ee:
             for attachment in message.attachments:
                 data = await agent.download_attachment(attachment)
                 digest = hashlib.sha256(data).hexdigest()
                 await agent.send_file(
                     conversation_id=message.conversation_id,
-                    to=message.from_id,
+                    to=f"group:{message.conversation_id}" if group else message.from_id,
                     name=f"echo-{attachment.name}",
                     data=data,
                     mime=attachment.mime,
@@ -83,7 +87,7 @@ async def main() -> int:
             )
         else:
             await agent.reply(message, f"Received: {message.text}")
-        emit(event="handled", id=message.id, text=message.text)
+        emit(event="handled", id=message.id, text=message.text, group=group)
 
     client.on_message(handle)
 

@@ -2,7 +2,9 @@
 //!
 //! It drives the relay's person API ([`crate::wire::person`]): opening conversations, sending
 //! text and widget answers to agents, receiving agents' messages (widgets and updates read
-//! out), read receipts and relay errors. The relay's tests, the examples, the conformance suite
+//! out), read receipts and relay errors, and encrypted groups ([`group`]: keys made,
+//! distributed through Signal and rotated by [`Person::distribute_group_key`], group messages
+//! sealed once and opened with the keys held). The relay's tests, the examples, the conformance suite
 //! and load tools are built on it. Same shape as [`crate::Agent`]: inputs in, outputs out.
 
 use crate::connection::{Backoff, Connection, Directive};
@@ -11,6 +13,7 @@ use crate::e2ee::backend::{BackendError, SignalBackend};
 use crate::e2ee::pqxdh::PeerBundle;
 use crate::message::{Attachment, WidgetUpdate};
 use crate::payload::{chat, parse_payload, widget};
+use crate::wire::agent::is_group_target;
 use crate::wire::http::{BlobUploaded, HttpMethod, HttpRequest, HttpResponse, RequestId, percent_encode};
 use crate::wire::person::{
     ConversationCreated, CreateConversation, FetchedBundle, PersonInboundFrame, PersonInboundMsg, PersonOutboundMsg,
@@ -22,6 +25,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet, VecDeque};
+
+pub mod group;
+mod group_flow;
+
+pub use group::{GroupKeyring, GroupMember, MemberKind};
 
 /// How a person's client behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +114,20 @@ pub struct PersonMessage {
     pub frame: PersonInboundMsg,
 }
 
+impl PersonMessage {
+    /// Whether it was sent to the whole group (`to` = `group:{conversation_id}`).
+    pub fn is_group(&self) -> bool {
+        is_group_target(&self.frame.to, &self.conversation_id)
+    }
+
+    /// For an encrypted group message, the key it was sealed under: its id and epoch.
+    pub fn group_key(&self) -> Option<(String, i64)> {
+        (self.encrypted && self.is_group())
+            .then(|| group::named_key(&self.conversation_id, &self.frame.payload_b64).ok())
+            .flatten()
+    }
+}
+
 /// What the person's app hears about.
 // Moved once through a queue, never stored in bulk: boxing the large variant would only add
 // an allocation per message.
@@ -160,6 +182,35 @@ pub enum PersonEvent {
         /// The relay's `error`, or the transport's reason.
         error: String,
     },
+    /// A group key reached the relay for every member ([`Person::distribute_group_key`],
+    /// [`Person::rotate_group_key`]); this person now seals group messages under it.
+    GroupKeyDistributed {
+        /// The id the call returned.
+        request: RequestId,
+        /// The group conversation.
+        conversation_id: String,
+        /// The new key's id.
+        key_id: String,
+        /// Its epoch.
+        epoch: u64,
+        /// How many members it was sent to.
+        recipients: usize,
+    },
+    /// This person's prekeys reached the relay ([`Person::publish_prekeys`]).
+    PrekeysPublished {
+        /// The id the call returned.
+        request: RequestId,
+    },
+    /// A group message could not be read even after the group's keys were fetched (its key
+    /// never came, or it does not open). It is left unacknowledged.
+    Unreadable {
+        /// The message.
+        message_id: String,
+        /// Its conversation.
+        conversation_id: String,
+        /// Why.
+        error: String,
+    },
     /// A message accepted by `send_text` (or another send) could not be sent after all: its
     /// session could not be started (the agent's bundle could not be fetched or used, for
     /// instance because the agent has not published its prekeys yet). Nothing was sent.
@@ -203,12 +254,36 @@ pub enum PersonError {
         /// The id.
         message_id: String,
     },
-    /// Encrypted messages to groups and to other persons are not supported by this client.
-    #[error("encrypted messages go to agents only")]
+    /// Encrypted direct messages to other persons, and to another conversation's group, are not
+    /// supported by this client.
+    #[error("encrypted messages go to agents and to the conversation's own group only")]
     EncryptedTargetUnsupported,
     /// The session failed to encrypt.
     #[error(transparent)]
     Encrypt(#[from] BackendError),
+    /// Group keys need end-to-end encryption.
+    #[error("group keys need end-to-end encryption")]
+    E2eeRequired,
+    /// No key was ever distributed in this conversation by this client.
+    #[error("no group members known for conversation {conversation_id}")]
+    UnknownGroup {
+        /// The conversation.
+        conversation_id: String,
+    },
+    /// No group key is held for this conversation: nothing can be sealed.
+    #[error("no group key held for conversation {conversation_id}")]
+    NoGroupKey {
+        /// The conversation.
+        conversation_id: String,
+    },
+    /// An encrypted group message did not open.
+    #[error("group message {message_id} unreadable: {error}")]
+    Group {
+        /// The id.
+        message_id: String,
+        /// Why.
+        error: group::GroupReadError,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +297,8 @@ enum Pending {
     },
     BlobUpload,
     BlobDownload,
+    /// A group call ([`group_flow`]).
+    Group(group_flow::GroupPending),
 }
 
 /// A message waiting for its session (the agent's bundle is being fetched).
@@ -244,6 +321,14 @@ pub struct Person {
     account: Option<Box<dyn SignalBackend>>,
     /// Messages waiting for a session, by (agent, conversation).
     waiting: BTreeMap<(String, String), Vec<Queued>>,
+    /// Group keys held.
+    keyring: GroupKeyring,
+    /// The members of the last key this client distributed, by group.
+    group_members: BTreeMap<String, Vec<GroupMember>>,
+    /// Group keys on their way to members, by the id their call returned.
+    distributions: BTreeMap<RequestId, group_flow::Distribution>,
+    /// What waits for a group's keys, by group.
+    syncing: BTreeMap<String, group_flow::Sync>,
 }
 
 impl std::fmt::Debug for Person {
@@ -283,6 +368,10 @@ impl Person {
             next_request: 1,
             pending: BTreeMap::new(),
             seen: HashSet::new(),
+            keyring: GroupKeyring::new(),
+            group_members: BTreeMap::new(),
+            distributions: BTreeMap::new(),
+            syncing: BTreeMap::new(),
         }
     }
 
@@ -343,6 +432,7 @@ impl Person {
     fn handle_frame(&mut self, text: &str) -> Result<(), PersonError> {
         let event = match PersonInboundFrame::parse(text)? {
             PersonInboundFrame::Msg(frame) => {
+                let Some(frame) = self.park_until_keyed(frame) else { return Ok(()) };
                 let message = self.read_message(frame)?;
                 let ack = AckRead {
                     to: message.from.clone(),
@@ -367,7 +457,13 @@ impl Person {
     fn read_message(&mut self, frame: PersonInboundMsg) -> Result<PersonMessage, PersonError> {
         let undecodable = || PersonError::Undecodable { message_id: frame.id.clone() };
         let mut bytes = STANDARD.decode(&frame.payload_b64).map_err(|_| undecodable())?;
-        if frame.encrypted {
+        if frame.encrypted && is_group_target(&frame.to, &frame.conversation_id) && self.account.is_some() {
+            let text = self
+                .keyring
+                .open(&frame.conversation_id, &frame.payload_b64)
+                .map_err(|error| PersonError::Group { message_id: frame.id.clone(), error })?;
+            bytes = text.into_bytes();
+        } else if frame.encrypted {
             let Some(account) = self.account.as_mut() else {
                 return Err(PersonError::EncryptedWithoutE2ee { message_id: frame.id.clone() });
             };
@@ -399,6 +495,10 @@ impl Person {
         let Some(kind) = self.pending.remove(&request) else {
             tracing::debug!(?request, "answer to an unknown request ignored");
             return;
+        };
+        let kind = match kind {
+            Pending::Group(group) => return self.group_http(group, result),
+            kind => kind,
         };
         let failure = match &result {
             Err(error) => Some((0, error.clone())),
@@ -447,6 +547,8 @@ impl Person {
                         Err(error) => failed(error),
                     },
                     Pending::BlobDownload => PersonEvent::BlobDownloaded { request, bytes: response.body },
+                    // Answered above.
+                    Pending::Group(_) => return,
                 }
             }
         };
@@ -651,6 +753,14 @@ impl Person {
             return Err(PersonError::EmptyField("to"));
         }
         if self.account.is_some() {
+            if is_group_target(to, conversation_id) {
+                let id = self.fresh_id();
+                self.queue_group_send(
+                    conversation_id,
+                    Queued { id: id.clone(), text: text.to_owned(), reply_to, attachments },
+                );
+                return Ok(id);
+            }
             if to.starts_with("group:") {
                 return Err(PersonError::EncryptedTargetUnsupported);
             }
@@ -695,6 +805,8 @@ impl Person {
     }
 }
 
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod tests;
 

@@ -12,7 +12,11 @@
 //! | `PUT /person/identity` | [`PublishIdentity`] | `{}` |
 //! | `POST /person/blobs` | raw bytes | [`super::http::BlobUploaded`] |
 //! | `GET /person/blobs/{blob_id}` | none | raw bytes |
-//! | `POST /person/group-keys` | [`DistributeGroupKeys`] | `{}` |
+//! | `POST /person/group-keys` | [`DistributeGroupKeys`] | `{"stored": n}` |
+//! | `GET /person/group-keys?conversation_id=...` | none | [`super::http::GroupKeyEnvelope`] list addressed to the caller |
+//! | `PUT /person/prekey-bundle` | [`super::http::PrekeyBundleBody`] | `{}` |
+//! | `POST /person/one-time-prekeys` | [`super::http::OneTimePrekeysBody`] | `{"held": n}` |
+//! | `GET /person/persons/{person_id}/prekey-bundle` | none | [`FetchedBundle`] (another person's, consuming one one-time prekey) |
 //!
 //! # Socket: `GET {ws_base}/ws/person?token=<token>[&device_id=<device>]`
 //! Text frames, one JSON object each, `type` first.
@@ -75,8 +79,8 @@ pub struct PublishIdentity {
     pub identity_key: String,
 }
 
-/// `POST /person/group-keys`: group-key envelopes for agents to fetch with
-/// `GET /agent/group-keys`.
+/// `POST /person/group-keys`: group-key envelopes for the other members to fetch, agents with
+/// `GET /agent/group-keys`, persons with `GET /person/group-keys`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DistributeGroupKeys {
     /// One envelope per recipient.
@@ -86,7 +90,7 @@ pub struct DistributeGroupKeys {
 /// One envelope of [`DistributeGroupKeys`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupKeyForRecipient {
-    /// The agent that may fetch it.
+    /// The member (agent or person) that may fetch it.
     pub recipient_id: String,
     /// The group conversation.
     pub conversation_id: String,

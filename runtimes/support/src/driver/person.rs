@@ -8,7 +8,9 @@ use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures_channel::oneshot;
 use futures_util::StreamExt as _;
 use pacerelle_core::attachment::{self, FileMetadata};
-use pacerelle_core::human::{Person, PersonConfig, PersonEvent, PersonInput, PersonMessage, PersonOutput};
+use pacerelle_core::human::{
+    GroupMember, Person, PersonConfig, PersonError, PersonEvent, PersonInput, PersonMessage, PersonOutput,
+};
 use pacerelle_core::wire::http::{BlobUploaded, RequestId, percent_encode};
 use pacerelle_core::wire::person::{CreateConversation, FetchedBundle};
 use pacerelle_core::{Attachment, Rng};
@@ -135,6 +137,8 @@ impl<R: Runtime> Shared<R> {
                         | PersonEvent::BlobUploaded { request, .. }
                         | PersonEvent::BlobDownloaded { request, .. }
                         | PersonEvent::RequestFailed { request, .. } => Some(*request),
+                        PersonEvent::GroupKeyDistributed { request, .. }
+                        | PersonEvent::PrekeysPublished { request } => Some(*request),
                         _ => None,
                     };
                     match request.and_then(|request| inner.waiting.remove(&request)) {
@@ -305,6 +309,83 @@ impl<R: Runtime> PersonClient<R> {
             PersonEvent::RequestFailed { status, error, .. } => Err(ClientError::Http { status, message: error }),
             event => Ok(event),
         }
+    }
+
+    /// Like `request` for calls the core may refuse at once (end-to-end encryption off, say).
+    async fn try_request(
+        &self,
+        start: impl FnOnce(&mut Person) -> Result<RequestId, PersonError>,
+    ) -> Result<PersonEvent, ClientError> {
+        let (waiter, answer) = oneshot::channel();
+        self.shared.with_person(|inner| {
+            let id = start(&mut inner.person)?;
+            inner.waiting.insert(id, waiter);
+            Ok::<_, PersonError>(())
+        })?;
+        let event = within::<R, _>(ANSWER_TIMEOUT, "the relay's HTTP answer", answer)
+            .await?
+            .map_err(|_| ClientError::Closed)?;
+        match event {
+            PersonEvent::RequestFailed { status, error, .. } => Err(ClientError::Http { status, message: error }),
+            event => Ok(event),
+        }
+    }
+
+    /// Publishes this person's Signal prekeys to the relay, so that other persons can send it
+    /// group keys (call it once connected, before another person distributes a key to it).
+    pub async fn publish_prekeys(&self) -> Result<(), ClientError> {
+        match self.try_request(|person| person.publish_prekeys()).await? {
+            PersonEvent::PrekeysPublished { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Opens a group conversation with `members` (agents and persons); with end-to-end
+    /// encryption, also makes its first key (epoch 1) and distributes it to every member through
+    /// their Signal sessions. Returns the conversation's id.
+    pub async fn create_group(&self, members: &[GroupMember]) -> Result<String, ClientError> {
+        let ids: Vec<&str> = members.iter().map(|member| member.id.as_str()).collect();
+        let conversation_id = self.create_conversation(&ids, true).await?;
+        if self.identity_key().is_some() {
+            self.distribute_group_key(&conversation_id, members).await?;
+        }
+        Ok(conversation_id)
+    }
+
+    /// Makes a key for group `conversation_id` at the next epoch and distributes it to
+    /// `members` (see [`Person::distribute_group_key`]); returns its epoch once the relay holds
+    /// every envelope, from when this person seals group messages under it.
+    pub async fn distribute_group_key(
+        &self,
+        conversation_id: &str,
+        members: &[GroupMember],
+    ) -> Result<u64, ClientError> {
+        match self.try_request(|person| person.distribute_group_key(conversation_id, members)).await? {
+            PersonEvent::GroupKeyDistributed { epoch, .. } => Ok(epoch),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Rotates group `conversation_id`'s key to the next epoch, for the members of its last
+    /// distribution; returns the new epoch.
+    pub async fn rotate_group_key(&self, conversation_id: &str) -> Result<u64, ClientError> {
+        match self.try_request(|person| person.rotate_group_key(conversation_id)).await? {
+            PersonEvent::GroupKeyDistributed { epoch, .. } => Ok(epoch),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The newest group key epoch this person holds for `conversation_id` (0 with none).
+    pub fn group_epoch(&self, conversation_id: &str) -> u64 {
+        self.shared.lock().person.group_epoch(conversation_id)
+    }
+
+    /// Sends `text` to the whole group `conversation_id` (`to` = `group:{conversation_id}`):
+    /// with end-to-end encryption, sealed once under the newest key after syncing the group's
+    /// keys. Returns the message id; a message that finds no key is reported as
+    /// [`PersonEvent::NotSent`]. Files go to a group with [`Self::send_file`] and that `to`.
+    pub fn send_group_text(&self, conversation_id: &str, text: &str) -> Result<String, ClientError> {
+        self.send_text(conversation_id, &format!("group:{conversation_id}"), text)
     }
 
     /// Opens a conversation with `members`; returns its id.
