@@ -92,8 +92,15 @@ impl Inner {
 /// Once the agent's store has failed, every method that sends (or downloads) returns
 /// [`ClientError::Store`] and does nothing; one already waiting for an upload or a download
 /// returns [`ClientError::Closed`].
+///
+/// The handle a message handler receives sends within that message's handler call: what it
+/// sends is committed with the message's acceptance and sent again if the message comes back
+/// (see [`Agent::while_handling`]). Used after the handler returned, or any other handle, it
+/// sends through the agent's durable outbox.
 #[derive(Clone)]
 pub struct AgentHandle {
+    /// The message whose handler call this handle was given to.
+    handling: Option<Arc<str>>,
     inner: Arc<Mutex<Inner>>,
     http: HttpExecutor,
     /// Where and as whom the agent connects; its token changes with [`AgentHandle::set_token`].
@@ -115,6 +122,19 @@ impl AgentHandle {
         let result = self.lock().run(command);
         self.start_http();
         result
+    }
+
+    /// This handle, sending within `message_id`'s handler call.
+    fn for_message(&self, message_id: &str) -> AgentHandle {
+        AgentHandle { handling: Some(message_id.into()), ..self.clone() }
+    }
+
+    /// Runs a send on the core, within this handle's handler call if it has one.
+    fn send<T>(&self, command: impl FnOnce(&mut Agent) -> T) -> Result<T, ClientError> {
+        self.with_agent(|agent| match self.handling.as_deref() {
+            Some(message_id) => agent.while_handling(message_id, command),
+            None => command(agent),
+        })
     }
 
     fn feed(&self, input: Input) {
@@ -172,7 +192,7 @@ impl AgentHandle {
 
     /// Sends a message; returns its id.
     pub fn send_message(&self, message: OutgoingMessage) -> Result<String, ClientError> {
-        Ok(self.with_agent(|agent| agent.send_message(message))??)
+        Ok(self.send(|agent| agent.send_message(message))??)
     }
 
     /// Sends `text` to `to` in `conversation_id`; returns the message id.
@@ -193,7 +213,7 @@ impl AgentHandle {
         widget: impl Into<Widget>,
     ) -> Result<String, ClientError> {
         let widget = widget.into();
-        Ok(self.with_agent(|agent| agent.send_widget(conversation_id, to, widget))??)
+        Ok(self.send(|agent| agent.send_widget(conversation_id, to, widget))??)
     }
 
     /// Changes a widget already shown; returns the update's id.
@@ -203,7 +223,7 @@ impl AgentHandle {
         to: &str,
         patch: WidgetPatch,
     ) -> Result<String, ClientError> {
-        Ok(self.with_agent(|agent| agent.send_widget_update(conversation_id, to, patch))??)
+        Ok(self.send(|agent| agent.send_widget_update(conversation_id, to, patch))??)
     }
 
     /// Sends a file: encrypts it, uploads only the ciphertext, then sends the message that
@@ -326,7 +346,7 @@ impl Client {
         let shared_config = Arc::new(Mutex::new(config.clone()));
         Client {
             config,
-            handle: AgentHandle { inner: Arc::new(Mutex::new(inner)), http, config: shared_config },
+            handle: AgentHandle { handling: None, inner: Arc::new(Mutex::new(inner)), http, config: shared_config },
             message_handler: None,
             identity_handler: None,
             undeliverable_handler: None,
@@ -458,7 +478,8 @@ impl Client {
             match socket.as_mut() {
                 Some(open) => match open.read() {
                     Ok(Message::Text(text)) => handle.feed(Input::Frame(text.as_str().to_owned())),
-                    Ok(Message::Pong(_) | Message::Ping(_)) => handle.feed(Input::Pong),
+                    Ok(Message::Pong(_)) => handle.feed(Input::Pong),
+                    Ok(Message::Ping(_) | Message::Frame(_)) => handle.feed(Input::Ping),
                     Ok(Message::Close(_)) => {
                         socket = None;
                         handle.feed(Input::Disconnected);
@@ -495,6 +516,7 @@ impl Client {
                     return;
                 };
                 let _entered = support::state::handler_span(&message).entered();
+                let handle = handle.for_message(&id);
                 let outcome = catch_unwind(AssertUnwindSafe(|| handler(message, &handle)))
                     .unwrap_or_else(|_| panicked("message"));
                 handle.lock().settle(&id, outcome);

@@ -15,7 +15,8 @@
 //! ```
 //!
 //! # Cases
-//! [`CASES`] lists them, in [`cases`] (and [`fail_stop`], [`prekeys`], [`durable`], [`liveness`]):
+//! [`CASES`] lists them, in [`cases`] (and [`fail_stop`], [`prekeys`], [`durable`], [`liveness`],
+//! [`outbox`]):
 //! - `echo`: a message is answered, linked to it, and acknowledged (the person sees it read);
 //! - `every_widget_kind`: confirm, choice, permission, form, progress, file-picker and datetime
 //!   are shown, answered (or, for the progress bar, dismissed), and each answer reaches the agent;
@@ -71,7 +72,12 @@
 //! - `a_half_open_connection_is_noticed_and_replaced` (in [`liveness`]): through a TCP proxy that
 //!   stops forwarding without closing, with a short keepalive, the agent notices the silence and
 //!   reconnects; the message sent meanwhile is handled exactly once and answered, and nothing
-//!   comes twice when the frozen connection thaws.
+//!   comes twice when the frozen connection thaws;
+//! - `no_reply_lost_with_the_socket` (in [`outbox`]): the relay loses the agent's reply and its
+//!   acknowledgement and cuts the socket as a crash would; the message is replayed, the agent
+//!   sends the same reply again under its original id before acknowledging, and the person gets
+//!   it once (the handler ran once); a send outside a handler lost the same way arrives after the
+//!   reconnection.
 //!
 //! # Adding a runtime
 //! Implement [`Harness`] (see [`harness`]), add `tests/<runtime>.rs` with
@@ -85,6 +91,7 @@ pub mod durable;
 pub mod fail_stop;
 pub mod harness;
 pub mod liveness;
+pub mod outbox;
 pub mod prekeys;
 pub mod transport;
 
@@ -92,8 +99,8 @@ pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
 /// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`], [`prekeys`] or
-/// [`durable`] or [`liveness`] (keep them in step).
-pub const CASES: [&str; 18] = [
+/// [`durable`], [`liveness`] or [`outbox`] (keep them in step).
+pub const CASES: [&str; 19] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -112,6 +119,7 @@ pub const CASES: [&str; 18] = [
     "restart_keeps_identity",
     "a_refused_token_ends_connect_and_a_new_one_is_used",
     "a_half_open_connection_is_noticed_and_replaced",
+    "no_reply_lost_with_the_socket",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -145,6 +153,7 @@ macro_rules! behaviour_suite {
             a_refused_token_ends_connect_and_a_new_one_is_used,
             a_half_open_connection_is_noticed_and_replaced,
         );
+        $crate::behaviour_suite!(@in outbox, $harness; no_reply_lost_with_the_socket);
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
         $crate::behaviour_suite!(@in cases, $harness; $($case),*);
