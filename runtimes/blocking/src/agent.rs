@@ -35,7 +35,6 @@ type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 enum Control {
     Connect,
     WakeAt(Timestamp),
-    Ping,
     Abandon,
     Close,
 }
@@ -48,7 +47,9 @@ struct Inner {
 /// The core's outputs waiting for the loop, in order.
 #[derive(Default)]
 struct Queues {
-    outbox: VecDeque<String>,
+    /// Text frames and pings, in the core's order: a pong proves the frames before its ping
+    /// were read only if they went out first.
+    writes: VecDeque<Message>,
     controls: VecDeque<Control>,
     events: VecDeque<Event>,
     /// HTTP calls to start; [`AgentHandle::start_http`] hands each to a thread of its own.
@@ -58,12 +59,12 @@ struct Queues {
 impl Queues {
     fn push(&mut self, effect: Effect) {
         match effect {
-            Effect::Frame(text) => self.outbox.push_back(text),
+            Effect::Frame(text) => self.writes.push_back(Message::text(text)),
             Effect::Event(event) => self.events.push_back(event),
             Effect::Connect => self.controls.push_back(Control::Connect),
             Effect::WakeAt(at) => self.controls.push_back(Control::WakeAt(at)),
             Effect::Close => self.controls.push_back(Control::Close),
-            Effect::Ping => self.controls.push_back(Control::Ping),
+            Effect::Ping => self.writes.push_back(Message::Ping(Default::default())),
             Effect::Abandon => self.controls.push_back(Control::Abandon),
             Effect::Http(request) => self.http.push_back(request),
         }
@@ -409,10 +410,10 @@ impl Client {
             // acceptances) go out as on the async runtimes, where they are already written;
             // nothing else runs.
             if handle.lock().state.is_stopped() {
-                let frames: Vec<String> = handle.lock().queues.outbox.drain(..).collect();
+                let writes: Vec<Message> = handle.lock().queues.writes.drain(..).collect();
                 if let Some(open) = socket.as_mut() {
-                    for frame in frames {
-                        if let Err(error) = open.send(Message::text(frame)) {
+                    for write in writes {
+                        if let Err(error) = open.send(write) {
                             tracing::info!(%error, "connection lost while writing");
                             break;
                         }
@@ -437,26 +438,17 @@ impl Client {
                         handle.feed(input);
                     }
                     Some(Control::WakeAt(at)) => wake = Some(at),
-                    Some(Control::Ping) => {
-                        if let Some(open) = socket.as_mut()
-                            && let Err(error) = open.send(Message::Ping(Default::default()))
-                        {
-                            tracing::info!(%error, "connection lost while writing");
-                            socket = None;
-                            handle.feed(Input::Disconnected);
-                        }
-                    }
                     // Dropped without a close handshake: the peer no longer answers.
                     Some(Control::Abandon) => socket = None,
                     Some(Control::Close) => break 'serve,
                     None => break,
                 }
             }
-            let frames: Vec<String> = handle.lock().queues.outbox.drain(..).collect();
-            for frame in frames {
+            let writes: Vec<Message> = handle.lock().queues.writes.drain(..).collect();
+            for write in writes {
                 match socket.as_mut() {
                     Some(open) => {
-                        if let Err(error) = open.send(Message::text(frame)) {
+                        if let Err(error) = open.send(write) {
                             tracing::info!(%error, "connection lost while writing");
                             socket = None;
                             handle.feed(Input::Disconnected);
