@@ -346,13 +346,50 @@ pub struct DeliveryFailure {
     pub given_up_at: Option<Timestamp>,
 }
 
+/// A frame the agent sent, kept so it can be sent again byte for byte, under its original id,
+/// when the relay may not have read it (see [`crate::agent`]'s module docs on lost replies).
+///
+/// Its text is what went on the socket: ciphertext for an end-to-end encrypted agent, base64
+/// of the message for a plaintext one. It is never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentFrame {
+    /// The message's id (the frame's `id`).
+    pub id: String,
+    /// The frame's exact text.
+    pub frame: String,
+}
+
+impl std::fmt::Debug for SentFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SentFrame({}, <{} bytes>)", self.id, self.frame.len())
+    }
+}
+
+/// A frame sent outside any handler, kept until the relay is proven to have read it (a pong to
+/// a ping sent after it), and sent again at every connection until then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Its place in the outbox: entries are sent again in this order. Unique, increasing.
+    pub seq: u64,
+    /// The frame.
+    pub sent: SentFrame,
+}
+
 /// One batch of changes to apply atomically.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreChanges {
     /// Receipts to insert or replace, by message id.
     pub put_receipts: Vec<Receipt>,
-    /// Receipts to delete.
+    /// Receipts to delete (their sent frames with them).
     pub remove_receipts: Vec<String>,
+    /// The frames a message's handler sent, by message id, written with its acceptance (they
+    /// replace any recorded before; an empty list records none). A message accepted without
+    /// sending anything has no entry.
+    pub put_sent_frames: Vec<(String, Vec<SentFrame>)>,
+    /// Outbox entries to insert (by [`OutboxEntry::seq`]).
+    pub put_outbox: Vec<OutboxEntry>,
+    /// Outbox entries the relay was proven to have read, to delete (by seq).
+    pub remove_outbox: Vec<u64>,
     /// The last device seen per (person, conversation).
     pub put_last_devices: Vec<((String, String), String)>,
     /// Messages that failed to be read, to insert or replace, by message id.
@@ -368,6 +405,9 @@ impl StoreChanges {
     pub fn is_empty(&self) -> bool {
         self.put_receipts.is_empty()
             && self.remove_receipts.is_empty()
+            && self.put_sent_frames.is_empty()
+            && self.put_outbox.is_empty()
+            && self.remove_outbox.is_empty()
             && self.put_last_devices.is_empty()
             && self.put_failures.is_empty()
             && self.remove_failures.is_empty()
@@ -380,6 +420,11 @@ impl StoreChanges {
 pub struct AgentSnapshot {
     /// Receipts by message id.
     pub receipts: BTreeMap<String, Receipt>,
+    /// The frames each accepted message's handler sent, by message id (only for messages that
+    /// have a receipt, and sent something).
+    pub sent_frames: BTreeMap<String, Vec<SentFrame>>,
+    /// Frames sent outside handlers and not yet proven read by the relay, by seq.
+    pub outbox: BTreeMap<u64, OutboxEntry>,
     /// Last device per (person, conversation).
     pub last_devices: BTreeMap<(String, String), String>,
     /// Messages that failed to be read, by message id.
@@ -395,8 +440,22 @@ impl AgentSnapshot {
         for receipt in &changes.put_receipts {
             self.receipts.insert(receipt.message_id.clone(), receipt.clone());
         }
+        for (id, frames) in &changes.put_sent_frames {
+            if frames.is_empty() {
+                self.sent_frames.remove(id);
+            } else {
+                self.sent_frames.insert(id.clone(), frames.clone());
+            }
+        }
         for id in &changes.remove_receipts {
             self.receipts.remove(id);
+            self.sent_frames.remove(id);
+        }
+        for entry in &changes.put_outbox {
+            self.outbox.insert(entry.seq, entry.clone());
+        }
+        for seq in &changes.remove_outbox {
+            self.outbox.remove(seq);
         }
         for (key, device) in &changes.put_last_devices {
             self.last_devices.insert(key.clone(), device.clone());

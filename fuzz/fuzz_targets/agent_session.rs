@@ -13,6 +13,8 @@
 //!   step, holds a message's pending receipt before its `Event::Message`, and its accepted receipt
 //!   before its `ACK_READ` (the delivery guarantees of `core/src/agent/mod.rs`);
 //! - an accepted message seen again raises no second event;
+//! - every `MSG` frame the agent sends (all outside handlers here) is in the store's outbox when
+//!   it leaves (committed before it, or sent again from it), and leaves it only by a `Pong`;
 //! - what `send_message`, `send_widget` and `send_widget_update` put in `payload_b64` reads back
 //!   (text, widget id and kind, update ref);
 //! - nothing panics.
@@ -86,6 +88,10 @@ enum Op {
     },
     /// The socket opened.
     Connected,
+    /// A pong to the agent's ping.
+    Pong,
+    /// The relay's own ping.
+    RelayPing,
     /// The socket dropped or failed to open.
     Disconnected,
     /// A timeout now.
@@ -756,6 +762,14 @@ impl Harness {
                 (self.agent.handle_input(now, Input::Disconnected).map_err(|e| e.to_string()), Expect::Nothing)
             }
             Op::Timeout => (self.agent.handle_input(now, Input::Timeout).map_err(|e| e.to_string()), Expect::Nothing),
+            Op::Pong => (self.agent.handle_input(now, Input::Pong).map_err(|e| e.to_string()), Expect::Nothing),
+            Op::RelayPing => {
+                let outbox = self.store.outbox.clone();
+                let result = self.agent.handle_input(now, Input::Ping).map_err(|e| e.to_string());
+                self.drain(Expect::Nothing);
+                assert_eq!(self.store.outbox, outbox, "a relay ping confirmed an outbox entry");
+                (result, Expect::Nothing)
+            }
             Op::WakeUp => {
                 if let Some(at) = self.wake_at.take() {
                     self.now = self.now.max(at);
@@ -846,6 +860,14 @@ impl Harness {
                         }
                         AgentOutboundFrame::Msg(msg) => {
                             assert_eq!(kind, "MSG");
+                            assert!(
+                                self.store
+                                    .outbox
+                                    .values()
+                                    .any(|entry| entry.sent.id == msg.id && entry.sent.frame == frame),
+                                "MSG {} left before its outbox entry was persisted",
+                                msg.id
+                            );
                             assert!(!matches!(expect, Expect::Refused), "a refused input sent a message");
                             sent.push(msg);
                         }

@@ -262,8 +262,7 @@ impl Harness {
     /// opened and the consumed one-time prekey; checks the invariants of the [module docs](self).
     pub fn deliver(&mut self, to: usize, framed: &[u8]) -> Result<(usize, Option<u32>), DecryptError> {
         let before = self.records[to].to_bytes();
-        let result =
-            self.records[to].decrypt(framed, &self.parties[to], PQ, &mut self.rng);
+        let result = self.records[to].decrypt(framed, &self.parties[to], PQ, &mut self.rng);
         match result {
             Ok(decrypted) => {
                 let index = self

@@ -134,6 +134,14 @@ impl RelayHandle {
         self.app.lock().connections_of(&Party::Agent(id.to_owned()))
     }
 
+    /// Loses the next `frames` text frames agent `id` sends (read and never routed, as if the
+    /// relay had died with them), then cuts that socket without a close handshake and without
+    /// reading anything after them, so no ping behind them is answered. For tests of what an
+    /// agent sends again.
+    pub fn lose_agent_frames(&self, id: &str, frames: usize) {
+        self.app.lock().lose_agent_frames(id, frames);
+    }
+
     /// How many messages wait for agent `id` to acknowledge them.
     pub fn pending_for_agent(&self, id: &str) -> usize {
         self.app.lock().pending_for(&Party::Agent(id.to_owned()))

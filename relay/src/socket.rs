@@ -37,6 +37,21 @@ async fn serve(app: App, socket: WebSocket, party: Party, device: Option<String>
             },
             message = incoming.next() => match message {
                 Some(Ok(Message::Text(text))) => {
+                    // A statement of its own: the state's lock is released before the body.
+                    let lost = match &party {
+                        Party::Agent(agent) => app.lock().lose(agent, text.as_bytes()),
+                        Party::Person(_) => None,
+                    };
+                    if let Some(cut) = lost {
+                        tracing::debug!(party = party.id(), socket_id, cut, "frame lost (test hook)");
+                        if cut {
+                            // Gone at once, reading nothing more (no ping behind the lost frames
+                            // is answered) and without a close handshake, as a crash would.
+                            app.lock().close_socket(&party, socket_id);
+                            return;
+                        }
+                        continue;
+                    }
                     let refusal = handle_frame(&app, &party, device.as_deref(), text.as_str());
                     if let Some(refusal) = refusal
                         && sink.send(Message::Text(refusal.to_frame().into())).await.is_err()

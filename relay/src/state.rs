@@ -14,6 +14,11 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use subtle::ConstantTimeEq as _;
 use tokio::sync::mpsc::UnboundedSender;
 
+/// Message ids remembered per agent to drop frames it sends again; the oldest are forgotten
+/// first. An agent resends within one reconnection or one replay of what it answered, far
+/// fewer than this.
+pub(crate) const MAX_REMEMBERED_IDS: usize = 100_000;
+
 /// Who is speaking: an agent or a person, by id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Party {
@@ -81,6 +86,11 @@ pub(crate) struct State {
     /// How many sockets each party has opened so far, for tests that tell a retry on the same
     /// connection from one after a reconnection.
     connections: HashMap<Party, usize>,
+    /// The message ids each agent sent that were routed, oldest first, to drop a frame sent
+    /// again (see [`MAX_REMEMBERED_IDS`]).
+    agent_msg_ids: HashMap<String, (HashSet<String>, VecDeque<String>)>,
+    /// Text frames to lose per agent before cutting its socket (a test hook).
+    losing: HashMap<String, usize>,
     /// Every frame received on a socket and every blob body, in order, for tests that check
     /// what crossed the relay.
     pub(crate) observed: Vec<Vec<u8>>,
@@ -380,6 +390,25 @@ impl State {
         }
     }
 
+    /// Loses the next `frames` text frames agent `agent` sends (read, never routed), then cuts
+    /// its socket (a test hook).
+    pub(crate) fn lose_agent_frames(&mut self, agent: &str, frames: usize) {
+        self.losing.insert(agent.to_owned(), frames);
+    }
+
+    /// Whether to lose this frame of `agent`'s (it is observed, as it crossed the socket), and
+    /// whether its socket goes right after.
+    pub(crate) fn lose(&mut self, agent: &str, frame: &[u8]) -> Option<bool> {
+        let left = self.losing.get_mut(agent).filter(|left| **left > 0)?;
+        self.observed.push(frame.to_vec());
+        *left -= 1;
+        let cut = *left == 0;
+        if cut {
+            self.losing.remove(agent);
+        }
+        Some(cut)
+    }
+
     /// Drops every socket of `party` (their connections close).
     pub(crate) fn disconnect(&mut self, party: &Party) {
         self.sockets.remove(party);
@@ -442,10 +471,23 @@ impl State {
         Ok(())
     }
 
-    /// Routes an agent's `MSG`.
+    /// Routes an agent's `MSG`, unless the agent sent that id before: an agent sends a frame
+    /// again, same id and bytes, when it cannot know the first one arrived.
     pub(crate) fn route_from_agent(&mut self, agent: &str, msg: AgentOutboundMsg) -> Result<(), String> {
         let sender = Party::Agent(agent.to_owned());
+        if self.agent_msg_ids.get(agent).is_some_and(|(ids, _)| ids.contains(&msg.id)) {
+            tracing::debug!(agent, message_id = %msg.id, "message sent again: already routed, dropped");
+            return Ok(());
+        }
         let recipients = self.recipients(&sender, &msg.conversation_id, &msg.to)?;
+        let (ids, order) = self.agent_msg_ids.entry(agent.to_owned()).or_default();
+        ids.insert(msg.id.clone());
+        order.push_back(msg.id.clone());
+        if order.len() > MAX_REMEMBERED_IDS
+            && let Some(oldest) = order.pop_front()
+        {
+            ids.remove(&oldest);
+        }
         for recipient in recipients {
             let (frame, device) = match &recipient {
                 Party::Agent(_) => (

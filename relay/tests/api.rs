@@ -437,5 +437,40 @@ async fn persons_publish_bundles_that_people_they_share_a_conversation_with_fetc
         &call(&relay, ALICE_TOKEN, HttpMethod::Get, "/person/persons/nobody/prekey-bundle", vec![]).await,
         404,
     );
+}
+
+#[tokio::test]
+async fn an_agent_message_sent_again_is_routed_once_and_lost_frames_cut_the_socket_unanswered() {
+    let relay = relay().await;
+    let conversation = conversation(&relay, json!([AGENT]), false).await;
+    let mut alice = person_socket(&relay, ALICE_TOKEN).await;
+    let mut agent = agent_socket(&relay).await;
+    let msg = |id: &str| {
+        json!({"type": "MSG", "id": id, "conversation_id": conversation, "to": ALICE, "payload_b64": "b2s=",
+               "encrypted": false})
+    };
+    send(&mut agent, msg("r1")).await;
+    assert_eq!(next(&mut alice).await["id"], "r1");
+    send(&mut alice, json!({"type": "ACK_READ", "to": AGENT, "message_id": "r1", "conversation_id": conversation}))
+        .await;
+    // Sent again (the agent could not know it arrived): dropped, so alice's next frame is r2.
+    send(&mut agent, msg("r1")).await;
+    send(&mut agent, msg("r2")).await;
+    assert_eq!(next(&mut alice).await["id"], "r2");
+
+    // The hook loses r3 and cuts the socket at once: the ping behind it is never answered.
+    relay.lose_agent_frames(AGENT, 1);
+    send(&mut agent, msg("r3")).await;
+    agent.send(Message::Ping(b"proof".to_vec().into())).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), agent.next()).await.expect("the socket ends") {
+            Some(Ok(Message::Pong(_))) => panic!("a ping behind a lost frame was answered"),
+            Some(Ok(_)) => {}
+            None | Some(Err(_)) => break,
+        }
+    }
+    let mut agent = agent_socket(&relay).await;
+    send(&mut agent, msg("r4")).await;
+    assert_eq!(next(&mut alice).await["id"], "r4", "r3 was lost, r4 routed");
     relay.shutdown().await;
 }

@@ -1,6 +1,9 @@
 //! Tracks the messages handed to the app's handler until they are accepted: which handler
 //! call is in progress, and when a failed one is tried again.
 //!
+//! It also keeps what each handler call sent ([`SentFrame`]s, with the connection they left
+//! on), so that the acceptance can record them and a replay can send them again.
+//!
 //! A message is in one of two places here: with the handler (an [`Event::Message`] is out and
 //! its outcome not yet known) or waiting for its retry. Only the second kind is ever handed out
 //! again, so one message never reaches two handler calls at once.
@@ -9,6 +12,7 @@
 
 use crate::Timestamp;
 use crate::message::AgentMessage;
+use crate::store::SentFrame;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -55,6 +59,17 @@ pub struct GaveUp {
     pub error: String,
 }
 
+/// Frames one message's handler calls may record (across retries); its further sends go
+/// through the durable outbox instead, so an accepted receipt stays small.
+pub const MAX_RECORDED_FRAMES: usize = 32;
+
+/// A frame a handler sent, and the connection (its number) it left on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Recorded {
+    pub(super) sent: SentFrame,
+    pub(super) connection: u64,
+}
+
 /// A message handed to the app and not yet accepted.
 #[derive(Debug)]
 struct Handled {
@@ -63,15 +78,17 @@ struct Handled {
     failures: u32,
     /// When it is handed out again; `None` while a handler call is in progress.
     retry_at: Option<Timestamp>,
+    /// What its handler calls sent so far, in order.
+    sent: Vec<Recorded>,
 }
 
 /// What became of a failed handler call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Failure {
     /// Handed out again at this time.
     RetryAt(Timestamp),
-    /// Given up after this many calls.
-    GaveUp(u32),
+    /// Given up after this many calls; what its handler calls sent.
+    GaveUp(u32, Vec<Recorded>),
     /// The message was not with the handler (accepted meanwhile, or unknown): nothing to do.
     NotHandled,
 }
@@ -94,16 +111,33 @@ impl Handling {
                 true
             }
             None => {
-                let handled = Handled { message: message.clone(), failures: 0, retry_at: None };
+                let handled = Handled { message: message.clone(), failures: 0, retry_at: None, sent: Vec::new() };
                 self.messages.insert(message.id.clone(), handled);
                 true
             }
         }
     }
 
-    /// The handler accepted the message: it is done with.
-    pub(super) fn accepted(&mut self, message_id: &str) {
-        self.messages.remove(message_id);
+    /// Whether a send made for `message_id` can be recorded with it: the message is with the
+    /// handler or waiting for its retry, and has recorded fewer than [`MAX_RECORDED_FRAMES`].
+    pub(super) fn can_record(&self, message_id: &str) -> bool {
+        self.messages.get(message_id).is_some_and(|handled| handled.sent.len() < MAX_RECORDED_FRAMES)
+    }
+
+    /// Records a frame sent for `message_id` (see [`Self::can_record`]); `false` if it cannot be.
+    pub(super) fn record(&mut self, message_id: &str, recorded: Recorded) -> bool {
+        match self.messages.get_mut(message_id) {
+            Some(handled) if handled.sent.len() < MAX_RECORDED_FRAMES => {
+                handled.sent.push(recorded);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The handler accepted the message: it is done with. Returns what its calls sent.
+    pub(super) fn accepted(&mut self, message_id: &str) -> Vec<Recorded> {
+        self.messages.remove(message_id).map(|handled| handled.sent).unwrap_or_default()
     }
 
     /// The handler failed at `now`: schedules the retry, or gives up (forgetting the message,
@@ -115,8 +149,8 @@ impl Handling {
         handled.failures += 1;
         if handled.failures >= policy.max_attempts.max(1) {
             let attempts = handled.failures;
-            self.messages.remove(message_id);
-            return Failure::GaveUp(attempts);
+            let sent = self.messages.remove(message_id).map(|handled| handled.sent).unwrap_or_default();
+            return Failure::GaveUp(attempts, sent);
         }
         let at = now.saturating_add(policy.delay(handled.failures));
         handled.retry_at = Some(at);

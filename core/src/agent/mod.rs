@@ -11,18 +11,46 @@
 //!   lost;
 //! - an accepted id seen again is acknowledged again without a second event, and the same id with
 //!   another digest is refused as a conflict.
+//!
+//! # No reply lost to a crash
+//!
+//! The relay confirms nothing an agent sends, so the agent keeps what might not have arrived:
+//! - **Handler sends** (made inside [`Agent::while_handling`], as runtimes do for the handle they
+//!   give a handler) are recorded against the message, and its acceptance commits them with the
+//!   accepted receipt ([`StoreChanges::put_sent_frames`]), in the same transaction. They travel on
+//!   the socket ahead of the `ACK_READ`, so a replay of an accepted message proves they may be
+//!   lost (the process died, or the socket dropped, before they reached the relay): the agent
+//!   sends them again, the same bytes under their original ids, then acknowledges again. They
+//!   go with the receipt (retention and count cap), at most [`MAX_RECORDED_FRAMES`] per message;
+//!   sends beyond that, sends of a handler that gave up ([`Event::HandlerGaveUp`]) and sends
+//!   for a message no longer with the handler take the outbox.
+//! - **Other sends** (a timer, another task, a file's message after its upload) go through a
+//!   durable outbox: the frame is committed ([`StoreChanges::put_outbox`], with the session's new
+//!   state) before it leaves, an [`Output::Ping`] follows it, and the pong to that ping proves
+//!   the relay read it (see [`outbox`]'s docs); proven entries are removed in one commit per
+//!   pong. At every connection, every unproven entry is sent again, and proven the same way. At
+//!   most [`MAX_OUTBOX`] entries wait; a send beyond that is [`SendError::OutboxFull`].
+//!
+//! A frame sent again may have reached the relay the first time. The development relay drops a
+//! message frame whose (sender, id) it has already taken, and the person client drops a message
+//! whose id it has already read, without decrypting it again. A relay that does not deduplicate
+//! by id delivers the same message (same id, same bytes) twice: an app that deduplicates by id
+//! shows it once; a Signal decryptor that does not reports the second copy as a duplicate
+//! message (its message key is already used) and shows nothing more.
 
 pub(crate) mod digest;
 pub mod e2ee;
 mod files;
 mod handling;
+mod outbox;
 mod outgoing;
 mod publish;
 pub mod trust;
 
 pub use digest::message_digest;
 pub use files::{DownloadError, OutgoingFile, UploadError};
-pub use handling::{GaveUp, HandlerRetry};
+pub use handling::{GaveUp, HandlerRetry, MAX_RECORDED_FRAMES};
+pub use outbox::MAX_OUTBOX;
 pub use outgoing::OutgoingMessage;
 pub use publish::Step as PublicationStep;
 pub use trust::{ChangeSource, IdentityChange, SafetyNumber, TrustError, Undeliverable, UndeliverableReason};
@@ -33,8 +61,8 @@ use crate::e2ee::backend::SignalBackend;
 use crate::message::{AgentMessage, Attachment};
 use crate::payload::{chat, parse_payload, widget};
 use crate::store::{
-    AgentSnapshot, DeliveryFailure, E2eeChanges, PeerId, PrekeyKind, Receipt, ReceiptState, StoreChanges,
-    StoredPeerIdentity,
+    AgentSnapshot, DeliveryFailure, E2eeChanges, OutboxEntry, PeerId, PrekeyKind, Receipt, ReceiptState, SentFrame,
+    StoreChanges, StoredPeerIdentity,
 };
 use crate::wire::agent::is_group_target;
 use crate::wire::http::{HttpRequest, HttpResponse, RequestId};
@@ -136,8 +164,12 @@ pub enum Input {
     Disconnected,
     /// A text frame arrived (it also proves the socket alive).
     Frame(String),
-    /// A pong arrived, or any other control frame (the relay's own ping): the socket is alive.
+    /// A pong arrived: the socket is alive, and the relay read every frame sent before the ping
+    /// it answers (pongs answer the agent's pings in order; see [`Output::Ping`]).
     Pong,
+    /// The relay pinged the agent, or sent any other control frame than a pong: the socket is
+    /// alive, and nothing more (it proves nothing about what the agent sent).
+    Ping,
     /// The socket's handshake was answered with an HTTP error status instead of an upgrade
     /// (its body, when the relay gave one, carries the reason). 401 and 403 end the agent with
     /// [`Event::Unauthorized`]; any other status is retried like [`Input::Disconnected`].
@@ -160,8 +192,9 @@ pub enum Output {
     Connect,
     /// Close the socket; the agent is done.
     Close,
-    /// Send a WebSocket ping frame, and report what the socket hears back ([`Input::Pong`],
-    /// [`Input::Frame`]).
+    /// Send a WebSocket ping frame, on the same socket and after every frame before it, and
+    /// report its pong as [`Input::Pong`] (and the relay's own pings as [`Input::Ping`], never as
+    /// pongs: a pong proves the frames before the ping were read).
     Ping,
     /// The open socket is dead (a ping went unanswered): drop it without waiting for a close
     /// handshake, and report nothing more about it. The agent has scheduled its reconnection
@@ -358,6 +391,13 @@ pub enum SendError {
     /// The message could not be encrypted.
     #[error(transparent)]
     Crypto(#[from] e2ee::OutboundCryptoError),
+    /// A send outside a handler found the durable outbox full: the relay has not been proven to
+    /// read the last [`MAX_OUTBOX`] such frames (it stopped answering pings).
+    #[error("outbox full: {limit} frames sent outside handlers wait for the relay to confirm them")]
+    OutboxFull {
+        /// The bound.
+        limit: usize,
+    },
 }
 
 /// Why a file could not be sent.
@@ -438,6 +478,14 @@ pub struct Agent {
     transfers: files::Transfers,
     /// Messages with the app's handler or waiting to be tried again.
     handling: handling::Handling,
+    /// The message whose handler the current sends belong to (see [`Agent::while_handling`]).
+    sending_for: Option<String>,
+    /// Outbox entries sent on the open socket, waiting for a pong.
+    proofs: outbox::Proofs,
+    /// The next outbox entry's seq.
+    next_outbox_seq: u64,
+    /// Connections opened so far: the number of the open one, which recorded frames name.
+    connections: u64,
 }
 
 impl std::fmt::Debug for Agent {
@@ -468,6 +516,7 @@ impl Agent {
             None
         };
         let connection = Connection::new(config.backoff);
+        let next_outbox_seq = state.outbox.keys().next_back().map_or(0, |seq| seq.saturating_add(1));
         Ok(Agent {
             config,
             rng,
@@ -482,6 +531,10 @@ impl Agent {
             next_request: 0,
             transfers: Default::default(),
             handling: Default::default(),
+            sending_for: None,
+            proofs: Default::default(),
+            next_outbox_seq,
+            connections: 0,
         })
     }
 
@@ -693,6 +746,9 @@ impl Agent {
                 self.connection.connected();
                 if self.connection.is_connected() {
                     self.liveness = Some(Liveness::new(self.config.keepalive, now));
+                    self.connections += 1;
+                    self.proofs.reset();
+                    self.resend_outbox();
                 }
                 tracing::debug!(agent = %self.config.agent_id, "connected");
                 self.refill_or_schedule(now);
@@ -724,6 +780,18 @@ impl Agent {
                 Ok(())
             }
             Input::Pong => {
+                if let Some(liveness) = self.liveness.as_mut() {
+                    liveness.heard();
+                }
+                let proven: Vec<u64> =
+                    self.proofs.pong().into_iter().filter(|seq| self.state.outbox.contains_key(seq)).collect();
+                if !proven.is_empty() {
+                    tracing::debug!(frames = proven.len(), "outbox frames proven read by the relay");
+                    self.commit(StoreChanges { remove_outbox: proven, ..Default::default() });
+                }
+                Ok(())
+            }
+            Input::Ping => {
                 if let Some(liveness) = self.liveness.as_mut() {
                     liveness.heard();
                 }
@@ -792,6 +860,8 @@ impl Agent {
     /// The socket failed to open, or dropped: retry later.
     fn disconnected(&mut self, now: Timestamp) {
         self.liveness = None;
+        // What the lost socket did not prove read is sent again on the next one.
+        self.proofs.reset();
         if let Some(directive) = self.connection.lost(now, &mut *self.rng) {
             tracing::debug!(agent = %self.config.agent_id, ?directive, "disconnected");
             self.push_directive(directive);
@@ -807,7 +877,7 @@ impl Agent {
         let Some(liveness) = self.liveness.as_mut() else { return };
         match liveness.check(now) {
             LivenessCheck::Alive => {}
-            LivenessCheck::Ping => self.outputs.push_back(Output::Ping),
+            LivenessCheck::Ping => self.push_ping(),
             LivenessCheck::Dead => {
                 tracing::warn!(agent = %self.config.agent_id, timeout = ?self.config.keepalive.timeout, "no answer to a ping: connection dead, reconnecting");
                 self.outputs.push_back(Output::Abandon);
@@ -891,7 +961,13 @@ impl Agent {
                 return self.unreadable(&ids, error, E2eeChanges::default(), now);
             }
             Some(Receipt { state: ReceiptState::Accepted { .. }, .. }) => {
-                tracing::debug!(message_id = %msg.id, "replay of an accepted message: acknowledged again");
+                // The replay proves the acknowledgement was lost, and with it possibly what the
+                // handler sent ahead of it: that goes again first, byte for byte.
+                let sent = self.state.sent_frames.get(&msg.id).cloned().unwrap_or_default();
+                tracing::debug!(message_id = %msg.id, frames = sent.len(), "replay of an accepted message: its replies sent again, acknowledged again");
+                if self.connection.is_connected() {
+                    self.outputs.extend(sent.into_iter().map(|sent| Output::Frame(sent.frame)));
+                }
                 self.push_ack(&msg.from, &msg.id, &msg.conversation_id);
                 return Ok(());
             }
@@ -1174,11 +1250,22 @@ impl Agent {
             Some(_) => return Ok(()),
             None => return Err(AcceptError::UnknownMessage { message_id: message_id.to_owned() }),
         };
-        self.handling.accepted(message_id);
+        let recorded = self.handling.accepted(message_id);
         let accepted = Receipt { state: ReceiptState::Accepted { at: now }, ..receipt };
         let mut changes = StoreChanges { remove_receipts: self.expired_receipts(now), ..Default::default() };
         changes.put_receipts.push(accepted.clone());
+        if !recorded.is_empty() {
+            let frames = recorded.iter().map(|recorded| recorded.sent.clone()).collect();
+            changes.put_sent_frames.push((message_id.to_owned(), frames));
+        }
         self.commit(changes);
+        if self.connection.is_connected() {
+            // Frames that left on an earlier socket may have died with it; the acknowledgement
+            // on this one would make them unrecoverable, so they go again ahead of it.
+            let current = self.connections;
+            let stale = recorded.into_iter().filter(|recorded| recorded.connection != current);
+            self.outputs.extend(stale.map(|recorded| Output::Frame(recorded.sent.frame)));
+        }
         self.push_ack(&accepted.from, &accepted.message_id, &accepted.conversation_id);
         Ok(())
     }
@@ -1203,8 +1290,10 @@ impl Agent {
                     self.wake_at(at);
                 }
             }
-            handling::Failure::GaveUp(attempts) => {
+            handling::Failure::GaveUp(attempts, sent) => {
                 tracing::debug!(message_id = %message_id, attempts, "handler failed on every attempt; left unacknowledged");
+                // No acceptance will record what its calls sent: the outbox keeps it instead.
+                self.keep_in_outbox(sent);
                 let message_id = message_id.to_owned();
                 let error = error.to_owned();
                 self.outputs.push_back(Output::Event(Event::HandlerGaveUp(GaveUp { message_id, attempts, error })));
@@ -1236,6 +1325,19 @@ impl Agent {
             .filter(|(index, (at, _))| *index < over_limit || now.saturating_since(*at) > self.config.receipt_retention)
             .map(|(_, (_, id))| (*id).clone())
             .collect()
+    }
+
+    /// Runs `f` with the sends it makes ([`Agent::send_message`], [`Agent::reply`],
+    /// [`Agent::send_widget`], [`Agent::send_widget_update`]) belonging to the handler call of
+    /// `message_id`: while that message is with the handler, they are recorded with it and
+    /// committed with its acceptance (see the [module docs](self)). For a message no longer with
+    /// the handler (accepted, given up, unknown), they go through the durable outbox, as any
+    /// send outside a handler does.
+    pub fn while_handling<R>(&mut self, message_id: &str, f: impl FnOnce(&mut Agent) -> R) -> R {
+        let outer = self.sending_for.replace(message_id.to_owned());
+        let result = f(self);
+        self.sending_for = outer;
+        result
     }
 
     /// Sends a message; returns its id.
@@ -1322,9 +1424,15 @@ impl Agent {
 
     fn send_with_id(&mut self, id: String, message: OutgoingMessage) -> Result<String, SendError> {
         let (group, to_device_id) = self.route(&message)?;
+        // Decided before sealing, so that a refused send leaves the session as it was.
+        let handled = self.sending_for.clone().filter(|handled| self.handling.can_record(handled));
+        if handled.is_none() && self.state.outbox.len() >= MAX_OUTBOX {
+            return Err(SendError::OutboxFull { limit: MAX_OUTBOX });
+        }
         let plaintext = chat::encode_chat_payload(&message.text, &message.attachments);
         let attachments = (!message.attachments.is_empty())
             .then(|| message.attachments.iter().map(chat::PublicAttachment::redacted).collect());
+        let mut changes = StoreChanges::default();
         let (payload_b64, encrypted, history_record) = match self.e2ee.as_mut() {
             Some(_) if group => return Err(e2ee::OutboundCryptoError::GroupUnsupported.into()),
             Some(e2ee) => {
@@ -1337,7 +1445,7 @@ impl Agent {
                 };
                 let sealed = e2ee.seal(&self.config.agent_id, &outbound, &mut *self.rng)?;
                 // The session's new state persists before its ciphertext leaves.
-                self.commit(StoreChanges { e2ee: sealed.changes, ..Default::default() });
+                changes.e2ee = sealed.changes;
                 (sealed.payload_b64, true, sealed.history_record)
             }
             None => (STANDARD.encode(plaintext.as_bytes()), false, None),
@@ -1353,8 +1461,75 @@ impl Agent {
             reply_to_message_id: message.reply_to_message_id,
             attachments,
         };
-        self.outputs.push_back(Output::Frame(frame.to_frame()));
+        let sent = SentFrame { id: frame.id.clone(), frame: frame.to_frame() };
+        match handled {
+            Some(handled) => {
+                if !changes.is_empty() {
+                    self.commit(changes);
+                }
+                self.handling.record(&handled, handling::Recorded { sent: sent.clone(), connection: self.connections });
+                self.outputs.push_back(Output::Frame(sent.frame));
+            }
+            None => {
+                // One commit for the session's new state and the outbox entry: the frame is
+                // durable before it leaves.
+                let seq = self.next_outbox_seq;
+                self.next_outbox_seq += 1;
+                changes.put_outbox.push(OutboxEntry { seq, sent: sent.clone() });
+                self.commit(changes);
+                self.outputs.push_back(Output::Frame(sent.frame));
+                self.proofs.sent(seq);
+                self.push_ping();
+            }
+        }
         Ok(frame.id)
+    }
+
+    /// Puts frames a handler sent into the outbox (its message will not be accepted now), and
+    /// has them proven: those that left on an earlier socket go again.
+    fn keep_in_outbox(&mut self, recorded: Vec<handling::Recorded>) {
+        if recorded.is_empty() {
+            return;
+        }
+        let mut changes = StoreChanges::default();
+        let mut resend = Vec::new();
+        for recorded in recorded {
+            let seq = self.next_outbox_seq;
+            self.next_outbox_seq += 1;
+            if recorded.connection != self.connections {
+                resend.push(recorded.sent.frame.clone());
+            }
+            changes.put_outbox.push(OutboxEntry { seq, sent: recorded.sent });
+        }
+        let seqs: Vec<u64> = changes.put_outbox.iter().map(|entry| entry.seq).collect();
+        self.commit(changes);
+        if self.connection.is_connected() {
+            self.outputs.extend(resend.into_iter().map(Output::Frame));
+            for seq in seqs {
+                self.proofs.sent(seq);
+            }
+            self.push_ping();
+        }
+    }
+
+    /// Sends every outbox entry again (a socket just opened), and a ping to prove them.
+    fn resend_outbox(&mut self) {
+        if self.state.outbox.is_empty() {
+            return;
+        }
+        tracing::debug!(frames = self.state.outbox.len(), "outbox frames sent again");
+        let entries: Vec<OutboxEntry> = self.state.outbox.values().cloned().collect();
+        for entry in entries {
+            self.outputs.push_back(Output::Frame(entry.sent.frame));
+            self.proofs.sent(entry.seq);
+        }
+        self.push_ping();
+    }
+
+    /// Pings the socket (for the keepalive, or to prove outbox frames read).
+    fn push_ping(&mut self) {
+        self.proofs.pinged();
+        self.outputs.push_back(Output::Ping);
     }
 
     /// Replies to `message` in its conversation (or group), linked to it; returns the reply's id.
@@ -1427,6 +1602,8 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_outbox;
 #[cfg(test)]
 mod tests_prekeys;
 #[cfg(test)]

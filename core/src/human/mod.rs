@@ -432,18 +432,22 @@ impl Person {
     fn handle_frame(&mut self, text: &str) -> Result<(), PersonError> {
         let event = match PersonInboundFrame::parse(text)? {
             PersonInboundFrame::Msg(frame) => {
-                let Some(frame) = self.park_until_keyed(frame) else { return Ok(()) };
-                let message = self.read_message(frame)?;
                 let ack = AckRead {
-                    to: message.from.clone(),
-                    message_id: message.id.clone(),
-                    conversation_id: message.conversation_id.clone(),
+                    to: frame.from.clone(),
+                    message_id: frame.id.clone(),
+                    conversation_id: frame.conversation_id.clone(),
                 };
-                self.outputs.push_back(PersonOutput::Frame(ack.to_frame()));
-                if !self.seen.insert(message.id.clone()) {
-                    // A replay of a message already shown: acknowledged again, not shown twice.
+                if self.seen.contains(&frame.id) {
+                    // A message already read, sent again (a replay, or an agent resending what
+                    // it could not know arrived): acknowledged again, never shown twice, and
+                    // not decrypted again, which would fail on its already used message key.
+                    self.outputs.push_back(PersonOutput::Frame(ack.to_frame()));
                     return Ok(());
                 }
+                let Some(frame) = self.park_until_keyed(frame) else { return Ok(()) };
+                let message = self.read_message(frame)?;
+                self.outputs.push_back(PersonOutput::Frame(ack.to_frame()));
+                self.seen.insert(message.id.clone());
                 PersonEvent::Message(message)
             }
             PersonInboundFrame::Read(receipt) => PersonEvent::Read(receipt),

@@ -37,7 +37,6 @@ type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
 enum Control {
     Connect,
     WakeAt(Timestamp),
-    Ping,
     Abandon,
     Close,
 }
@@ -50,7 +49,9 @@ struct Inner {
 /// The core's outputs waiting for the loop, in order.
 #[derive(Default)]
 struct Queues {
-    outbox: VecDeque<String>,
+    /// Text frames and pings, in the core's order: a pong proves the frames before its ping
+    /// were read only if they went out first.
+    writes: VecDeque<Message>,
     controls: VecDeque<Control>,
     events: VecDeque<Event>,
     /// HTTP calls to start; [`AgentHandle::start_http`] hands each to a thread of its own.
@@ -60,12 +61,12 @@ struct Queues {
 impl Queues {
     fn push(&mut self, effect: Effect) {
         match effect {
-            Effect::Frame(text) => self.outbox.push_back(text),
+            Effect::Frame(text) => self.writes.push_back(Message::text(text)),
             Effect::Event(event) => self.events.push_back(event),
             Effect::Connect => self.controls.push_back(Control::Connect),
             Effect::WakeAt(at) => self.controls.push_back(Control::WakeAt(at)),
             Effect::Close => self.controls.push_back(Control::Close),
-            Effect::Ping => self.controls.push_back(Control::Ping),
+            Effect::Ping => self.writes.push_back(Message::Ping(Default::default())),
             Effect::Abandon => self.controls.push_back(Control::Abandon),
             Effect::Http(request) => self.http.push_back(request),
         }
@@ -94,8 +95,15 @@ impl Inner {
 /// Once the agent's store has failed, every method that sends (or downloads) returns
 /// [`ClientError::Store`] and does nothing; one already waiting for an upload or a download
 /// returns [`ClientError::Closed`].
+///
+/// The handle a message handler receives sends within that message's handler call: what it
+/// sends is committed with the message's acceptance and sent again if the message comes back
+/// (see [`Agent::while_handling`]). Used after the handler returned, or any other handle, it
+/// sends through the agent's durable outbox.
 #[derive(Clone)]
 pub struct AgentHandle {
+    /// The message whose handler call this handle was given to.
+    handling: Option<Arc<str>>,
     inner: Arc<Mutex<Inner>>,
     http: HttpExecutor,
     /// Where and as whom the agent connects; its token changes with [`AgentHandle::set_token`].
@@ -117,6 +125,19 @@ impl AgentHandle {
         let result = self.lock().run(command);
         self.start_http();
         result
+    }
+
+    /// This handle, sending within `message_id`'s handler call.
+    fn for_message(&self, message_id: &str) -> AgentHandle {
+        AgentHandle { handling: Some(message_id.into()), ..self.clone() }
+    }
+
+    /// Runs a send on the core, within this handle's handler call if it has one.
+    fn send<T>(&self, command: impl FnOnce(&mut Agent) -> T) -> Result<T, ClientError> {
+        self.with_agent(|agent| match self.handling.as_deref() {
+            Some(message_id) => agent.while_handling(message_id, command),
+            None => command(agent),
+        })
     }
 
     fn feed(&self, input: Input) {
@@ -174,7 +195,7 @@ impl AgentHandle {
 
     /// Sends a message; returns its id.
     pub fn send_message(&self, message: OutgoingMessage) -> Result<String, ClientError> {
-        Ok(self.with_agent(|agent| agent.send_message(message))??)
+        Ok(self.send(|agent| agent.send_message(message))??)
     }
 
     /// Sends `text` to `to` in `conversation_id`; returns the message id.
@@ -195,7 +216,7 @@ impl AgentHandle {
         widget: impl Into<Widget>,
     ) -> Result<String, ClientError> {
         let widget = widget.into();
-        Ok(self.with_agent(|agent| agent.send_widget(conversation_id, to, widget))??)
+        Ok(self.send(|agent| agent.send_widget(conversation_id, to, widget))??)
     }
 
     /// Changes a widget already shown; returns the update's id.
@@ -205,7 +226,7 @@ impl AgentHandle {
         to: &str,
         patch: WidgetPatch,
     ) -> Result<String, ClientError> {
-        Ok(self.with_agent(|agent| agent.send_widget_update(conversation_id, to, patch))??)
+        Ok(self.send(|agent| agent.send_widget_update(conversation_id, to, patch))??)
     }
 
     /// Sends a file: encrypts it, uploads only the ciphertext, then sends the message that
@@ -329,7 +350,7 @@ impl Client {
         let shared_config = Arc::new(Mutex::new(config.clone()));
         Client {
             config,
-            handle: AgentHandle { inner: Arc::new(Mutex::new(inner)), http, config: shared_config },
+            handle: AgentHandle { handling: None, inner: Arc::new(Mutex::new(inner)), http, config: shared_config },
             message_handler: None,
             identity_handler: None,
             undeliverable_handler: None,
@@ -404,10 +425,10 @@ impl Client {
             // acceptances) go out as on the async runtimes, where they are already written;
             // nothing else runs.
             if handle.lock().state.is_stopped() {
-                let frames: Vec<String> = handle.lock().queues.outbox.drain(..).collect();
+                let writes: Vec<Message> = handle.lock().queues.writes.drain(..).collect();
                 if let Some(open) = socket.as_mut() {
-                    for frame in frames {
-                        if let Err(error) = open.send(Message::text(frame)) {
+                    for write in writes {
+                        if let Err(error) = open.send(write) {
                             tracing::info!(%error, "connection lost while writing");
                             break;
                         }
@@ -432,26 +453,17 @@ impl Client {
                         handle.feed(input);
                     }
                     Some(Control::WakeAt(at)) => wake = Some(at),
-                    Some(Control::Ping) => {
-                        if let Some(open) = socket.as_mut()
-                            && let Err(error) = open.send(Message::Ping(Default::default()))
-                        {
-                            tracing::info!(%error, "connection lost while writing");
-                            socket = None;
-                            handle.feed(Input::Disconnected);
-                        }
-                    }
                     // Dropped without a close handshake: the peer no longer answers.
                     Some(Control::Abandon) => socket = None,
                     Some(Control::Close) => break 'serve,
                     None => break,
                 }
             }
-            let frames: Vec<String> = handle.lock().queues.outbox.drain(..).collect();
-            for frame in frames {
+            let writes: Vec<Message> = handle.lock().queues.writes.drain(..).collect();
+            for write in writes {
                 match socket.as_mut() {
                     Some(open) => {
-                        if let Err(error) = open.send(Message::text(frame)) {
+                        if let Err(error) = open.send(write) {
                             tracing::info!(%error, "connection lost while writing");
                             socket = None;
                             handle.feed(Input::Disconnected);
@@ -473,7 +485,8 @@ impl Client {
             match socket.as_mut() {
                 Some(open) => match open.read() {
                     Ok(Message::Text(text)) => handle.feed(Input::Frame(text.as_str().to_owned())),
-                    Ok(Message::Pong(_) | Message::Ping(_)) => handle.feed(Input::Pong),
+                    Ok(Message::Pong(_)) => handle.feed(Input::Pong),
+                    Ok(Message::Ping(_) | Message::Frame(_)) => handle.feed(Input::Ping),
                     Ok(Message::Close(_)) => {
                         socket = None;
                         handle.feed(Input::Disconnected);
@@ -510,6 +523,7 @@ impl Client {
                     return;
                 };
                 let _entered = support::state::handler_span(&message).entered();
+                let handle = handle.for_message(&id);
                 let outcome = catch_unwind(AssertUnwindSafe(|| handler(message, &handle)))
                     .unwrap_or_else(|_| panicked("message"));
                 handle.lock().settle(&id, outcome);

@@ -47,6 +47,7 @@ trait Control: Send + Sync {
     fn verification_code(&self) -> Option<String>;
     fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError>;
     fn set_token(&self, token: &str);
+    fn send_text(&self, conversation_id: &str, to: &str, text: &str) -> Result<String, ClientError>;
 }
 
 impl Control for AgentHandle {
@@ -65,6 +66,11 @@ impl Control for AgentHandle {
     fn set_token(&self, token: &str) {
         AgentHandle::set_token(self, token);
     }
+    fn send_text(&self, conversation_id: &str, to: &str, text: &str) -> Result<String, ClientError> {
+        // The future awaits nothing (the send is queued under the core's lock): it is ready at
+        // once, whatever executor polls it.
+        smol::block_on(AgentHandle::send_text(self, conversation_id, to, text))
+    }
 }
 
 impl Control for pacerelle_blocking::AgentHandle {
@@ -82,6 +88,9 @@ impl Control for pacerelle_blocking::AgentHandle {
     }
     fn set_token(&self, token: &str) {
         pacerelle_blocking::AgentHandle::set_token(self, token);
+    }
+    fn send_text(&self, conversation_id: &str, to: &str, text: &str) -> Result<String, ClientError> {
+        pacerelle_blocking::AgentHandle::send_text(self, conversation_id, to, text)
     }
 }
 
@@ -131,6 +140,12 @@ impl Running {
     /// Authenticates with `token` from the agent's next connection on.
     pub fn set_token(&self, token: &str) {
         self.control.set_token(token);
+    }
+
+    /// Sends `text` from outside any handler (as a timer or another task would); returns the
+    /// message's id.
+    pub fn send_text(&self, conversation_id: &str, to: &str, text: &str) -> Result<String, ClientError> {
+        self.control.send_text(conversation_id, to, text)
     }
 
     /// What `connect` returned, waiting at most `limit`; `None` if it did not return in time.

@@ -15,7 +15,8 @@
 //! ```
 //!
 //! # Cases
-//! [`CASES`] lists them, in [`cases`] (and [`fail_stop`], [`prekeys`], [`durable`], [`liveness`], [`lenient`]):
+//! [`CASES`] lists them, in [`cases`] (and [`fail_stop`], [`prekeys`], [`durable`], [`liveness`],
+//! [`lenient`], [`outbox`]):
 //! - `echo`: a message is answered, linked to it, and acknowledged (the person sees it read);
 //! - `every_widget_kind`: confirm, choice, permission, form, progress, file-picker and datetime
 //!   are shown, answered (or, for the progress bar, dismissed), and each answer reaches the agent;
@@ -91,6 +92,11 @@
 //!   each is handled once with the official reading and acknowledged; a payload neither SDK
 //!   decodes and a frame nested too deep are acknowledged after their bounded deliveries and
 //!   reported once, and a last reconnect replays nothing.
+//! - `no_reply_lost_with_the_socket` (in [`outbox`]): the relay loses the agent's reply and its
+//!   acknowledgement and cuts the socket as a crash would; the message is replayed, the agent
+//!   sends the same reply again under its original id before acknowledging, and the person gets
+//!   it once (the handler ran once); a send outside a handler lost the same way arrives after the
+//!   reconnection.
 //!
 //! Observability (issue 10, item 8) runs in a test binary of its own, `tests/observability.rs`
 //! (a process-wide metrics recorder and subscriber): on each runtime the counters, the spans and
@@ -109,6 +115,7 @@ pub mod fail_stop;
 pub mod harness;
 pub mod lenient;
 pub mod liveness;
+pub mod outbox;
 pub mod prekeys;
 pub mod transport;
 
@@ -116,8 +123,8 @@ pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
 /// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`], [`prekeys`] or
-/// [`durable`], [`liveness`] or [`lenient`] (keep them in step).
-pub const CASES: [&str; 23] = [
+/// [`durable`], [`liveness`], [`lenient`] or [`outbox`] (keep them in step).
+pub const CASES: [&str; 24] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -141,6 +148,7 @@ pub const CASES: [&str; 23] = [
     "a_refused_token_ends_connect_and_a_new_one_is_used",
     "a_half_open_connection_is_noticed_and_replaced",
     "lenient_frames_are_read_as_the_official_sdk_reads_them",
+    "no_reply_lost_with_the_socket",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -178,6 +186,7 @@ macro_rules! behaviour_suite {
             a_half_open_connection_is_noticed_and_replaced,
         );
         $crate::behaviour_suite!(@in lenient, $harness; lenient_frames_are_read_as_the_official_sdk_reads_them);
+        $crate::behaviour_suite!(@in outbox, $harness; no_reply_lost_with_the_socket);
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
         $crate::behaviour_suite!(@in cases, $harness; $($case),*);

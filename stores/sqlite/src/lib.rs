@@ -31,10 +31,13 @@
 //! `PRAGMA wal_checkpoint(TRUNCATE)`: the zeroed pages go into the database file, over their old
 //! versions, and the WAL is cut to zero bytes. Secrets are private keys (the identity, prekeys),
 //! session records, archive keys, and receipts (a pending text, and the digest of the payload
-//! that an accepted receipt keeps). A transaction "deleted or replaced" one when a `DELETE`
+//! that an accepted receipt keeps), and the frames kept to be sent again (what a handler sent,
+//! kept with its accepted receipt, and the outbox; a plaintext agent's frames carry message
+//! text). A transaction "deleted or replaced" one when a `DELETE`
 //! removed such a row; the store deletes before it inserts to know, so a first session with a
 //! peer or a fresh pending receipt costs no checkpoint, while replacing a session record,
-//! accepting a pending message, using a one-time prekey or ageing receipts out does. Peer
+//! accepting a pending message, using a one-time prekey, ageing receipts out or removing outbox
+//! entries the relay confirmed (one batch per pong) does. Peer
 //! identity keys (public), last devices and failure records (ids and reasons, never contents)
 //! are not secrets and cost no checkpoint.
 //!
@@ -242,9 +245,33 @@ fn write(transaction: &Transaction<'_>, changes: &StoreChanges) -> Result<bool, 
                 receipt.sender_identity.as_ref().map(|key| &key[..]),
             ])?;
         }
+        // A sent frame of a plaintext agent holds a message's text: erased like a pending text.
+        let mut drop_frames = transaction.prepare_cached("DELETE FROM sent_frames WHERE message_id = ?1")?;
+        let mut put_frame = transaction.prepare_cached(
+            "INSERT INTO sent_frames (message_id, position, frame_id, frame) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (message_id, frames) in &changes.put_sent_frames {
+            erased |= drop_frames.execute(params![message_id])? > 0;
+            for (position, sent) in frames.iter().enumerate() {
+                let position = integer(position as u64, "sent_frames", message_id, "position")?;
+                put_frame.execute(params![message_id, position, sent.id, sent.frame])?;
+            }
+        }
         let mut remove = transaction.prepare_cached("DELETE FROM receipts WHERE message_id = ?1")?;
         for message_id in &changes.remove_receipts {
             erased |= remove.execute(params![message_id])? > 0;
+            erased |= drop_frames.execute(params![message_id])? > 0;
+        }
+        let mut put_entry =
+            transaction.prepare_cached("INSERT OR REPLACE INTO outbox (seq, frame_id, frame) VALUES (?1, ?2, ?3)")?;
+        for entry in &changes.put_outbox {
+            let seq = integer(entry.seq, "outbox", &entry.seq, "seq")?;
+            put_entry.execute(params![seq, entry.sent.id, entry.sent.frame])?;
+        }
+        let mut remove_entry = transaction.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?;
+        for seq in &changes.remove_outbox {
+            let seq = integer(*seq, "outbox", seq, "seq")?;
+            erased |= remove_entry.execute(params![seq])? > 0;
         }
     }
     let mut device = transaction.prepare_cached(

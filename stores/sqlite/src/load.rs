@@ -4,8 +4,8 @@
 use crate::{RowProblem, StoreError};
 use pacerelle_core::Timestamp;
 use pacerelle_core::store::{
-    AgentSnapshot, DeliveryFailure, IdentityKeyBytes, PeerId, PrekeyKind, Receipt, ReceiptState, SecretBytes,
-    StoredHistoryKey, StoredIdentity, StoredPeerIdentity,
+    AgentSnapshot, DeliveryFailure, IdentityKeyBytes, OutboxEntry, PeerId, PrekeyKind, Receipt, ReceiptState,
+    SecretBytes, SentFrame, StoredHistoryKey, StoredIdentity, StoredPeerIdentity,
 };
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
@@ -37,6 +37,30 @@ pub(crate) fn snapshot(connection: &Connection) -> Result<AgentSnapshot, StoreEr
                 state,
             };
             snapshot.receipts.insert(message_id, receipt);
+            Ok(())
+        },
+    )?;
+    each_row(
+        connection,
+        "sent_frames",
+        "SELECT message_id, position, frame_id, frame FROM sent_frames ORDER BY message_id, position",
+        |row| format!("{} {}", key_text(row, 0), key_text(row, 1)),
+        |row| {
+            let message_id = row.text(0, "message_id")?;
+            let sent = SentFrame { id: row.text(2, "frame_id")?, frame: row.text(3, "frame")? };
+            snapshot.sent_frames.entry(message_id).or_default().push(sent);
+            Ok(())
+        },
+    )?;
+    each_row(
+        connection,
+        "outbox",
+        "SELECT seq, frame_id, frame FROM outbox ORDER BY seq",
+        |row| key_text(row, 0),
+        |row| {
+            let seq = row.u64(0, "seq")?;
+            let sent = SentFrame { id: row.text(1, "frame_id")?, frame: row.text(2, "frame")? };
+            snapshot.outbox.insert(seq, OutboxEntry { seq, sent });
             Ok(())
         },
     )?;

@@ -4,7 +4,7 @@ use crate::StoreError;
 use rusqlite::Connection;
 
 /// The schema this version writes; older files are migrated on open, newer ones refused.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// Brings the file to [`SCHEMA_VERSION`], one transaction per version step, so a crash
 /// mid-migration leaves a file of a known version.
@@ -105,6 +105,28 @@ pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
                  given_up_at     INTEGER
              );
              PRAGMA user_version = 3;",
+        )?;
+        transaction.commit()?;
+    }
+    if version < 4 {
+        // No reply lost to a crash: the frames each accepted message's handler sent (one row
+        // per frame, going with its receipt), and the outbox of frames sent outside handlers
+        // (one row per frame, until the relay is proven to have read it).
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(
+            "CREATE TABLE sent_frames (
+                 message_id TEXT NOT NULL,
+                 position   INTEGER NOT NULL,
+                 frame_id   TEXT NOT NULL,
+                 frame      TEXT NOT NULL,
+                 PRIMARY KEY (message_id, position)
+             );
+             CREATE TABLE outbox (
+                 seq      INTEGER PRIMARY KEY,
+                 frame_id TEXT NOT NULL,
+                 frame    TEXT NOT NULL
+             );
+             PRAGMA user_version = 4;",
         )?;
         transaction.commit()?;
     }

@@ -281,7 +281,50 @@ fn a_version_2_file_with_data_is_migrated_and_keeps_it() {
     assert_eq!(SqliteStore::open(&path).unwrap().load().unwrap(), expected);
     let connection = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+    drop(connection);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_version_3_file_with_data_is_migrated_in_place_and_keeps_it() {
+    use pacerelle_core::store::{OutboxEntry, SentFrame};
+    let root = temp_root("migrate-v3");
+    // A version 3 file: what the migrations up to 3 make (the only way a release wrote one),
+    // holding a receipt of each kind.
+    let mut store = SqliteStore::open_in(&root, "agent-1").unwrap();
+    let path = store.path().to_owned();
+    let v3_changes = StoreChanges {
+        put_receipts: vec![
+            receipt("m1", ReceiptState::Pending { text: "kept".into() }),
+            receipt("m2", ReceiptState::Accepted { at: Timestamp::from_millis(1_700_000_000_123) }),
+        ],
+        ..Default::default()
+    };
+    store.apply(&v3_changes).unwrap();
+    drop(store);
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection.execute_batch("DROP TABLE sent_frames; DROP TABLE outbox; PRAGMA user_version = 3;").unwrap();
+    drop(connection);
+
+    let mut store = SqliteStore::open(&path).unwrap();
+    let mut expected = AgentSnapshot::default();
+    expected.apply(&v3_changes);
+    assert_eq!(store.load().unwrap(), expected, "version 3's data is kept");
+    // The new tables take what version 4 adds.
+    let sent = |id: &str| SentFrame { id: id.into(), frame: format!("{{\"id\":\"{id}\"}}") };
+    let changes = StoreChanges {
+        put_sent_frames: vec![("m2".into(), vec![sent("r1"), sent("r2")])],
+        put_outbox: vec![OutboxEntry { seq: 0, sent: sent("o1") }],
+        ..Default::default()
+    };
+    store.apply(&changes).unwrap();
+    expected.apply(&changes);
+    drop(store);
+    assert_eq!(SqliteStore::open(&path).unwrap().load().unwrap(), expected);
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+    assert_eq!(version, 4);
     drop(connection);
     std::fs::remove_dir_all(&root).unwrap();
 }

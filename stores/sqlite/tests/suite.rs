@@ -5,9 +5,9 @@
 
 use pacerelle_core::Timestamp;
 use pacerelle_core::store::{
-    AgentSnapshot, AgentStore, DeliveryFailure, E2eeChanges, IdentityKeyBytes, MemoryStore, PeerId, PrekeyKind,
-    Receipt, ReceiptState, SecretBytes, StoreChanges, StoredHistoryKey, StoredIdentity, StoredPeerIdentity,
-    StoredPrekey,
+    AgentSnapshot, AgentStore, DeliveryFailure, E2eeChanges, IdentityKeyBytes, MemoryStore, OutboxEntry, PeerId,
+    PrekeyKind, Receipt, ReceiptState, SecretBytes, SentFrame, StoreChanges, StoredHistoryKey, StoredIdentity,
+    StoredPeerIdentity, StoredPrekey,
 };
 use pacerelle_store_sqlite::SqliteStore;
 use std::path::PathBuf;
@@ -60,11 +60,14 @@ fn the_sqlite_store_passes_the_suite() {
 /// Fails (to compile, when a field is added) unless every field of [`StoreChanges`] is set in
 /// at least one step, so the suite cannot silently miss one.
 fn assert_every_field_is_exercised(cases: &[(&str, Vec<StoreChanges>)]) {
-    let mut seen = [false; 15];
+    let mut seen = [false; 18];
     for changes in cases.iter().flat_map(|(_, steps)| steps) {
         let StoreChanges {
             put_receipts,
             remove_receipts,
+            put_sent_frames,
+            put_outbox,
+            remove_outbox,
             put_last_devices,
             put_failures,
             remove_failures,
@@ -85,6 +88,9 @@ fn assert_every_field_is_exercised(cases: &[(&str, Vec<StoreChanges>)]) {
         let set = [
             !put_receipts.is_empty(),
             !remove_receipts.is_empty(),
+            !put_sent_frames.is_empty(),
+            !put_outbox.is_empty(),
+            !remove_outbox.is_empty(),
             !put_last_devices.is_empty(),
             !put_failures.is_empty(),
             !remove_failures.is_empty(),
@@ -103,7 +109,7 @@ fn assert_every_field_is_exercised(cases: &[(&str, Vec<StoreChanges>)]) {
             *seen |= set;
         }
     }
-    assert_eq!(seen, [true; 15], "every field of StoreChanges is exercised");
+    assert_eq!(seen, [true; 18], "every field of StoreChanges is exercised");
 }
 
 fn key(byte: u8) -> IdentityKeyBytes {
@@ -130,6 +136,14 @@ fn pending(text: &str) -> ReceiptState {
 
 fn accepted(millis: u64) -> ReceiptState {
     ReceiptState::Accepted { at: Timestamp::from_millis(millis) }
+}
+
+fn frame(id: &str, text: &str) -> SentFrame {
+    SentFrame { id: id.into(), frame: format!(r#"{{"type":"MSG","id":"{id}","payload_b64":"{text}"}}"#) }
+}
+
+fn entry(seq: u64, id: &str) -> OutboxEntry {
+    OutboxEntry { seq, sent: frame(id, "b3V0Ym94") }
 }
 
 fn failure(id: &str, attempts: u32, given_up_at: Option<u64>) -> DeliveryFailure {
@@ -205,6 +219,43 @@ fn cases() -> Vec<(&'static str, Vec<StoreChanges>)> {
                     remove_receipts: vec!["m5".into(), "m1".into()],
                     ..Default::default()
                 },
+            ],
+        ),
+        (
+            "sent frames",
+            vec![
+                StoreChanges {
+                    put_receipts: vec![
+                        receipt("m1", None, None, accepted(1)),
+                        receipt("m2", None, None, accepted(2)),
+                        receipt("m3", None, None, accepted(3)),
+                    ],
+                    put_sent_frames: vec![
+                        ("m1".into(), vec![frame("r1", "b25l"), frame("r2", "dHdv 👋"), frame("r3", "")]),
+                        ("m2".into(), vec![frame("r4", "Zm91cg==")]),
+                        ("m3".into(), Vec::new()),
+                    ],
+                    ..Default::default()
+                },
+                // Replaced as a whole, and gone with the receipt.
+                StoreChanges {
+                    put_sent_frames: vec![("m1".into(), vec![frame("r5", "Zml2ZQ==")])],
+                    remove_receipts: vec!["m2".into()],
+                    ..Default::default()
+                },
+                StoreChanges { put_sent_frames: vec![("m1".into(), Vec::new())], ..Default::default() },
+            ],
+        ),
+        (
+            "outbox",
+            vec![
+                StoreChanges {
+                    put_outbox: vec![entry(0, "o1"), entry(1, "o2"), entry(LATEST, "o3")],
+                    ..Default::default()
+                },
+                StoreChanges { put_outbox: vec![entry(2, "o4")], remove_outbox: vec![0, 1, 99], ..Default::default() },
+                // Within one batch, removals come after puts.
+                StoreChanges { put_outbox: vec![entry(3, "o5")], remove_outbox: vec![3], ..Default::default() },
             ],
         ),
         (
@@ -396,6 +447,7 @@ fn cases() -> Vec<(&'static str, Vec<StoreChanges>)> {
             vec![
                 StoreChanges {
                     put_receipts: vec![receipt("m1", Some("phone"), Some(1), pending("one"))],
+                    put_outbox: vec![entry(6, "o6")],
                     put_last_devices: vec![(("u1".into(), "c1".into()), "phone".into())],
                     put_failures: vec![failure("f1", 1, None)],
                     e2ee: E2eeChanges {
@@ -422,6 +474,9 @@ fn cases() -> Vec<(&'static str, Vec<StoreChanges>)> {
                         receipt("m2", Some("phone"), Some(1), pending("two")),
                     ],
                     remove_receipts: vec!["m0".into()],
+                    put_sent_frames: vec![("m1".into(), vec![frame("r1", "cmVwbHk=")])],
+                    put_outbox: vec![entry(7, "o7")],
+                    remove_outbox: vec![6],
                     put_last_devices: vec![(("u1".into(), "c1".into()), "laptop".into())],
                     put_failures: vec![failure("f2", 1, None)],
                     remove_failures: vec!["f1".into()],

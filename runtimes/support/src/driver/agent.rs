@@ -169,9 +169,16 @@ impl Shared {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// The handle a message handler receives sends within that message's handler call: what it
+/// sends is committed with the message's acceptance and sent again if the message comes back
+/// (see [`Agent::while_handling`]). Used after the handler returned (a clone kept by a task),
+/// or any other handle, it sends through the agent's durable outbox.
 #[derive(Clone)]
 pub struct AgentHandle {
     shared: Arc<Shared>,
+    /// The message whose handler call this handle was given to.
+    handling: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for AgentHandle {
@@ -181,6 +188,19 @@ impl std::fmt::Debug for AgentHandle {
 }
 
 impl AgentHandle {
+    /// This handle, sending within `message_id`'s handler call.
+    fn for_message(&self, message_id: &str) -> AgentHandle {
+        AgentHandle { shared: self.shared.clone(), handling: Some(message_id.into()) }
+    }
+
+    /// Runs a send on the core, within this handle's handler call if it has one.
+    fn send<T>(&self, command: impl FnOnce(&mut Agent) -> T) -> Result<T, ClientError> {
+        self.shared.with_agent(|agent| match self.handling.as_deref() {
+            Some(message_id) => agent.while_handling(message_id, command),
+            None => command(agent),
+        })
+    }
+
     /// The agent's id.
     pub fn agent_id(&self) -> String {
         self.shared.lock().state.agent().agent_id().to_owned()
@@ -193,7 +213,7 @@ impl AgentHandle {
 
     /// Sends a message; returns its id.
     pub async fn send_message(&self, message: OutgoingMessage) -> Result<String, ClientError> {
-        Ok(self.shared.with_agent(|agent| agent.send_message(message))??)
+        Ok(self.send(|agent| agent.send_message(message))??)
     }
 
     /// Sends `text` to `to` in `conversation_id`; returns the message id.
@@ -220,7 +240,7 @@ impl AgentHandle {
         widget: impl Into<Widget>,
     ) -> Result<String, ClientError> {
         let widget = widget.into();
-        Ok(self.shared.with_agent(|agent| agent.send_widget(conversation_id, to, widget))??)
+        Ok(self.send(|agent| agent.send_widget(conversation_id, to, widget))??)
     }
 
     /// Changes a widget already shown; returns the update's id.
@@ -230,7 +250,7 @@ impl AgentHandle {
         to: &str,
         patch: WidgetPatch,
     ) -> Result<String, ClientError> {
-        Ok(self.shared.with_agent(|agent| agent.send_widget_update(conversation_id, to, patch))??)
+        Ok(self.send(|agent| agent.send_widget_update(conversation_id, to, patch))??)
     }
 
     /// Sends a file ([`OutgoingFile`]: bytes, real name and type, caption, dimensions or
@@ -376,7 +396,7 @@ impl<R: Runtime> Client<R> {
         });
         Client {
             config,
-            handle: AgentHandle { shared },
+            handle: AgentHandle { shared, handling: None },
             control,
             events,
             message_handler: None,
@@ -494,6 +514,7 @@ impl<R: Runtime> Client<R> {
             SocketEvent::Failed => shared.feed(Input::Disconnected),
             SocketEvent::Refused(response) => shared.feed(Input::HandshakeRefused(response)),
             SocketEvent::Pong => shared.feed(Input::Pong),
+            SocketEvent::Ping => shared.feed(Input::Ping),
             SocketEvent::Abandoned => shared.lock().writer = None,
             SocketEvent::Frame(text) => shared.feed(Input::Frame(text)),
             SocketEvent::Lost => {
@@ -554,7 +575,7 @@ async fn run_handlers(mut events: UnboundedReceiver<Event>, handle: AgentHandle,
                     continue;
                 };
                 let span = handler_span(&message);
-                let outcome = AssertUnwindSafe(handler(message, handle.clone()))
+                let outcome = AssertUnwindSafe(handler(message, handle.for_message(&id)))
                     .catch_unwind()
                     .instrument(span.clone())
                     .await

@@ -162,8 +162,11 @@ pub(crate) enum SocketEvent {
     Failed,
     /// The handshake was answered with an HTTP error status instead of an upgrade.
     Refused(HttpResponse),
-    /// A pong (or the peer's ping) arrived: the socket is alive.
+    /// A pong arrived: the socket is alive, and the relay read what was written before the
+    /// ping it answers.
     Pong,
+    /// The peer's ping (or another control frame) arrived: the socket is alive, nothing more.
+    Ping,
     /// The socket was dropped as told ([`Control::Abandon`]).
     Abandoned,
     /// A text frame arrived.
@@ -253,7 +256,8 @@ pub(crate) async fn socket_loop<R: Runtime>(
                 reader = None;
                 on(SocketEvent::Lost);
             }
-            Next::Read(Some(Ok(Message::Pong(_) | Message::Ping(_)))) => on(SocketEvent::Pong),
+            Next::Read(Some(Ok(Message::Pong(_)))) => on(SocketEvent::Pong),
+            Next::Read(Some(Ok(Message::Ping(_) | Message::Frame(_)))) => on(SocketEvent::Ping),
             Next::Read(Some(Ok(_))) => {}
             Next::Read(Some(Err(error))) => {
                 tracing::info!(%error, "connection lost");

@@ -244,7 +244,7 @@ impl<R: Runtime> PersonClient<R> {
                     // A person's refused token is retried like any failure, as before.
                     SocketEvent::Failed | SocketEvent::Refused(_) => shared.feed(PersonInput::Disconnected),
                     // Nothing pings a person's socket (only the agent keeps its alive).
-                    SocketEvent::Pong => {}
+                    SocketEvent::Pong | SocketEvent::Ping => {}
                     SocketEvent::Abandoned => {
                         shared.lock().writer = None;
                         shared.set_connected(false);

@@ -1,0 +1,112 @@
+//! No reply lost with the socket, on each runtime (issue 10, item 7): the relay loses what the
+//! agent sent after a handler's reply (and cuts the socket, as a crash would), and the reply
+//! still reaches the person, once, under its original id; a send outside a handler lost the
+//! same way arrives after the reconnection.
+
+use crate::behaviour::Behaviour;
+use crate::harness::{Harness, Running};
+use pacerelle_core::agent::AgentConfig;
+use pacerelle_core::config::ClientConfig;
+use pacerelle_core::connection::Backoff;
+use pacerelle_core::human::{PersonEvent, PersonMessage};
+use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
+use pacerelle_tokio::{PersonClient, PersonClientConfig};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const AGENT: &str = "outbox-agent";
+const AGENT_TOKEN: &str = "outbox-agent-token";
+const PERSON: &str = "alice";
+const PERSON_TOKEN: &str = "alice-token";
+/// How long anything the agent should do may take.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn run(case: impl Future<Output = ()>) {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+    runtime.block_on(case);
+}
+
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The next message to the person; anything refused or failed ends the case.
+async fn message(person: &PersonClient, waiting_for: &str) -> PersonMessage {
+    loop {
+        match person.next_event(WAIT).await {
+            Ok(PersonEvent::Message(message)) => return message,
+            Ok(event @ (PersonEvent::Refused(_) | PersonEvent::RequestFailed { .. })) => {
+                panic!("waiting for {waiting_for}: {event:?}")
+            }
+            Ok(_) => {}
+            Err(error) => panic!("waiting for {waiting_for}: {error}"),
+        }
+    }
+}
+
+/// The ids of the agent's `MSG` frames that crossed the relay (lost ones included) replying to
+/// `source`, in order.
+fn replies_seen(relay: &RelayHandle, source: &str) -> Vec<String> {
+    relay
+        .observed()
+        .iter()
+        .filter_map(|bytes| serde_json::from_slice::<Value>(bytes).ok())
+        .filter(|frame| frame["type"] == "MSG" && frame["reply_to_message_id"] == source)
+        .filter_map(|frame| frame["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The relay loses the agent's reply and its acknowledgement, then cuts the socket: the agent
+/// reconnects, the message is replayed, and the agent sends the same reply again (same id)
+/// before acknowledging; the person gets it exactly once, the handler ran once. Then a send
+/// outside any handler is lost the same way and arrives after the reconnection.
+pub fn no_reply_lost_with_the_socket<H: Harness>() {
+    run(async {
+        let name = H::NAME;
+        let config = RelayConfig::loopback_ephemeral().agent(AGENT, AGENT_TOKEN).person(PERSON, PERSON_TOKEN);
+        let relay = Relay::spawn(config).await.expect("the relay starts");
+        let person_config = PersonClientConfig::new(PERSON, PERSON_TOKEN, relay.base_url()).device("phone");
+        let person = PersonClient::connect(person_config).await.expect("the person connects");
+        let conversation = person.create_conversation(&[AGENT], false).await.expect("a conversation");
+        let behaviour = Behaviour::new();
+        let core = AgentConfig {
+            backoff: Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(200) },
+            ..AgentConfig::new(AGENT)
+        };
+        let client = ClientConfig::new(AGENT, AGENT_TOKEN).with_base_url(relay.base_url()).expect("a base URL");
+        let agent: Running = H::start(client, core, behaviour.clone());
+        wait_until("the agent to connect", || agent.is_connected()).await;
+
+        // The reply and the ACK_READ are lost with the socket.
+        relay.lose_agent_frames(AGENT, 2);
+        let sent = person.send_text(&conversation, AGENT, "hello").expect("the person sends");
+        let reply = message(&person, "the reply sent again").await;
+        assert_eq!(reply.reply_to_message_id.as_deref(), Some(sent.as_str()), "{name}: answered");
+        assert_eq!(reply.text, "Received: hello", "{name}");
+        let seen = replies_seen(&relay, &sent);
+        assert!(seen.len() >= 2, "{name}: the reply was lost, then sent again: {seen:?}");
+        assert!(seen.iter().all(|id| *id == reply.id), "{name}: under its original id: {seen:?}");
+        wait_until("the acknowledgement", || relay.pending_for_agent(AGENT) == 0).await;
+        assert_eq!(behaviour.calls_for(&sent), 1, "{name}: handled once");
+        // Exactly once: the person's next message is the answer to a new message, not a copy.
+        let next = person.send_text(&conversation, AGENT, "again").expect("the person sends");
+        let answer = message(&person, "the answer to the next message").await;
+        assert_eq!(answer.reply_to_message_id.as_deref(), Some(next.as_str()), "{name}: no second copy");
+
+        // A send outside any handler, lost with its socket before the relay read it.
+        relay.lose_agent_frames(AGENT, 1);
+        let unprompted = agent.send_text(&conversation, PERSON, "unprompted").expect("the agent sends");
+        let arrived = message(&person, "the send outside a handler").await;
+        assert_eq!((arrived.id.as_str(), arrived.text.as_str()), (unprompted.as_str(), "unprompted"), "{name}");
+
+        agent.close();
+        assert!(matches!(agent.finished(WAIT).await, Some(Ok(()))), "{name}: closed cleanly");
+        person.close().await;
+        relay.shutdown().await;
+    });
+}
