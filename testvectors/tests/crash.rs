@@ -205,8 +205,9 @@ impl Drop for AgentProcess {
 struct CrashRecord {
     kills: usize,
     restarts: usize,
-    /// `accepted[i]`: the ids with a committed acceptance once run `i + 1` was dead.
-    accepted: Vec<BTreeSet<String>>,
+    /// For each message with a committed acceptance, the run whose death first showed it: no
+    /// later run may call its handler.
+    accepted_by: BTreeMap<String, u32>,
     /// Runs that ended without being killed.
     exits: Vec<String>,
     /// The last run's number.
@@ -214,22 +215,16 @@ struct CrashRecord {
 }
 
 impl CrashRecord {
+    /// Kills `process` and reads what its store holds as committed.
     fn record_death(&mut self, process: AgentProcess, command: &AgentCommand) {
         let incarnation = process.incarnation;
         if let Err(exit) = process.kill() {
             self.exits.push(exit);
         }
-        let index = usize::try_from(incarnation).unwrap_or(usize::MAX) - 1;
-        if self.accepted.len() <= index {
-            self.accepted.resize(index + 1, BTreeSet::new());
+        // Receipts age out of the store, so the first sighting is kept rather than the last.
+        for message_id in command.accepted() {
+            self.accepted_by.entry(message_id).or_insert(incarnation);
         }
-        self.accepted[index] = command.accepted();
-    }
-
-    /// The ids whose acceptance was committed before run `incarnation` started.
-    fn accepted_before(&self, incarnation: u32) -> BTreeSet<&str> {
-        let runs = usize::try_from(incarnation).unwrap_or(usize::MAX).saturating_sub(1);
-        self.accepted.iter().take(runs).flatten().map(String::as_str).collect()
     }
 }
 
@@ -600,7 +595,6 @@ async fn sigkill_loses_no_reply() {
 fn judge(settings: &Settings, outcomes: &[Outcome], finals: &[Outcome], record: &CrashRecord, log: &Path) -> Findings {
     let (calls, torn) = read_log(log);
     let mut findings = Findings { handler_calls: calls.len(), ..Default::default() };
-    let final_accepted = record.accepted.last().cloned().unwrap_or_default();
 
     // Which runs called the handler for each message.
     let mut started: BTreeMap<&str, BTreeSet<u32>> = BTreeMap::new();
@@ -612,9 +606,9 @@ fn judge(settings: &Settings, outcomes: &[Outcome], finals: &[Outcome], record: 
             findings.rehandled += 1;
         }
         for run in runs {
-            if record.accepted_before(*run).contains(message_id) {
+            if let Some(accepted_by) = record.accepted_by.get(*message_id).filter(|accepted_by| *accepted_by < run) {
                 findings.double_acceptances.push(format!(
-                    "{message_id} handled by run {run} although its acceptance was committed before that run started"
+                    "{message_id} handled by run {run} although run {accepted_by} had committed its acceptance"
                 ));
             }
         }
@@ -634,7 +628,7 @@ fn judge(settings: &Settings, outcomes: &[Outcome], finals: &[Outcome], record: 
         let problem = match failure {
             Failure::Stalled { index, message_id, sent_at } => {
                 let runs = started.get(message_id.as_str()).map(|runs| runs.len()).unwrap_or(0);
-                let accepted = final_accepted.contains(message_id);
+                let accepted = record.accepted_by.contains_key(message_id.as_str());
                 // An acceptance is committed only after the handler returned, so after its reply
                 // was sent: accepted and unanswered is a lost reply.
                 if accepted {
