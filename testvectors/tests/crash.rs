@@ -355,8 +355,8 @@ impl Conversation {
                     return outcome;
                 }
             };
-            outcome.sent.push((message_id.clone(), text));
-            match self.await_reply(&mut outcome, index, stall, start).await {
+            outcome.sent.push((message_id.clone(), text.clone()));
+            match self.await_reply(&mut outcome, index, &message_id, &text, stall, start).await {
                 Wait::Answered => outcome.answered += 1,
                 Wait::Failed(failure) => {
                     outcome.failure = Some(failure);
@@ -367,9 +367,18 @@ impl Conversation {
         outcome
     }
 
-    /// Waits for the reply to the last message of `outcome.sent`.
-    async fn await_reply(&self, outcome: &mut Outcome, index: usize, stall: Duration, start: Instant) -> Wait {
-        let Some((message_id, text)) = outcome.sent.last().cloned() else { unreachable!("a message was just sent") };
+    /// Waits for the reply to message `index` (`message_id`, which said `text`), counting late
+    /// replies to earlier ones in `outcome`.
+    async fn await_reply(
+        &self,
+        outcome: &mut Outcome,
+        index: usize,
+        message_id: &str,
+        text: &str,
+        stall: Duration,
+        start: Instant,
+    ) -> Wait {
+        let message_id = message_id.to_owned();
         let sent_at = start.elapsed();
         let deadline = Instant::now() + stall;
         let wrong = |what: String| Wait::Failed(Failure::Wrong { index, message_id: message_id.clone(), what });
@@ -531,7 +540,8 @@ async fn sigkill_loses_no_reply() {
     }
     let mut conversations = Vec::new();
     for (index, name) in names.iter().enumerate() {
-        conversations.push(std::sync::Arc::new(person(&relay, name, settings.seed ^ (index as u64 + 1) << 32).await));
+        let seed = settings.seed ^ ((index as u64 + 1) << 32);
+        conversations.push(std::sync::Arc::new(person(&relay, name, seed).await));
     }
 
     println!("setup (relay, first publication, {} people): {:.1} s", settings.people, setup.elapsed().as_secs_f64());
