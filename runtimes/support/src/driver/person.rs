@@ -8,6 +8,7 @@ use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures_channel::oneshot;
 use futures_util::StreamExt as _;
 use pacerelle_core::attachment::{self, FileMetadata};
+use pacerelle_core::e2ee::backend::SignalBackend;
 use pacerelle_core::human::{
     GroupMember, Person, PersonConfig, PersonError, PersonEvent, PersonInput, PersonMessage, PersonOutput,
 };
@@ -83,6 +84,10 @@ impl PersonClientConfig {
     }
 }
 
+/// How many refused inputs a client keeps for [`PersonClient::take_refused`]; older ones go
+/// first, so a long-lived client nobody asks does not grow without bound.
+const MAX_REFUSED: usize = 64;
+
 struct Inner {
     person: Person,
     writer: Option<UnboundedSender<Message>>,
@@ -91,6 +96,9 @@ struct Inner {
     /// Whether the socket is open, and who waits for it to be.
     connected: bool,
     connect_waiters: Vec<oneshot::Sender<()>>,
+    /// Inputs the person's state machine refused (a reply that did not decrypt, a frame it
+    /// could not read), kept so a test can fail on them rather than only see a log line.
+    refused: Vec<PersonError>,
 }
 
 struct Shared<R> {
@@ -167,6 +175,10 @@ impl<R: Runtime> Shared<R> {
         self.with_person(|inner| {
             if let Err(error) = inner.person.handle_input(now(), input) {
                 tracing::warn!(%error, "person input refused");
+                if inner.refused.len() == MAX_REFUSED {
+                    inner.refused.remove(0);
+                }
+                inner.refused.push(error);
             }
         });
     }
@@ -212,15 +224,34 @@ impl<R: Runtime> PersonClient<R> {
             e2ee: config.e2ee,
             ..PersonConfig::new(config.person_id.clone())
         };
+        Self::start(&config, Person::new(person_config, rng)).await
+    }
+
+    /// Like [`PersonClient::connect_with_rng`], encrypting with `backend` (for instance the
+    /// official Signal runtime) instead of a fresh native account; end-to-end encryption is on
+    /// whatever `config.e2ee` says.
+    pub async fn connect_with_backend(
+        config: PersonClientConfig,
+        rng: Box<Rng>,
+        backend: Box<dyn SignalBackend>,
+    ) -> Result<Self, ClientError> {
+        let person_config =
+            PersonConfig { device_id: config.device_id.clone(), ..PersonConfig::new(config.person_id.clone()) };
+        Self::start(&config, Person::with_backend(person_config, rng, backend)).await
+    }
+
+    /// Runs `person`'s socket as `config` says; returns once it is open.
+    async fn start(config: &PersonClientConfig, person: Person) -> Result<Self, ClientError> {
         let (control_tx, mut control) = mpsc::unbounded();
         let (events_tx, events) = mpsc::unbounded();
         let shared = Arc::new(Shared::<R> {
             inner: Mutex::new(Inner {
-                person: Person::new(person_config, rng),
+                person,
                 writer: None,
                 waiting: HashMap::new(),
                 connected: false,
                 connect_waiters: Vec::new(),
+                refused: Vec::new(),
             }),
             control: control_tx,
             events: events_tx,
@@ -276,6 +307,12 @@ impl<R: Runtime> PersonClient<R> {
     /// The person's id.
     pub fn person_id(&self) -> String {
         self.shared.lock().person.person_id().to_owned()
+    }
+
+    /// The inputs refused since the last call (a message that did not decrypt or could not be
+    /// read, which the person never sees as an event), oldest first.
+    pub fn take_refused(&self) -> Vec<PersonError> {
+        std::mem::take(&mut self.shared.lock().refused)
     }
 
     /// The person's identity key (33 bytes), with end-to-end encryption.
