@@ -13,7 +13,7 @@
 //!   lock free, to know what was committed);
 //! - each conversation still works once the kills stop (one more exchange each).
 //!
-//! Sizes: 4 people and 200 messages by default; `PACERELLE_CRASH_MESSAGES` (total),
+//! Sizes: 4 people and 600 messages by default (about a dozen kills); `PACERELLE_CRASH_MESSAGES` (total),
 //! `PACERELLE_CRASH_PEOPLE`, `PACERELLE_CRASH_SEED` and `PACERELLE_CRASH_STALL_SECS` change them.
 //! A conversation without progress for the stall bound (60 s by default, twice the agent's
 //! longest reconnect backoff) fails the test with the conversations and message ids concerned.
@@ -35,6 +35,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// The fewest kills a run must see while the people converse to count as a crash test.
+const MIN_KILLS: usize = 3;
 
 const AGENT: &str = "crash-agent";
 const AGENT_TOKEN: &str = "crash-agent-token";
@@ -75,7 +78,7 @@ impl Settings {
             .unwrap_or(0);
         let settings = Settings {
             people: setting("PACERELLE_CRASH_PEOPLE", 4) as usize,
-            messages: setting("PACERELLE_CRASH_MESSAGES", 200) as usize,
+            messages: setting("PACERELLE_CRASH_MESSAGES", 600) as usize,
             seed: setting("PACERELLE_CRASH_SEED", clock_seed),
             stall: Duration::from_secs(setting("PACERELLE_CRASH_STALL_SECS", 60)),
             kill_every_ms: (400, 1600),
@@ -691,6 +694,13 @@ fn judge(settings: &Settings, outcomes: &[Outcome], finals: &[Outcome], record: 
     }
     if !record.exits.is_empty() {
         findings.problems.push(format!("the agent stopped without being killed: {}", record.exits.join("; ")));
+    }
+    if record.kills < MIN_KILLS {
+        // Faster than the kills: the run proved nothing about crashes.
+        findings.problems.push(format!(
+            "only {} kill(s) while the people conversed (at least {MIN_KILLS} expected): raise PACERELLE_CRASH_MESSAGES",
+            record.kills
+        ));
     }
     if torn > record.kills {
         // At most the line being written at each kill can be cut short.
