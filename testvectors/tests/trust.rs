@@ -276,11 +276,12 @@ fn alice_converses(served: &mut Served, seed: u64) -> (RuntimePerson, AgentMessa
 }
 
 /// The agent replies `text` to `message`; returns the reply's frame (encrypted, to Alice's
-/// phone).
+/// phone). Sent outside a handler, it goes through the durable outbox: committed with the
+/// session's step, then the frame, then the ping whose pong would prove it read.
 fn reply(served: &mut Served, message: &AgentMessage, text: &str) -> Value {
     let id = served.agent.reply(message, text).unwrap();
     let outputs = served.drain();
-    let [Output::Persist(_), sent @ Output::Frame(_)] = &outputs[..] else { panic!("{outputs:?}") };
+    let [Output::Persist(_), sent @ Output::Frame(_), Output::Ping] = &outputs[..] else { panic!("{outputs:?}") };
     let sent = frame_of(sent);
     assert_eq!((sent["id"].as_str(), sent["to"].as_str()), (Some(id.as_str()), Some(ALICE)));
     assert_eq!((sent["encrypted"].as_bool(), sent["to_device_id"].as_str()), (Some(true), Some(PHONE)));
@@ -453,7 +454,7 @@ fn a_plaintext_injection_is_refused_and_the_encrypted_conversation_goes_on() {
     let (mut alice, _) = alice_converses(&mut served, 302);
     let widget = served.agent.send_widget(CONVERSATION, ALICE, Confirm::new("Deploy to production?")).unwrap();
     let outputs = served.drain();
-    let [Output::Persist(_), sent @ Output::Frame(_)] = &outputs[..] else { panic!("{outputs:?}") };
+    let [Output::Persist(_), sent @ Output::Frame(_), Output::Ping] = &outputs[..] else { panic!("{outputs:?}") };
     let shown = alice.receive(&mut served, &frame_of(sent)).unwrap();
     assert_eq!(shown.widget.map(|widget| widget.id), Some(widget.clone()));
     let before = served.store.clone();
