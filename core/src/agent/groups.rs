@@ -132,12 +132,7 @@ pub(super) fn find<'a>(
 pub(super) fn open(key: &StoredGroupKey, message: &GroupCiphertext) -> Result<Zeroizing<Vec<u8>>, GroupError> {
     let decode = |text: &str| crate::wire::python::b64decode(text).map_err(|_| GroupError::InvalidCiphertext);
     let aad = payload::associated_data(&message.conversation_id, &message.key_id, message.epoch);
-    Ok(aead::open(
-        key.raw_key.expose(),
-        &decode(&message.iv_b64)?,
-        &decode(&message.ciphertext_b64)?,
-        aad.as_bytes(),
-    )?)
+    Ok(aead::open(key.raw_key.expose(), &decode(&message.iv_b64)?, &decode(&message.ciphertext_b64)?, aad.as_bytes())?)
 }
 
 /// The key new messages of `conversation_id` are sealed under: the highest epoch held, and of

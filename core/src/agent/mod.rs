@@ -1077,7 +1077,12 @@ impl Agent {
     /// An encrypted group message: opened when its key is held (`Some`), else parked behind a
     /// fetch of the group's keys (`None`; [`Self::complete_group_fetch`] goes on with it). A
     /// message that is no group message of its conversation is counted as unreadable.
-    fn open_group(&mut self, msg: &InboundMsg, ids: &MessageIds, now: Timestamp) -> Result<Option<Decoded>, InputError> {
+    fn open_group(
+        &mut self,
+        msg: &InboundMsg,
+        ids: &MessageIds,
+        now: Timestamp,
+    ) -> Result<Option<Decoded>, InputError> {
         let crypto = |error| InputError::Crypto { message_id: msg.id.clone(), error };
         let named = match groups::named_key(&msg.conversation_id, &msg.payload_b64) {
             Ok(named) => named,
@@ -1107,7 +1112,10 @@ impl Agent {
     ) -> Result<(String, E2eeChanges), (e2ee::InboundCryptoError, E2eeChanges)> {
         let plaintext = groups::open(key, named).map_err(|error| (error.into(), E2eeChanges::default()))?;
         let Some(e2ee) = self.e2ee.as_mut() else {
-            return Err((e2ee::InboundCryptoError::MissingGroupKey { key_id: named.key_id.clone(), epoch: named.epoch }, E2eeChanges::default()));
+            return Err((
+                e2ee::InboundCryptoError::MissingGroupKey { key_id: named.key_id.clone(), epoch: named.epoch },
+                E2eeChanges::default(),
+            ));
         };
         let decrypted = e2ee::Decrypted { plaintext, changes: E2eeChanges::default(), identity: None };
         match e2ee.finish(msg, decrypted) {
@@ -1144,7 +1152,8 @@ impl Agent {
                 }
             };
             let key = groups::find(&[&self.state.group_keys, &fetched], &named).cloned();
-            let span = tracing::info_span!("message", id = %msg.id, conversation = %msg.conversation_id, from = %msg.from);
+            let span =
+                tracing::info_span!("message", id = %msg.id, conversation = %msg.conversation_id, from = %msg.from);
             let _entered = span.enter();
             let Some(key) = key else {
                 let error = match &synced.error {
@@ -1182,12 +1191,7 @@ impl Agent {
 
     /// The payload's text, the changes to commit with its receipt, and the identity that spoke.
     /// A message that cannot be delivered is settled here (counted, or refused and reported).
-    fn decode(
-        &mut self,
-        msg: &InboundMsg,
-        ids: &MessageIds,
-        now: Timestamp,
-    ) -> Result<Decoded, InputError> {
+    fn decode(&mut self, msg: &InboundMsg, ids: &MessageIds, now: Timestamp) -> Result<Decoded, InputError> {
         if !msg.encrypted {
             if self.e2ee.is_some() && !self.config.accept_plaintext {
                 let error = InputError::Plaintext { message_id: msg.id.clone() };
@@ -1599,10 +1603,16 @@ impl Agent {
         let mut changes = StoreChanges::default();
         let (payload_b64, encrypted, history_record) = match self.e2ee.as_mut() {
             Some(e2ee) if group => {
-                let no_key = || e2ee::OutboundCryptoError::NoGroupKey { conversation_id: message.conversation_id.clone() };
+                let no_key =
+                    || e2ee::OutboundCryptoError::NoGroupKey { conversation_id: message.conversation_id.clone() };
                 let key = groups::latest(&self.state.group_keys, &message.conversation_id).ok_or_else(no_key)?;
-                let history_record =
-                    e2ee.history_record(&self.config.agent_id, &message.conversation_id, &id, &plaintext, &mut *self.rng)?;
+                let history_record = e2ee.history_record(
+                    &self.config.agent_id,
+                    &message.conversation_id,
+                    &id,
+                    &plaintext,
+                    &mut *self.rng,
+                )?;
                 // Sealed once for every member; no Signal session, so nothing else to commit.
                 (groups::seal(&key, &mut *self.rng, &plaintext), true, history_record)
             }
@@ -1773,6 +1783,8 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_groups;
 #[cfg(test)]
 mod tests_outbox;
 #[cfg(test)]
