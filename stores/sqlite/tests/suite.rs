@@ -513,6 +513,7 @@ fn cases() -> Vec<(&'static str, Vec<StoreChanges>)> {
                     put_last_devices: vec![(("u1".into(), "c1".into()), "laptop".into())],
                     put_failures: vec![failure("f2", 1, None)],
                     remove_failures: vec!["f1".into()],
+                    put_group_keys: vec![group_key("g1", "k", 2, 8)],
                     e2ee: E2eeChanges {
                         prekey_counter: Some(51),
                         put_prekeys: vec![prekey(PrekeyKind::Signed, 3, 7, 32)],
