@@ -205,7 +205,8 @@ pub(super) fn sync(
                 synced.keys.push(key);
                 synced.changes.merge(changes);
             }
-            Err((error, changes)) => {
+            Err(failure) => {
+                let (error, changes) = *failure;
                 synced.changes.merge(changes);
                 synced.error = Some(error.into());
                 break;
@@ -225,8 +226,8 @@ fn take(
     entry: &serde_json::Value,
     conversation_id: &str,
     rng: &mut Rng,
-) -> Result<Option<(StoredGroupKey, E2eeChanges)>, (SenderKeyRejected, E2eeChanges)> {
-    let envelope = read_envelope(entry, conversation_id).map_err(|error| (error, E2eeChanges::default()))?;
+) -> Result<Option<(StoredGroupKey, E2eeChanges)>, Box<(SenderKeyRejected, E2eeChanges)>> {
+    let envelope = read_envelope(entry, conversation_id).map_err(|error| Box::new((error, E2eeChanges::default())))?;
     let id = (conversation_id.to_owned(), envelope.key_id.clone(), envelope.epoch);
     if held.contains_key(&id) || taken.iter().any(|key| key.id() == id) {
         return Ok(None);
@@ -239,7 +240,7 @@ fn take(
                 InboundCryptoError::Base64 => SenderKeyRejected::NotBase64,
                 other => SenderKeyRejected::Decrypt(other.to_string()),
             };
-            (rejected, E2eeChanges::default())
+            Box::new((rejected, E2eeChanges::default()))
         })?;
     match accept_sender_key(&envelope, &decrypted.plaintext) {
         Ok(key) => Ok(Some((
@@ -251,6 +252,6 @@ fn take(
             },
             decrypted.changes,
         ))),
-        Err(error) => Err((error, decrypted.changes)),
+        Err(error) => Err(Box::new((error, decrypted.changes))),
     }
 }

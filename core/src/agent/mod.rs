@@ -1098,7 +1098,10 @@ impl Agent {
         };
         match self.read_group(msg, &key, &named) {
             Ok((text, changes)) => Ok(Some((text, changes, None))),
-            Err((error, changes)) => self.unreadable(ids, crypto(error), changes, now),
+            Err(failure) => {
+                let (error, changes) = *failure;
+                self.unreadable(ids, crypto(error), changes, now)
+            }
         }
     }
 
@@ -1109,18 +1112,21 @@ impl Agent {
         msg: &InboundMsg,
         key: &crate::store::StoredGroupKey,
         named: &crate::payload::group::GroupCiphertext,
-    ) -> Result<(String, E2eeChanges), (e2ee::InboundCryptoError, E2eeChanges)> {
-        let plaintext = groups::open(key, named).map_err(|error| (error.into(), E2eeChanges::default()))?;
+    ) -> Result<(String, E2eeChanges), Box<(e2ee::InboundCryptoError, E2eeChanges)>> {
+        let plaintext = groups::open(key, named).map_err(|error| Box::new((error.into(), E2eeChanges::default())))?;
         let Some(e2ee) = self.e2ee.as_mut() else {
-            return Err((
+            return Err(Box::new((
                 e2ee::InboundCryptoError::MissingGroupKey { key_id: named.key_id.clone(), epoch: named.epoch },
                 E2eeChanges::default(),
-            ));
+            )));
         };
         let decrypted = e2ee::Decrypted { plaintext, changes: E2eeChanges::default(), identity: None };
         match e2ee.finish(msg, decrypted) {
             Ok(opened) => Ok((opened.text, opened.changes)),
-            Err(failure) => Err((failure.error, failure.changes)),
+            Err(failure) => {
+                let e2ee::OpenFailure { error, changes } = *failure;
+                Err(Box::new((error, changes)))
+            }
         }
     }
 
@@ -1168,7 +1174,8 @@ impl Agent {
                     let (text, identity) = self.commit_receipt(&msg, (text, changes, None), base);
                     self.hand_out(msg, text, identity);
                 }
-                Err((error, changes)) => {
+                Err(failure) => {
+                    let (error, changes) = *failure;
                     base.e2ee.merge(changes);
                     let _: Result<(), _> = self.unreadable_with(&ids, crypto(error), base, now);
                 }
