@@ -91,6 +91,30 @@ pub struct StoredHistoryKey {
     pub raw_key: SecretBytes,
 }
 
+/// A group conversation's key, as a person distributed it to the agent through their Signal
+/// session (`pacerelle.group.sender_key`); several per conversation, one per key id and epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGroupKey {
+    /// The group conversation.
+    pub conversation_id: String,
+    /// The key's id.
+    pub key_id: String,
+    /// Its epoch (at least 1); the agent seals under the highest it holds.
+    pub epoch: u64,
+    /// The 32-byte AES-256-GCM key.
+    pub raw_key: SecretBytes,
+}
+
+impl StoredGroupKey {
+    /// Where the key is kept: (conversation, key id, epoch).
+    pub fn id(&self) -> GroupKeyId {
+        (self.conversation_id.clone(), self.key_id.clone(), self.epoch)
+    }
+}
+
+/// A group key's place: (conversation, key id, epoch).
+pub type GroupKeyId = (String, String, u64);
+
 /// A person (or agent) and, when their frames name one, their device: whom an identity key
 /// belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -396,6 +420,9 @@ pub struct StoreChanges {
     pub put_failures: Vec<DeliveryFailure>,
     /// Failure records to delete.
     pub remove_failures: Vec<String>,
+    /// Group keys learnt, committed with the receipt (or failure record) of the message that
+    /// needed them; a held key is never replaced nor removed.
+    pub put_group_keys: Vec<StoredGroupKey>,
     /// Keys and sessions.
     pub e2ee: E2eeChanges,
 }
@@ -411,6 +438,7 @@ impl StoreChanges {
             && self.put_last_devices.is_empty()
             && self.put_failures.is_empty()
             && self.remove_failures.is_empty()
+            && self.put_group_keys.is_empty()
             && self.e2ee.is_empty()
     }
 }
@@ -429,6 +457,8 @@ pub struct AgentSnapshot {
     pub last_devices: BTreeMap<(String, String), String>,
     /// Messages that failed to be read, by message id.
     pub failures: BTreeMap<String, DeliveryFailure>,
+    /// The group keys held, by (conversation, key id, epoch).
+    pub group_keys: BTreeMap<GroupKeyId, StoredGroupKey>,
     /// Keys and sessions.
     pub e2ee: E2eeSnapshot,
 }
@@ -465,6 +495,9 @@ impl AgentSnapshot {
         }
         for id in &changes.remove_failures {
             self.failures.remove(id);
+        }
+        for key in &changes.put_group_keys {
+            self.group_keys.insert(key.id(), key.clone());
         }
         self.e2ee.apply(&changes.e2ee);
     }

@@ -34,6 +34,21 @@ pub enum InboundCryptoError {
     /// A `pacerelle.delivery` that does not follow `history-v1`.
     #[error(transparent)]
     Delivery(#[from] crate::payload::delivery::DeliveryError),
+    /// A group message that is not a `pacerelle.group.message` of this conversation, or does not
+    /// open under the key it names.
+    #[error(transparent)]
+    Group(#[from] crate::payload::group::GroupError),
+    /// The group key a group message names is not held, and the group's keys did not bring it.
+    #[error("group key {key_id} (epoch {epoch}) is not held")]
+    MissingGroupKey {
+        /// The key's id.
+        key_id: String,
+        /// Its epoch.
+        epoch: i64,
+    },
+    /// The group's keys could not be fetched or read (`GET /agent/group-keys`).
+    #[error(transparent)]
+    GroupKeys(#[from] super::groups::GroupSyncError),
     /// The delivery carries another archive key for a conversation that already has one.
     #[error("conversation {conversation_id} already has another archive key")]
     HistoryKeyConflict {
@@ -54,9 +69,14 @@ pub enum OutboundCryptoError {
         /// The conversation.
         conversation_id: String,
     },
-    /// Group messages need the group's key, which this version does not fetch yet.
-    #[error("encrypted group messages are not supported yet")]
-    GroupUnsupported,
+    /// No key of this group conversation is held yet: people distribute group keys, and none
+    /// reached the agent (a fetch of the group's keys has been asked for; try again once it
+    /// answered). Nothing is sent, never in plaintext.
+    #[error("no group key is held for conversation {conversation_id}")]
+    NoGroupKey {
+        /// The group conversation.
+        conversation_id: String,
+    },
     /// The session failed to encrypt.
     #[error(transparent)]
     Encrypt(#[from] BackendError),
@@ -160,9 +180,23 @@ impl AgentE2ee {
     /// Decrypts an inbound message under the first of its session names that opens it. On error
     /// no session changed.
     pub fn decrypt(&mut self, msg: &InboundMsg, rng: &mut Rng) -> Result<Decrypted, InboundCryptoError> {
+        self.decrypt_from(&msg.from, &msg.conversation_id, msg.from_device_id.as_deref(), &msg.payload_b64, rng)
+    }
+
+    /// Decrypts `payload_b64` from `person` in `conversation_id` (a message, or a group key's
+    /// envelope) under the first of its session names that opens it. On error no session
+    /// changed.
+    pub fn decrypt_from(
+        &mut self,
+        person: &str,
+        conversation_id: &str,
+        device_id: Option<&str>,
+        payload_b64: &str,
+        rng: &mut Rng,
+    ) -> Result<Decrypted, InboundCryptoError> {
         // As leniently as the official SDK's `base64.b64decode` (no `validate`).
-        let framed = crate::wire::python::b64decode(&msg.payload_b64).map_err(|_| InboundCryptoError::Base64)?;
-        let names = person_session_names(&msg.from, &msg.conversation_id, msg.from_device_id.as_deref());
+        let framed = crate::wire::python::b64decode(payload_b64).map_err(|_| InboundCryptoError::Base64)?;
+        let names = person_session_names(person, conversation_id, device_id);
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let (plaintext, name, changes) =
             self.account.decrypt(&names, &framed, rng).map_err(InboundCryptoError::Decrypt)?;
@@ -252,7 +286,22 @@ impl AgentE2ee {
     ) -> Result<Sealed, OutboundCryptoError> {
         let Outbound { message_id, conversation_id, to, device_id, plaintext } = *outbound;
         let name = self.session_name(to, conversation_id, device_id)?;
-        let history_record = match self.history_keys.get(conversation_id) {
+        let history_record = self.history_record(agent_id, conversation_id, message_id, plaintext, rng)?;
+        let (framed, changes) = self.account.encrypt(&name, plaintext.as_bytes(), rng)?;
+        Ok(Sealed { payload_b64: STANDARD.encode(framed), history_record, changes })
+    }
+
+    /// The archive record of `plaintext` (sent as `message_id` in `conversation_id`), when the
+    /// conversation has an archive key; group messages carry one too, as the official SDK's do.
+    pub fn history_record(
+        &self,
+        agent_id: &str,
+        conversation_id: &str,
+        message_id: &str,
+        plaintext: &str,
+        rng: &mut Rng,
+    ) -> Result<Option<HistoryRecord>, OutboundCryptoError> {
+        Ok(match self.history_keys.get(conversation_id) {
             Some(key) => {
                 let mut iv = [0u8; crate::aead::IV_LEN];
                 rng.fill_bytes(&mut iv);
@@ -267,8 +316,6 @@ impl AgentE2ee {
                 Some(history::seal(plaintext, &key.raw_key, &iv, &context)?)
             }
             None => None,
-        };
-        let (framed, changes) = self.account.encrypt(&name, plaintext.as_bytes(), rng)?;
-        Ok(Sealed { payload_b64: STANDARD.encode(framed), history_record, changes })
+        })
     }
 }

@@ -41,6 +41,7 @@
 pub(crate) mod digest;
 pub mod e2ee;
 mod files;
+pub mod groups;
 mod handling;
 mod outbox;
 mod outgoing;
@@ -458,6 +459,10 @@ impl MessageIds {
     }
 }
 
+/// A decoded message: its text, the changes to commit with its receipt, and the identity that
+/// spoke (none for group messages, which no Signal session opened).
+type Decoded = (String, E2eeChanges, Option<crate::store::IdentityKeyBytes>);
+
 /// The agent state machine. See the [module docs](self).
 pub struct Agent {
     config: AgentConfig,
@@ -486,6 +491,8 @@ pub struct Agent {
     next_outbox_seq: u64,
     /// Connections opened so far: the number of the open one, which recorded frames name.
     connections: u64,
+    /// Group key fetches in flight, and the group messages waiting for them.
+    group_fetches: groups::Fetches,
 }
 
 impl std::fmt::Debug for Agent {
@@ -535,6 +542,7 @@ impl Agent {
             proofs: Default::default(),
             next_outbox_seq,
             connections: 0,
+            group_fetches: Default::default(),
         })
     }
 
@@ -818,6 +826,10 @@ impl Agent {
                 Ok(())
             }
             Input::Http(request, result) => {
+                if let Some(fetch) = self.group_fetches.answer(request) {
+                    self.complete_group_fetch(fetch, result, now);
+                    return Ok(());
+                }
                 let result = match self.transfers.answer(request, result) {
                     Ok(completed) => {
                         self.complete_transfer(request, completed);
@@ -980,39 +992,65 @@ impl Agent {
                 self.push_ack(&msg.from, &msg.id, &msg.conversation_id);
                 return Ok(());
             }
+            None if self.group_fetches.is_parked(&msg.id) => {
+                tracing::debug!(message_id = %msg.id, "replay of a message waiting for its group key: it waits once");
+                return Ok(());
+            }
             None => {
-                let (text, e2ee_changes, sender_identity) = self.decode(&msg, &ids, now)?;
-                let mut changes = StoreChanges {
-                    put_receipts: vec![Receipt {
-                        message_id: msg.id.clone(),
-                        digest,
-                        from: msg.from.clone(),
-                        conversation_id: msg.conversation_id.clone(),
-                        from_device_id: msg.from_device_id.clone(),
-                        sender_identity,
-                        state: ReceiptState::Pending { text: text.clone() },
-                    }],
-                    e2ee: e2ee_changes,
-                    ..Default::default()
+                let decoded = if msg.encrypted && self.e2ee.is_some() && groups::is_group_msg(&msg) {
+                    match self.open_group(&msg, &ids, now)? {
+                        Some(decoded) => decoded,
+                        None => return Ok(()),
+                    }
+                } else {
+                    self.decode(&msg, &ids, now)?
                 };
-                if self.state.failures.contains_key(&msg.id) {
-                    changes.remove_failures.push(msg.id.clone());
-                }
-                if let Some(device) = &msg.from_device_id {
-                    changes.put_last_devices.push(((msg.from.clone(), msg.conversation_id.clone()), device.clone()));
-                }
-                let consumed =
-                    changes.e2ee.remove_prekeys.iter().filter(|(kind, _)| *kind == PrekeyKind::OneTime).count();
-                self.commit(changes);
-                self.consumed_one_time_prekeys += consumed;
-                if consumed > 0
-                    && let Some(reason) = self.mint_reason(None)
-                {
-                    self.publish_prekeys(Some(reason));
-                }
-                (text, sender_identity)
+                self.commit_receipt(&msg, decoded, StoreChanges::default())
             }
         };
+        self.hand_out(msg, text, sender_identity);
+        Ok(())
+    }
+
+    /// Commits a new message's receipt as pending, with `e2ee` (what decoding it changed) and
+    /// `base` (what must go in the same transaction: group keys it needed, for one). Returns its
+    /// text and the identity that spoke.
+    fn commit_receipt(
+        &mut self,
+        msg: &InboundMsg,
+        (text, e2ee_changes, sender_identity): Decoded,
+        base: StoreChanges,
+    ) -> (String, Option<crate::store::IdentityKeyBytes>) {
+        let mut changes = base;
+        changes.put_receipts.push(Receipt {
+            message_id: msg.id.clone(),
+            digest: msg.digest.clone(),
+            from: msg.from.clone(),
+            conversation_id: msg.conversation_id.clone(),
+            from_device_id: msg.from_device_id.clone(),
+            sender_identity,
+            state: ReceiptState::Pending { text: text.clone() },
+        });
+        changes.e2ee.merge(e2ee_changes);
+        if self.state.failures.contains_key(&msg.id) {
+            changes.remove_failures.push(msg.id.clone());
+        }
+        if let Some(device) = &msg.from_device_id {
+            changes.put_last_devices.push(((msg.from.clone(), msg.conversation_id.clone()), device.clone()));
+        }
+        let consumed = changes.e2ee.remove_prekeys.iter().filter(|(kind, _)| *kind == PrekeyKind::OneTime).count();
+        self.commit(changes);
+        self.consumed_one_time_prekeys += consumed;
+        if consumed > 0
+            && let Some(reason) = self.mint_reason(None)
+        {
+            self.publish_prekeys(Some(reason));
+        }
+        (text, sender_identity)
+    }
+
+    /// Hands a message whose receipt is committed to the app (unless its handler has it).
+    fn hand_out(&mut self, msg: InboundMsg, text: String, sender_identity: Option<crate::store::IdentityKeyBytes>) {
         let parsed = parse_payload(&text);
         let message = AgentMessage {
             attachments: chat::merge_attachments(msg.raw_attachments(), &parsed.secrets),
@@ -1034,17 +1072,133 @@ impl Agent {
         } else {
             tracing::debug!(message_id = %message.id, "replay of a message with the handler: not handed out twice");
         }
-        Ok(())
     }
 
-    /// The payload's text, the changes to commit with its receipt, and the identity that spoke.
-    /// A message that cannot be delivered is settled here (counted, or refused and reported).
-    fn decode(
+    /// An encrypted group message: opened when its key is held (`Some`), else parked behind a
+    /// fetch of the group's keys (`None`; [`Self::complete_group_fetch`] goes on with it). A
+    /// message that is no group message of its conversation is counted as unreadable.
+    fn open_group(
         &mut self,
         msg: &InboundMsg,
         ids: &MessageIds,
         now: Timestamp,
-    ) -> Result<(String, E2eeChanges, Option<crate::store::IdentityKeyBytes>), InputError> {
+    ) -> Result<Option<Decoded>, InputError> {
+        let crypto = |error| InputError::Crypto { message_id: msg.id.clone(), error };
+        let named = match groups::named_key(&msg.conversation_id, &msg.payload_b64) {
+            Ok(named) => named,
+            Err(error) => return self.unreadable(ids, crypto(error.into()), E2eeChanges::default(), now),
+        };
+        let Some(key) = groups::find(&[&self.state.group_keys], &named).cloned() else {
+            tracing::debug!(message_id = %msg.id, key_id = %named.key_id, epoch = named.epoch, "group key not held: fetching the group's keys");
+            let id = self.request_id();
+            if let Some(call) = self.group_fetches.park(Some(msg.clone()), &msg.conversation_id, id) {
+                self.outputs.push_back(Output::Http(call));
+            }
+            return Ok(None);
+        };
+        match self.read_group(msg, &key, &named) {
+            Ok((text, changes)) => Ok(Some((text, changes, None))),
+            Err(failure) => {
+                let (error, changes) = *failure;
+                self.unreadable(ids, crypto(error), changes, now)
+            }
+        }
+    }
+
+    /// Opens a group message with its key and reads its text as any decrypted payload (a
+    /// `pacerelle.delivery` unwrapped, as the official SDK does for group messages too).
+    fn read_group(
+        &mut self,
+        msg: &InboundMsg,
+        key: &crate::store::StoredGroupKey,
+        named: &crate::payload::group::GroupCiphertext,
+    ) -> Result<(String, E2eeChanges), Box<(e2ee::InboundCryptoError, E2eeChanges)>> {
+        let plaintext = groups::open(key, named).map_err(|error| Box::new((error.into(), E2eeChanges::default())))?;
+        let Some(e2ee) = self.e2ee.as_mut() else {
+            return Err(Box::new((
+                e2ee::InboundCryptoError::MissingGroupKey { key_id: named.key_id.clone(), epoch: named.epoch },
+                E2eeChanges::default(),
+            )));
+        };
+        let decrypted = e2ee::Decrypted { plaintext, changes: E2eeChanges::default(), identity: None };
+        match e2ee.finish(msg, decrypted) {
+            Ok(opened) => Ok((opened.text, opened.changes)),
+            Err(failure) => {
+                let e2ee::OpenFailure { error, changes } = *failure;
+                Err(Box::new((error, changes)))
+            }
+        }
+    }
+
+    /// A group's keys arrived (or did not): they are committed with the first parked message's
+    /// receipt (or its failure record), with the Signal session changes that opening their
+    /// envelopes made; then every parked message opens, or is counted as unreadable.
+    fn complete_group_fetch(&mut self, fetch: groups::Fetch, result: Result<HttpResponse, String>, now: Timestamp) {
+        let Some(e2ee) = self.e2ee.as_mut() else { return };
+        let conversation_id = fetch.conversation_id;
+        let synced = groups::sync(e2ee, &self.state.group_keys, &conversation_id, result, &mut *self.rng);
+        if let Some(error) = &synced.error {
+            tracing::warn!(conversation = %conversation_id, %error, "group keys not (all) taken");
+        }
+        let fetched: std::collections::BTreeMap<_, _> = synced.keys.iter().map(|key| (key.id(), key.clone())).collect();
+        let mut pending =
+            Some(StoreChanges { put_group_keys: synced.keys, e2ee: synced.changes, ..Default::default() });
+        for msg in fetch.parked {
+            let ids = MessageIds::of(&msg);
+            if self.state.receipts.contains_key(&msg.id) || self.given_up(&ids) {
+                continue;
+            }
+            let mut base = pending.take().unwrap_or_default();
+            let crypto = |error| InputError::Crypto { message_id: msg.id.clone(), error };
+            let named = match groups::named_key(&msg.conversation_id, &msg.payload_b64) {
+                Ok(named) => named,
+                Err(error) => {
+                    let _: Result<(), _> = self.unreadable_with(&ids, crypto(error.into()), base, now);
+                    continue;
+                }
+            };
+            let key = groups::find(&[&self.state.group_keys, &fetched], &named).cloned();
+            let span =
+                tracing::info_span!("message", id = %msg.id, conversation = %msg.conversation_id, from = %msg.from);
+            let _entered = span.enter();
+            let Some(key) = key else {
+                let error = match &synced.error {
+                    Some(error) => e2ee::InboundCryptoError::GroupKeys(error.clone()),
+                    None => e2ee::InboundCryptoError::MissingGroupKey { key_id: named.key_id, epoch: named.epoch },
+                };
+                let _: Result<(), _> = self.unreadable_with(&ids, crypto(error), base, now);
+                continue;
+            };
+            match self.read_group(&msg, &key, &named) {
+                Ok((text, changes)) => {
+                    let (text, identity) = self.commit_receipt(&msg, (text, changes, None), base);
+                    self.hand_out(msg, text, identity);
+                }
+                Err(failure) => {
+                    let (error, changes) = *failure;
+                    base.e2ee.merge(changes);
+                    let _: Result<(), _> = self.unreadable_with(&ids, crypto(error), base, now);
+                }
+            }
+        }
+        if let Some(rest) = pending
+            && !rest.is_empty()
+        {
+            self.commit(rest);
+        }
+    }
+
+    /// Asks for `conversation_id`'s group keys unless a fetch is in flight (a send found none).
+    fn fetch_group_keys(&mut self, conversation_id: &str) {
+        let id = self.request_id();
+        if let Some(call) = self.group_fetches.park(None, conversation_id, id) {
+            self.outputs.push_back(Output::Http(call));
+        }
+    }
+
+    /// The payload's text, the changes to commit with its receipt, and the identity that spoke.
+    /// A message that cannot be delivered is settled here (counted, or refused and reported).
+    fn decode(&mut self, msg: &InboundMsg, ids: &MessageIds, now: Timestamp) -> Result<Decoded, InputError> {
         if !msg.encrypted {
             if self.e2ee.is_some() && !self.config.accept_plaintext {
                 let error = InputError::Plaintext { message_id: msg.id.clone() };
@@ -1146,17 +1300,25 @@ impl Agent {
         e2ee: E2eeChanges,
         now: Timestamp,
     ) -> Result<T, InputError> {
+        self.unreadable_with(ids, error, StoreChanges { e2ee, ..Default::default() }, now)
+    }
+
+    /// [`Self::unreadable`], committing `base` (any changes, group keys for one) with the count.
+    fn unreadable_with<T>(
+        &mut self,
+        ids: &MessageIds,
+        error: InputError,
+        base: StoreChanges,
+        now: Timestamp,
+    ) -> Result<T, InputError> {
         let mut failure = self.failure_record(ids, &error, now);
         let attempts = failure.attempts;
         let give_up = attempts >= self.config.max_delivery_attempts.max(1);
         failure.given_up_at = give_up.then_some(now);
         tracing::warn!(message_id = %ids.message_id, attempts, %error, give_up, "message could not be read");
-        let changes = StoreChanges {
-            put_failures: vec![failure],
-            remove_failures: self.expired_failures(now, &ids.message_id),
-            e2ee,
-            ..Default::default()
-        };
+        let mut changes = base;
+        changes.put_failures.push(failure);
+        changes.remove_failures.extend(self.expired_failures(now, &ids.message_id));
         self.commit(changes);
         if give_up {
             let reason = UndeliverableReason::Unreadable { attempts, error: error.to_string() };
@@ -1354,10 +1516,9 @@ impl Agent {
     /// file that could not be sent is not uploaded.
     pub fn send_file(&mut self, file: OutgoingFile) -> Result<(RequestId, String), SendError> {
         let (group, device) = self.route(&file.message)?;
-        if let Some(e2ee) = self.e2ee.as_ref() {
-            if group {
-                return Err(e2ee::OutboundCryptoError::GroupUnsupported.into());
-            }
+        if group {
+            self.check_group_key(&file.message.conversation_id)?;
+        } else if let Some(e2ee) = self.e2ee.as_ref() {
             e2ee.check_session(&file.message.to, &file.message.conversation_id, device.as_deref())?;
         }
         let message_id = ids::uuid_v4(&mut *self.rng);
@@ -1422,8 +1583,22 @@ impl Agent {
         Ok((group, to_device_id))
     }
 
+    /// With end-to-end encryption, checks that a key of the group `conversation_id` is held; if
+    /// none is, asks for the group's keys (for a later send) and refuses this one.
+    fn check_group_key(&mut self, conversation_id: &str) -> Result<(), SendError> {
+        if self.e2ee.is_none() || groups::latest(&self.state.group_keys, conversation_id).is_some() {
+            return Ok(());
+        }
+        tracing::warn!(conversation = %conversation_id, "no group key held: not sent; fetching the group's keys");
+        self.fetch_group_keys(conversation_id);
+        Err(e2ee::OutboundCryptoError::NoGroupKey { conversation_id: conversation_id.to_owned() }.into())
+    }
+
     fn send_with_id(&mut self, id: String, message: OutgoingMessage) -> Result<String, SendError> {
         let (group, to_device_id) = self.route(&message)?;
+        if group {
+            self.check_group_key(&message.conversation_id)?;
+        }
         // Decided before sealing, so that a refused send leaves the session as it was.
         let handled = self.sending_for.clone().filter(|handled| self.handling.can_record(handled));
         if handled.is_none() && self.state.outbox.len() >= MAX_OUTBOX {
@@ -1434,7 +1609,20 @@ impl Agent {
             .then(|| message.attachments.iter().map(chat::PublicAttachment::redacted).collect());
         let mut changes = StoreChanges::default();
         let (payload_b64, encrypted, history_record) = match self.e2ee.as_mut() {
-            Some(_) if group => return Err(e2ee::OutboundCryptoError::GroupUnsupported.into()),
+            Some(e2ee) if group => {
+                let no_key =
+                    || e2ee::OutboundCryptoError::NoGroupKey { conversation_id: message.conversation_id.clone() };
+                let key = groups::latest(&self.state.group_keys, &message.conversation_id).ok_or_else(no_key)?;
+                let history_record = e2ee.history_record(
+                    &self.config.agent_id,
+                    &message.conversation_id,
+                    &id,
+                    &plaintext,
+                    &mut *self.rng,
+                )?;
+                // Sealed once for every member; no Signal session, so nothing else to commit.
+                (groups::seal(&key, &mut *self.rng, &plaintext), true, history_record)
+            }
             Some(e2ee) => {
                 let outbound = e2ee::Outbound {
                     message_id: &id,
@@ -1602,6 +1790,8 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_groups;
 #[cfg(test)]
 mod tests_outbox;
 #[cfg(test)]

@@ -30,7 +30,7 @@
 //! So after every transaction that deleted or replaced a secret, the store runs
 //! `PRAGMA wal_checkpoint(TRUNCATE)`: the zeroed pages go into the database file, over their old
 //! versions, and the WAL is cut to zero bytes. Secrets are private keys (the identity, prekeys),
-//! session records, archive keys, and receipts (a pending text, and the digest of the payload
+//! session records, archive keys and group keys, and receipts (a pending text, and the digest of the payload
 //! that an accepted receipt keeps), and the frames kept to be sent again (what a handler sent,
 //! kept with its accepted receipt, and the outbox; a plaintext agent's frames carry message
 //! text). A transaction "deleted or replaced" one when a `DELETE`
@@ -302,6 +302,16 @@ fn write(transaction: &Transaction<'_>, changes: &StoreChanges) -> Result<bool, 
     let mut remove = transaction.prepare_cached("DELETE FROM delivery_failures WHERE message_id = ?1")?;
     for message_id in &changes.remove_failures {
         remove.execute(params![message_id])?;
+    }
+    // Group keys are secrets: a replaced row counts as erased, so the checkpoint follows.
+    let mut drop_group_key = transaction
+        .prepare_cached("DELETE FROM group_keys WHERE conversation_id = ?1 AND key_id = ?2 AND epoch = ?3")?;
+    let mut put_group_key = transaction
+        .prepare_cached("INSERT INTO group_keys (conversation_id, key_id, epoch, raw_key) VALUES (?1, ?2, ?3, ?4)")?;
+    for key in &changes.put_group_keys {
+        let epoch = integer(key.epoch, "group_keys", &key.key_id, "epoch")?;
+        erased |= drop_group_key.execute(params![key.conversation_id, key.key_id, epoch])? > 0;
+        put_group_key.execute(params![key.conversation_id, key.key_id, epoch, key.raw_key.expose()])?;
     }
     let e2ee = &changes.e2ee;
     if let Some(identity) = &e2ee.identity {

@@ -5,7 +5,7 @@ use crate::{RowProblem, StoreError};
 use pacerelle_core::Timestamp;
 use pacerelle_core::store::{
     AgentSnapshot, DeliveryFailure, IdentityKeyBytes, OutboxEntry, PeerId, PrekeyKind, Receipt, ReceiptState,
-    SecretBytes, SentFrame, StoredHistoryKey, StoredIdentity, StoredPeerIdentity,
+    SecretBytes, SentFrame, StoredGroupKey, StoredHistoryKey, StoredIdentity, StoredPeerIdentity,
 };
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
@@ -93,6 +93,30 @@ pub(crate) fn snapshot(connection: &Connection) -> Result<AgentSnapshot, StoreEr
                 given_up_at: row.optional_millis(7, "given_up_at")?,
             };
             snapshot.failures.insert(failure.message_id.clone(), failure);
+            Ok(())
+        },
+    )?;
+    each_row(
+        connection,
+        "group_keys",
+        "SELECT conversation_id, key_id, epoch, raw_key FROM group_keys",
+        |row| format!("{} {} {}", key_text(row, 0), key_text(row, 1), key_text(row, 2)),
+        |row| {
+            let raw_key = row.blob(3, "raw_key")?;
+            if raw_key.len() != 32 {
+                return Err(row.corrupt(RowProblem::WrongLength {
+                    column: "raw_key",
+                    expected: 32,
+                    found: raw_key.len(),
+                }));
+            }
+            let key = StoredGroupKey {
+                conversation_id: row.text(0, "conversation_id")?,
+                key_id: row.text(1, "key_id")?,
+                epoch: row.u64(2, "epoch")?,
+                raw_key: SecretBytes::new(raw_key),
+            };
+            snapshot.group_keys.insert(key.id(), key);
             Ok(())
         },
     )?;

@@ -4,7 +4,7 @@ use crate::StoreError;
 use rusqlite::Connection;
 
 /// The schema this version writes; older files are migrated on open, newer ones refused.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// Brings the file to [`SCHEMA_VERSION`], one transaction per version step, so a crash
 /// mid-migration leaves a file of a known version.
@@ -127,6 +127,22 @@ pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
                  frame    TEXT NOT NULL
              );
              PRAGMA user_version = 4;",
+        )?;
+        transaction.commit()?;
+    }
+    if version < 5 {
+        // Encrypted groups: the keys people distribute, one row per (conversation, key id,
+        // epoch); older epochs stay, so late messages under them still open.
+        let transaction = connection.transaction()?;
+        transaction.execute_batch(
+            "CREATE TABLE group_keys (
+                 conversation_id TEXT NOT NULL,
+                 key_id          TEXT NOT NULL,
+                 epoch           INTEGER NOT NULL,
+                 raw_key         BLOB NOT NULL,
+                 PRIMARY KEY (conversation_id, key_id, epoch)
+             );
+             PRAGMA user_version = 5;",
         )?;
         transaction.commit()?;
     }

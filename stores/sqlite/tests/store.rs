@@ -281,7 +281,7 @@ fn a_version_2_file_with_data_is_migrated_and_keeps_it() {
     assert_eq!(SqliteStore::open(&path).unwrap().load().unwrap(), expected);
     let connection = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     drop(connection);
     std::fs::remove_dir_all(&root).unwrap();
 }
@@ -304,7 +304,9 @@ fn a_version_3_file_with_data_is_migrated_in_place_and_keeps_it() {
     store.apply(&v3_changes).unwrap();
     drop(store);
     let connection = rusqlite::Connection::open(&path).unwrap();
-    connection.execute_batch("DROP TABLE sent_frames; DROP TABLE outbox; PRAGMA user_version = 3;").unwrap();
+    connection
+        .execute_batch("DROP TABLE sent_frames; DROP TABLE outbox; DROP TABLE group_keys; PRAGMA user_version = 3;")
+        .unwrap();
     drop(connection);
 
     let mut store = SqliteStore::open(&path).unwrap();
@@ -324,7 +326,56 @@ fn a_version_3_file_with_data_is_migrated_in_place_and_keeps_it() {
     assert_eq!(SqliteStore::open(&path).unwrap().load().unwrap(), expected);
     let connection = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
+    drop(connection);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_version_4_file_with_data_is_migrated_in_place_and_keeps_it() {
+    use pacerelle_core::store::{OutboxEntry, SecretBytes, SentFrame, StoredGroupKey};
+    let root = temp_root("migrate-v4");
+    // A version 4 file: what the migrations up to 4 make, holding receipts, a handler's frames
+    // and an outbox entry.
+    let mut store = SqliteStore::open_in(&root, "agent-1").unwrap();
+    let path = store.path().to_owned();
+    let sent = |id: &str| SentFrame { id: id.into(), frame: format!("{{\"id\":\"{id}\"}}") };
+    let v4_changes = StoreChanges {
+        put_receipts: vec![
+            receipt("m1", ReceiptState::Pending { text: "kept".into() }),
+            receipt("m2", ReceiptState::Accepted { at: Timestamp::from_millis(1_700_000_000_123) }),
+        ],
+        put_sent_frames: vec![("m2".into(), vec![sent("r1")])],
+        put_outbox: vec![OutboxEntry { seq: 3, sent: sent("o1") }],
+        ..Default::default()
+    };
+    store.apply(&v4_changes).unwrap();
+    drop(store);
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection.execute_batch("DROP TABLE group_keys; PRAGMA user_version = 4;").unwrap();
+    drop(connection);
+
+    let mut store = SqliteStore::open(&path).unwrap();
+    let mut expected = AgentSnapshot::default();
+    expected.apply(&v4_changes);
+    assert_eq!(store.load().unwrap(), expected, "version 4's data is kept");
+    // The new table takes what version 5 adds: several keys of one group, by epoch.
+    let key = |key_id: &str, epoch: u64, byte: u8| StoredGroupKey {
+        conversation_id: "g1".into(),
+        key_id: key_id.into(),
+        epoch,
+        raw_key: SecretBytes::new(vec![byte; 32]),
+    };
+    let changes = StoreChanges { put_group_keys: vec![key("k1", 1, 1), key("k2", 2, 2)], ..Default::default() };
+    store.apply(&changes).unwrap();
+    expected.apply(&changes);
+    drop(store);
+    let reloaded = SqliteStore::open(&path).unwrap().load().unwrap();
+    assert_eq!(reloaded.group_keys.len(), 2);
+    assert_eq!(reloaded, expected);
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap();
+    assert_eq!(version, 5);
     drop(connection);
     std::fs::remove_dir_all(&root).unwrap();
 }

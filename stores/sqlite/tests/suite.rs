@@ -6,8 +6,8 @@
 use pacerelle_core::Timestamp;
 use pacerelle_core::store::{
     AgentSnapshot, AgentStore, DeliveryFailure, E2eeChanges, IdentityKeyBytes, MemoryStore, OutboxEntry, PeerId,
-    PrekeyKind, Receipt, ReceiptState, SecretBytes, SentFrame, StoreChanges, StoredHistoryKey, StoredIdentity,
-    StoredPeerIdentity, StoredPrekey,
+    PrekeyKind, Receipt, ReceiptState, SecretBytes, SentFrame, StoreChanges, StoredGroupKey, StoredHistoryKey,
+    StoredIdentity, StoredPeerIdentity, StoredPrekey,
 };
 use pacerelle_store_sqlite::SqliteStore;
 use std::path::PathBuf;
@@ -60,7 +60,7 @@ fn the_sqlite_store_passes_the_suite() {
 /// Fails (to compile, when a field is added) unless every field of [`StoreChanges`] is set in
 /// at least one step, so the suite cannot silently miss one.
 fn assert_every_field_is_exercised(cases: &[(&str, Vec<StoreChanges>)]) {
-    let mut seen = [false; 18];
+    let mut seen = [false; 19];
     for changes in cases.iter().flat_map(|(_, steps)| steps) {
         let StoreChanges {
             put_receipts,
@@ -71,6 +71,7 @@ fn assert_every_field_is_exercised(cases: &[(&str, Vec<StoreChanges>)]) {
             put_last_devices,
             put_failures,
             remove_failures,
+            put_group_keys,
             e2ee:
                 E2eeChanges {
                     identity,
@@ -94,6 +95,7 @@ fn assert_every_field_is_exercised(cases: &[(&str, Vec<StoreChanges>)]) {
             !put_last_devices.is_empty(),
             !put_failures.is_empty(),
             !remove_failures.is_empty(),
+            !put_group_keys.is_empty(),
             identity.is_some(),
             prekey_counter.is_some(),
             !put_prekeys.is_empty(),
@@ -109,7 +111,7 @@ fn assert_every_field_is_exercised(cases: &[(&str, Vec<StoreChanges>)]) {
             *seen |= set;
         }
     }
-    assert_eq!(seen, [true; 18], "every field of StoreChanges is exercised");
+    assert_eq!(seen, [true; 19], "every field of StoreChanges is exercised");
 }
 
 fn key(byte: u8) -> IdentityKeyBytes {
@@ -172,6 +174,15 @@ fn seen(trusted: u8, pending: Option<u8>, last_seen: u64) -> StoredPeerIdentity 
         trusted: key(trusted),
         pending: pending.map(key),
         last_seen: Timestamp::from_millis(last_seen),
+    }
+}
+
+fn group_key(conversation: &str, key_id: &str, epoch: u64, byte: u8) -> StoredGroupKey {
+    StoredGroupKey {
+        conversation_id: conversation.into(),
+        key_id: key_id.into(),
+        epoch,
+        raw_key: SecretBytes::new(vec![byte; 32]),
     }
 }
 
@@ -413,6 +424,27 @@ fn cases() -> Vec<(&'static str, Vec<StoreChanges>)> {
             ],
         ),
         (
+            "group keys",
+            vec![
+                // Several keys per conversation, by (conversation, key id, epoch): older epochs
+                // stay, the same id at another epoch or in another conversation is another key.
+                StoreChanges {
+                    put_group_keys: vec![
+                        group_key("g1", "k1", 1, 1),
+                        group_key("g1", "k2", 2, 2),
+                        group_key("g2", "k1", 1, 3),
+                    ],
+                    ..Default::default()
+                },
+                StoreChanges {
+                    put_group_keys: vec![group_key("g1", "k1", 2, 4), group_key("g1", "k3", LATEST, 5)],
+                    ..Default::default()
+                },
+                // Rewriting a held key (the core never does) replaces its row.
+                StoreChanges { put_group_keys: vec![group_key("g2", "k1", 1, 6)], ..Default::default() },
+            ],
+        ),
+        (
             "peer identities",
             vec![
                 e2ee(E2eeChanges {
@@ -450,6 +482,7 @@ fn cases() -> Vec<(&'static str, Vec<StoreChanges>)> {
                     put_outbox: vec![entry(6, "o6")],
                     put_last_devices: vec![(("u1".into(), "c1".into()), "phone".into())],
                     put_failures: vec![failure("f1", 1, None)],
+                    put_group_keys: vec![group_key("g1", "k", 1, 7)],
                     e2ee: E2eeChanges {
                         identity: Some(StoredIdentity {
                             private_key: SecretBytes::new(vec![1; 32]),
@@ -480,6 +513,7 @@ fn cases() -> Vec<(&'static str, Vec<StoreChanges>)> {
                     put_last_devices: vec![(("u1".into(), "c1".into()), "laptop".into())],
                     put_failures: vec![failure("f2", 1, None)],
                     remove_failures: vec!["f1".into()],
+                    put_group_keys: vec![group_key("g1", "k", 2, 8)],
                     e2ee: E2eeChanges {
                         prekey_counter: Some(51),
                         put_prekeys: vec![prekey(PrekeyKind::Signed, 3, 7, 32)],
