@@ -48,6 +48,8 @@ pub struct Call {
     pub text: String,
     /// Whether it arrived end-to-end encrypted.
     pub encrypted: bool,
+    /// Whether it was sent to the conversation's group ([`AgentMessage::is_group`]).
+    pub group: bool,
     /// Its attachments, as the handler saw them.
     pub attachments: Vec<Attachment>,
     /// The safety number of the identity whose session decrypted it.
@@ -182,6 +184,7 @@ impl Behaviour {
                 message_id: message.id.clone(),
                 text: message.text.clone(),
                 encrypted: message.encrypted,
+                group: message.is_group(),
                 attachments: message.attachments.clone(),
                 sender_identity: message.sender_identity.clone(),
             });

@@ -621,7 +621,7 @@ fn assert_files_hidden(name: &str, observed: &[Vec<u8>]) {
 }
 
 /// The MSG frames the relay received, from either side.
-fn msg_frames(observed: &[Vec<u8>]) -> Vec<Value> {
+pub(crate) fn msg_frames(observed: &[Vec<u8>]) -> Vec<Value> {
     observed
         .iter()
         .filter_map(|item| serde_json::from_slice::<Value>(item).ok())
@@ -632,7 +632,7 @@ fn msg_frames(observed: &[Vec<u8>]) -> Vec<Value> {
 /// Where `needle` shows in what crossed the relay: in the raw bytes of a frame or blob, in a
 /// JSON string of a frame, or in the decoding of a JSON string that is base64 (a plaintext
 /// payload is only base64). Empty when nowhere.
-fn leaks(observed: &[Vec<u8>], needle: impl AsRef<[u8]>) -> Vec<String> {
+pub(crate) fn leaks(observed: &[Vec<u8>], needle: impl AsRef<[u8]>) -> Vec<String> {
     let needle = needle.as_ref();
     let contains = |haystack: &[u8]| haystack.windows(needle.len()).any(|window| window == needle);
     let mut found = Vec::new();

@@ -16,7 +16,7 @@
 //!
 //! # Cases
 //! [`CASES`] lists them, in [`cases`] (and [`fail_stop`], [`prekeys`], [`durable`], [`liveness`],
-//! [`lenient`], [`outbox`]):
+//! [`lenient`], [`outbox`], [`groups`]):
 //! - `echo`: a message is answered, linked to it, and acknowledged (the person sees it read);
 //! - `every_widget_kind`: confirm, choice, permission, form, progress, file-picker and datetime
 //!   are shown, answered (or, for the progress bar, dismissed), and each answer reaches the agent;
@@ -96,7 +96,14 @@
 //!   acknowledgement and cuts the socket as a crash would; the message is replayed, the agent
 //!   sends the same reply again under its original id before acknowledging, and the person gets
 //!   it once (the handler ran once); a send outside a handler lost the same way arrives after the
-//!   reconnection.
+//!   reconnection;
+//! - `an_encrypted_group_with_two_people` (in [`groups`]): two encrypted people and the agent
+//!   in one group; a group send before the agent holds a key is refused (never plaintext) and
+//!   fetches the keys; each person's group message reaches the handler as an encrypted group
+//!   message and the agent's answer to the group opens for both; after a rotation to epoch 2
+//!   messages flow both ways under epoch 2 (a send outside a handler too); the agent stored
+//!   both keys and acknowledged every message, and no text, inner payload, sender key or group
+//!   key crossed the relay readable.
 //!
 //! Observability (issue 10, item 8) runs in a test binary of its own, `tests/observability.rs`
 //! (a process-wide metrics recorder and subscriber): on each runtime the counters, the spans and
@@ -112,6 +119,7 @@ pub mod behaviour;
 pub mod cases;
 pub mod durable;
 pub mod fail_stop;
+pub mod groups;
 pub mod harness;
 pub mod lenient;
 pub mod liveness;
@@ -123,8 +131,8 @@ pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
 /// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`], [`prekeys`] or
-/// [`durable`], [`liveness`], [`lenient`] or [`outbox`] (keep them in step).
-pub const CASES: [&str; 24] = [
+/// [`durable`], [`liveness`], [`lenient`], [`outbox`] or [`groups`] (keep them in step).
+pub const CASES: [&str; 25] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -149,6 +157,7 @@ pub const CASES: [&str; 24] = [
     "a_half_open_connection_is_noticed_and_replaced",
     "lenient_frames_are_read_as_the_official_sdk_reads_them",
     "no_reply_lost_with_the_socket",
+    "an_encrypted_group_with_two_people",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -187,6 +196,7 @@ macro_rules! behaviour_suite {
         );
         $crate::behaviour_suite!(@in lenient, $harness; lenient_frames_are_read_as_the_official_sdk_reads_them);
         $crate::behaviour_suite!(@in outbox, $harness; no_reply_lost_with_the_socket);
+        $crate::behaviour_suite!(@in groups, $harness; an_encrypted_group_with_two_people);
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
         $crate::behaviour_suite!(@in cases, $harness; $($case),*);

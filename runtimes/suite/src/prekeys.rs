@@ -37,7 +37,14 @@ const PROMPT: Duration = Duration::from_secs(2);
 
 /// A store in memory that outlives the agents using it: what a file would be across restarts.
 #[derive(Debug, Clone, Default)]
-struct SharedStore(Arc<Mutex<MemoryStore>>);
+pub(crate) struct SharedStore(Arc<Mutex<MemoryStore>>);
+
+impl SharedStore {
+    /// What the store holds now (a case reads what the agent kept).
+    pub(crate) fn snapshot(&self) -> AgentSnapshot {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).snapshot().clone()
+    }
+}
 
 impl AgentStore for SharedStore {
     type Error = std::convert::Infallible;
