@@ -363,7 +363,76 @@ def group_cases():
 
     aad = [{"conversation_id": c, "key_id": k, "epoch": e, "expected": sdk._group_additional_data(c, k, e).decode()}
            for c, k, e in [("g1", "k1", 1), ("groupe-é", "clé", 42), ("g", "k", -1)]]
-    return {"sender_key": sender_keys, "ciphertext": ciphertexts, "aad": aad}
+    sealed, opened = group_message_cases()
+    return {"sender_key": sender_keys, "ciphertext": ciphertexts, "aad": aad, "seal": sealed, "open": opened}
+
+
+def group_message_cases():
+    """Group messages sealed and opened by an official client's own methods.
+
+    `_encrypt_group_message` and `_decrypt_group_message` are methods of `AgentGatewayClient`;
+    their only I/O is the key sync (`_get_json` of `GET /agent/group-keys`), answered here with
+    an empty list, so the keys held are exactly the case's. The IV is fixed by patching
+    `os.urandom` for the call, which makes each sealed payload deterministic.
+    """
+    import base64
+    from unittest import mock
+
+    def key(key_id, epoch, fill):
+        raw = base64.b64encode(bytes([fill] * 32)).decode()
+        return {"conversation_id": "g1", "key_id": key_id, "epoch": epoch, "raw_key_b64": raw}
+
+    def client(keys):
+        agent = AgentGatewayClient(token="t", agent_id="agent-1", e2ee=False)
+        agent._get_json = lambda path: []  # the relay has nothing more for it
+        for held in keys:
+            agent._group_keys[sdk._group_key_record("g1", held["key_id"], held["epoch"])] = dict(held)
+        return agent
+
+    one, two = key("k1", 1, 1), key("k2", 2, 2)
+    sealed = []
+    for name, keys, plaintext, iv in [
+        ("ascii, one key", [one], "hello group", bytes(range(12))),
+        ("unicode, newest of two epochs", [one, two], "héllo 👋 \"quoted\"", bytes([9] * 12)),
+        ("empty, newest listed first", [two, one], "", bytes(12)),
+    ]:
+        with mock.patch.object(sdk.os, "urandom", lambda n, iv=iv: iv):
+            payload = client(keys)._encrypt_group_message("g1", plaintext)
+        sealed.append({"name": name, "keys": keys, "plaintext": plaintext,
+                       "iv_b64": base64.b64encode(iv).decode(), "expected": payload})
+
+    valid = sealed[0]["expected"]
+    epoch_two = sealed[1]["expected"]
+    inner = json.loads(base64.b64decode(valid))
+
+    def payload(**changes):
+        return base64.b64encode(json.dumps(dict(inner, **changes), separators=(",", ":")).encode()).decode()
+
+    flipped = bytearray(base64.b64decode(inner["ciphertext_b64"]))
+    flipped[-1] ^= 1
+    opened = []
+    for name, keys, conversation_id, text in [
+        ("valid", [one], "g1", valid),
+        ("an older epoch still opens", [one, two], "g1", valid),
+        ("the newest epoch", [one, two], "g1", epoch_two),
+        ("key not held", [two], "g1", valid),
+        ("flipped ciphertext byte", [one], "g1", payload(ciphertext_b64=base64.b64encode(bytes(flipped)).decode())),
+        ("relabelled epoch", [one, dict(one, epoch=2)], "g1", payload(epoch=2)),
+        ("relabelled key id", [one, dict(one, key_id="k9")], "g1", payload(key_id="k9")),
+        ("wrong key bytes", [key("k1", 1, 7)], "g1", valid),
+        ("another conversation", [one], "g2", valid),
+        ("outer base64 with a line break", [one], "g1", valid[:8] + "\n" + valid[8:]),
+        ("not a group message", [one], "g1", base64.b64encode(b"hello").decode()),
+    ]:
+        try:
+            expected = client(keys)._decrypt_group_message(conversation_id, text)
+        except Exception as error:  # the class is recorded; any failure is a refusal
+            expected, failure = None, type(error).__name__
+        else:
+            failure = None
+        opened.append({"name": name, "keys": keys, "conversation_id": conversation_id, "payload_b64": text,
+                       "expected": expected, "failure": failure})
+    return sealed, opened
 
 
 def inbound_frame_cases():

@@ -477,3 +477,119 @@ fn group_payloads_are_read_as_the_official_sdk_reads_them() {
     let count = ["sender_key", "ciphertext", "aad"].iter().map(|part| list(&cases[*part]).len()).sum();
     report("group.json", count, mismatches);
 }
+
+/// An encrypted agent holding `keys` (the official case's held keys), published and connected.
+fn agent_holding(keys: &Value) -> (pacerelle_core::Agent, pacerelle_core::store::AgentSnapshot) {
+    use pacerelle_core::store::{AgentSnapshot, SecretBytes, StoredGroupKey};
+    use pacerelle_core::wire::http::HttpResponse;
+    use pacerelle_core::{Agent, AgentConfig, Input, Output, Timestamp};
+    use rand::SeedableRng;
+    let mut snapshot = AgentSnapshot::default();
+    for key in list(keys) {
+        let stored = StoredGroupKey {
+            conversation_id: key["conversation_id"].as_str().unwrap().to_owned(),
+            key_id: key["key_id"].as_str().unwrap().to_owned(),
+            epoch: key["epoch"].as_u64().unwrap(),
+            raw_key: SecretBytes::new(decode(&key["raw_key_b64"])),
+        };
+        snapshot.group_keys.insert(stored.id(), stored);
+    }
+    let config = AgentConfig { e2ee: true, ..AgentConfig::new("agent-1") };
+    let rng = Box::new(rand::rngs::StdRng::seed_from_u64(7));
+    let mut agent = Agent::new(config, rng, snapshot.clone()).unwrap();
+    agent.start(Timestamp::from_millis(0));
+    // The publication's calls, answered until there are none.
+    while let Some(call) = std::iter::from_fn(|| agent.poll_output()).find_map(|output| match output {
+        Output::Http(call) => Some(call),
+        _ => None,
+    }) {
+        let answer = Ok(HttpResponse { status: 200, body: b"{}".to_vec() });
+        agent.handle_input(Timestamp::from_millis(1), Input::Http(call.id, answer)).unwrap();
+    }
+    agent.handle_input(Timestamp::from_millis(1), Input::Connected).unwrap();
+    while agent.poll_output().is_some() {}
+    (agent, snapshot)
+}
+
+#[test]
+fn group_messages_seal_and_open_in_our_agent_as_the_official_sdk_does() {
+    use pacerelle_core::agent::OutgoingMessage;
+    use pacerelle_core::payload::group::{GroupKey, parse_ciphertext, seal};
+    use pacerelle_core::wire::http::HttpResponse;
+    use pacerelle_core::{Event, Input, Output, Timestamp};
+    let cases = cases("group.json");
+    let mut mismatches = Vec::new();
+    let named = |payload: &str| -> (String, i64) {
+        let inner = String::from_utf8(decode(&json!(payload))).unwrap();
+        let message = parse_ciphertext(&inner).expect("a group message");
+        (message.key_id, message.epoch)
+    };
+    for case in list(&cases["seal"]) {
+        // The key our agent picks among the same keys: its send names it.
+        let (mut agent, _) = agent_holding(&case["keys"]);
+        let plaintext = case["plaintext"].as_str().unwrap();
+        agent.send_message(OutgoingMessage::new("g1", "group:g1", plaintext)).unwrap();
+        let frame = std::iter::from_fn(|| agent.poll_output())
+            .find_map(|output| match output {
+                Output::Frame(text) => Some(serde_json::from_str::<Value>(&text).unwrap()),
+                _ => None,
+            })
+            .expect("the agent's group message");
+        let official = named(case["expected"].as_str().unwrap());
+        let ours = named(frame["payload_b64"].as_str().unwrap());
+        if ours != official {
+            mismatches.push(format!("seal {}: official sealed under {official:?}, our agent {ours:?}", name(case)));
+            continue;
+        }
+        // Under that key and the case's IV, the payload byte for byte.
+        let held = list(&case["keys"])
+            .iter()
+            .find(|key| {
+                (key["key_id"].as_str().unwrap(), key["epoch"].as_i64().unwrap()) == (official.0.as_str(), official.1)
+            })
+            .unwrap();
+        let key = GroupKey {
+            conversation_id: "g1".into(),
+            key_id: official.0.clone(),
+            epoch: official.1 as u64,
+            raw_key: <[u8; 32]>::try_from(decode(&held["raw_key_b64"])).unwrap().into(),
+        };
+        let iv: [u8; 12] = decode(&case["iv_b64"]).try_into().unwrap();
+        let sealed = seal(&key, &iv, plaintext);
+        if sealed != case["expected"].as_str().unwrap() {
+            mismatches.push(format!("seal {}: expected {} got {sealed}", name(case), case["expected"]));
+        }
+    }
+    for case in list(&cases["open"]) {
+        // The message as the relay delivers it to our agent; a key fetch is answered, as the
+        // official client's was, with nothing more.
+        let (mut agent, _) = agent_holding(&case["keys"]);
+        let conversation_id = case["conversation_id"].as_str().unwrap();
+        let frame = json!({"type": "MSG", "id": "m1", "conversation_id": conversation_id, "from": "alice",
+                           "to": format!("group:{conversation_id}"), "payload_b64": case["payload_b64"], "encrypted": true});
+        // A refusal comes back as the input's error (and no message); kept for the report.
+        let mut outcome = agent.handle_input(Timestamp::from_millis(2), Input::Frame(frame.to_string()));
+        let mut texts = Vec::new();
+        let mut fetches = 0;
+        while let Some(output) = agent.poll_output() {
+            match output {
+                Output::Event(Event::Message(message)) => {
+                    assert!(message.is_group());
+                    texts.push(message.text);
+                }
+                Output::Http(call) if call.path.starts_with("/agent/group-keys?") && fetches == 0 => {
+                    fetches += 1;
+                    let nothing = Ok(HttpResponse { status: 200, body: b"[]".to_vec() });
+                    outcome = agent.handle_input(Timestamp::from_millis(3), Input::Http(call.id, nothing));
+                }
+                _ => {}
+            }
+        }
+        let expected: Vec<&str> = case["expected"].as_str().into_iter().collect();
+        if texts != expected {
+            mismatches.push(format!("open {}: expected {} got {texts:?} ({outcome:?})", name(case), case["expected"]));
+        }
+    }
+    let count = ["seal", "open"].iter().map(|part| list(&cases[*part]).len()).sum();
+    report("group.json (seal, open)", count, mismatches);
+}
