@@ -82,7 +82,15 @@ pub fn parse_sender_key(text: &str) -> Option<GroupKey> {
     if string("type") != Some(SENDER_KEY_TYPE) || !is_version_one(object.get("v")) || string("alg") != Some(ALGORITHM) {
         return None;
     }
-    let epoch = object.get("epoch").filter(|epoch| !epoch.is_f64())?.as_u64().filter(|&epoch| epoch >= 1)?;
+    // At most `i64::MAX`: a group message names its epoch as a signed integer (and its
+    // associated data with it), so a key beyond that could seal messages nobody opens, and the
+    // newest-epoch rule would then make it every later send's key. Python has no such bound; no
+    // real epoch comes near it.
+    let epoch = object
+        .get("epoch")
+        .filter(|epoch| !epoch.is_f64())?
+        .as_u64()
+        .filter(|&epoch| epoch >= 1 && i64::try_from(epoch).is_ok())?;
     let raw = Zeroizing::new(STANDARD.decode(string("raw_key_b64")?).ok()?);
     Some(GroupKey {
         conversation_id: string("conversation_id")?.to_owned(),
@@ -190,6 +198,7 @@ mod tests {
         for (from, to) in [
             ("\"epoch\":1", "\"epoch\":0"),
             ("\"epoch\":1", "\"epoch\":1.0"),
+            ("\"epoch\":1", "\"epoch\":9223372036854775808"),
             ("AES-256-GCM", "AES-128-GCM"),
             ("Hh8=", "Hg=="),
         ] {
