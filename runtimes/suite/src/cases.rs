@@ -4,6 +4,7 @@
 
 use crate::behaviour::{self, Behaviour, CONFIRM_TITLE, DONE_TITLE, echo_caption, echo_name};
 use crate::harness::{Harness, Running};
+use crate::waiting::{run, wait_until};
 use pacerelle_core::Attachment;
 use pacerelle_core::agent::AgentConfig;
 use pacerelle_core::attachment::FileMetadata;
@@ -15,7 +16,6 @@ use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
 use pacerelle_tokio::{PersonClient, PersonClientConfig};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashSet, VecDeque};
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -38,13 +38,6 @@ const WAIT: Duration = Duration::from_secs(10);
 const PROMPT: Duration = Duration::from_secs(2);
 /// How long the person listens to be sure that nothing more arrives.
 const QUIET: Duration = Duration::from_millis(300);
-
-/// Runs `case` on a tokio runtime for the relay and the person.
-fn run(case: impl Future<Output = ()>) {
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
-    runtime.block_on(case);
-}
 
 /// The person's side of a conversation: what arrived and was not looked at yet.
 struct Inbox {
@@ -193,15 +186,6 @@ async fn close<H: Harness>(agent: Running) {
         Some(Ok(())) => {}
         Some(Err(error)) => panic!("{}: connect returned {error}", H::NAME),
         None => panic!("{}: connect had not returned {PROMPT:?} after close", H::NAME),
-    }
-}
-
-/// Waits until `condition` holds, at most [`WAIT`].
-async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

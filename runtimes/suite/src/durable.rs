@@ -11,8 +11,8 @@
 use crate::behaviour::Behaviour;
 use crate::cases::base64_decode;
 use crate::harness::{Harness, Running};
+use crate::waiting::next_message as message;
 use pacerelle_core::config::{ClientConfig, ConfigError};
-use pacerelle_core::human::{PersonEvent, PersonMessage};
 use pacerelle_relay::{Relay, RelayConfig};
 use pacerelle_runtime_support::ClientError;
 use pacerelle_store_sqlite::{FILE_NAME, SqliteStore};
@@ -68,20 +68,6 @@ async fn close<H: Harness>(agent: Running) {
         Some(Ok(())) => {}
         Some(Err(error)) => panic!("{}: connect returned {error}", H::NAME),
         None => panic!("{}: connect had not returned {PROMPT:?} after close", H::NAME),
-    }
-}
-
-/// The next message to `person`; a refused frame or a failed call fails the case at once.
-async fn message(person: &PersonClient, waiting_for: &str) -> PersonMessage {
-    loop {
-        match person.next_event(WAIT).await {
-            Ok(PersonEvent::Message(message)) => return message,
-            Ok(event @ (PersonEvent::Refused(_) | PersonEvent::RequestFailed { .. })) => {
-                panic!("waiting for {waiting_for}: {event:?}")
-            }
-            Ok(_) => {}
-            Err(error) => panic!("waiting for {waiting_for}: {error}"),
-        }
     }
 }
 

@@ -6,6 +6,7 @@
 use crate::behaviour::Behaviour;
 use crate::cases::base64_decode;
 use crate::harness::{Harness, Running};
+use crate::waiting::wait_until;
 use pacerelle_core::agent::AgentConfig;
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::connection::Backoff;
@@ -210,15 +211,6 @@ fn start<H: Harness>(relay: &RelayHandle, behaviour: &Behaviour, store: DiskStor
         ..AgentConfig::new(AGENT)
     };
     H::start_with_store(config, core, behaviour.clone(), Box::new(store))
-}
-
-/// Waits until `condition` holds, at most [`WAIT`].
-async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// The frames the agent sent that the relay received (those addressed to the person), by type.

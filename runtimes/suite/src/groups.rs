@@ -13,6 +13,7 @@ use crate::behaviour::Behaviour;
 use crate::cases::{leaks, msg_frames};
 use crate::harness::{Harness, Running};
 use crate::prekeys::SharedStore;
+use crate::waiting::{run, wait_until};
 use base64::Engine as _;
 use pacerelle_core::agent::e2ee::OutboundCryptoError;
 use pacerelle_core::agent::{AgentConfig, SendError};
@@ -44,20 +45,6 @@ const ALICE_ROTATED: &str = "alice after the rotation";
 const BOB_ROTATED: &str = "bob after the rotation";
 const UNPROMPTED: &str = "the agent, unprompted, to the group";
 const TOO_EARLY: &str = "sent before the agent held a key";
-
-fn run(case: impl Future<Output = ()>) {
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
-    runtime.block_on(case);
-}
-
-async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 /// One person and the group messages it received, by text (each must arrive once).
 struct Member {

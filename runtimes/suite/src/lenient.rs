@@ -5,33 +5,19 @@
 
 use crate::behaviour::{Behaviour, Report};
 use crate::harness::{Harness, Running};
+use crate::waiting::{run, wait_until};
 use pacerelle_core::agent::{AgentConfig, UndeliverableReason};
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::connection::Backoff;
 use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
 use pacerelle_tokio::{PersonClient, PersonClientConfig};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const AGENT: &str = "lenient-agent";
 const AGENT_TOKEN: &str = "lenient-agent-token";
 const PERSON: &str = "alice";
 const PERSON_TOKEN: &str = "alice-token";
-const WAIT: Duration = Duration::from_secs(10);
 const PROMPT: Duration = Duration::from_secs(3);
-
-fn run(case: impl Future<Output = ()>) {
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
-    runtime.block_on(case);
-}
-
-async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 fn unreadable_reports(behaviour: &Behaviour, message_id: &str) -> Vec<UndeliverableReason> {
     behaviour

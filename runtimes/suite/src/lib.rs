@@ -126,6 +126,7 @@ pub mod liveness;
 pub mod outbox;
 pub mod prekeys;
 pub mod transport;
+mod waiting;
 
 pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};

@@ -5,17 +5,17 @@
 
 use crate::behaviour::Behaviour;
 use crate::harness::{Harness, Running};
+use crate::waiting::{next_message as message, run, wait_until};
 use pacerelle_core::agent::{AgentConfig, AuthStep, PublicationStep};
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::connection::{Backoff, Keepalive};
-use pacerelle_core::human::{PersonEvent, PersonMessage};
 use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
 use pacerelle_runtime_support::ClientError;
 use pacerelle_tokio::{PersonClient, PersonClientConfig};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -25,19 +25,11 @@ const WRONG_TOKEN: &str = "not-the-liveness-token";
 const NEW_TOKEN: &str = "liveness-agent-new-token";
 const PERSON: &str = "alice";
 const PERSON_TOKEN: &str = "alice-token";
-/// How long anything the agent should do may take.
-const WAIT: Duration = Duration::from_secs(10);
 /// How long `connect` may take to return: after `close`, or after a refused token. Retrying
 /// the refusal with the suite's backoff would take longer than this only if it never stopped.
 const PROMPT: Duration = Duration::from_secs(3);
 /// The keepalive of the half-open case: short, so that the case takes well under a second.
 const KEEPALIVE: Keepalive = Keepalive { interval: Duration::from_millis(200), timeout: Duration::from_millis(500) };
-
-fn run(case: impl Future<Output = ()>) {
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
-    runtime.block_on(case);
-}
 
 async fn relay() -> RelayHandle {
     let config = RelayConfig::loopback_ephemeral().agent(AGENT, AGENT_TOKEN).person(PERSON, PERSON_TOKEN);
@@ -59,14 +51,6 @@ fn agent<H: Harness>(base_url: String, token: &str, e2ee: bool, behaviour: &Beha
     H::start(config, core(), behaviour.clone())
 }
 
-async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Closes `agent`; `connect` must return `Ok` promptly.
 async fn close<H: Harness>(agent: Running) {
     agent.close();
@@ -83,20 +67,6 @@ async fn person(relay: &RelayHandle) -> (PersonClient, String) {
     let person = PersonClient::connect(config).await.expect("the person connects");
     let conversation = person.create_conversation(&[AGENT], false).await.expect("a conversation");
     (person, conversation)
-}
-
-/// The next message to the person; anything refused or failed ends the case.
-async fn message(person: &PersonClient, waiting_for: &str) -> PersonMessage {
-    loop {
-        match person.next_event(WAIT).await {
-            Ok(PersonEvent::Message(message)) => return message,
-            Ok(event @ (PersonEvent::Refused(_) | PersonEvent::RequestFailed { .. })) => {
-                panic!("waiting for {waiting_for}: {event:?}")
-            }
-            Ok(_) => {}
-            Err(error) => panic!("waiting for {waiting_for}: {error}"),
-        }
-    }
 }
 
 /// A wrong token ends `connect` promptly with [`ClientError::Unauthorized`], at the socket for

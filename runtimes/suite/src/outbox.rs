@@ -5,14 +5,14 @@
 
 use crate::behaviour::Behaviour;
 use crate::harness::{Harness, Running};
+use crate::waiting::{next_message as message, run, wait_until};
 use pacerelle_core::agent::AgentConfig;
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::connection::Backoff;
-use pacerelle_core::human::{PersonEvent, PersonMessage};
 use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
 use pacerelle_tokio::{PersonClient, PersonClientConfig};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const AGENT: &str = "outbox-agent";
 const AGENT_TOKEN: &str = "outbox-agent-token";
@@ -20,34 +20,6 @@ const PERSON: &str = "alice";
 const PERSON_TOKEN: &str = "alice-token";
 /// How long anything the agent should do may take.
 const WAIT: Duration = Duration::from_secs(10);
-
-fn run(case: impl Future<Output = ()>) {
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
-    runtime.block_on(case);
-}
-
-async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// The next message to the person; anything refused or failed ends the case.
-async fn message(person: &PersonClient, waiting_for: &str) -> PersonMessage {
-    loop {
-        match person.next_event(WAIT).await {
-            Ok(PersonEvent::Message(message)) => return message,
-            Ok(event @ (PersonEvent::Refused(_) | PersonEvent::RequestFailed { .. })) => {
-                panic!("waiting for {waiting_for}: {event:?}")
-            }
-            Ok(_) => {}
-            Err(error) => panic!("waiting for {waiting_for}: {error}"),
-        }
-    }
-}
 
 /// The ids of the agent's `MSG` frames that crossed the relay (lost ones included) replying to
 /// `source`, in order.

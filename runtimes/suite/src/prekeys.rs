@@ -11,11 +11,11 @@
 
 use crate::behaviour::Behaviour;
 use crate::harness::{Harness, Running};
+use crate::waiting::next_message as message;
 use pacerelle_core::agent::AgentConfig;
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::connection::Backoff;
 use pacerelle_core::e2ee::bundle::ONE_TIME_PREKEYS;
-use pacerelle_core::human::{PersonEvent, PersonMessage};
 use pacerelle_core::store::{AgentSnapshot, AgentStore, MemoryStore, StoreChanges};
 use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
 use pacerelle_tokio::{PersonClient, PersonClientConfig};
@@ -82,21 +82,6 @@ async fn close<H: Harness>(agent: Running) {
         Some(Ok(())) => {}
         Some(Err(error)) => panic!("{}: connect returned {error}", H::NAME),
         None => panic!("{}: connect had not returned {PROMPT:?} after close", H::NAME),
-    }
-}
-
-/// The next message to `person`; a refused frame or a failed call (such as a session that
-/// could not start) fails the case at once.
-async fn message(person: &PersonClient, waiting_for: &str) -> PersonMessage {
-    loop {
-        match person.next_event(WAIT).await {
-            Ok(PersonEvent::Message(message)) => return message,
-            Ok(event @ (PersonEvent::Refused(_) | PersonEvent::RequestFailed { .. })) => {
-                panic!("waiting for {waiting_for}: {event:?}")
-            }
-            Ok(_) => {}
-            Err(error) => panic!("waiting for {waiting_for}: {error}"),
-        }
     }
 }
 
