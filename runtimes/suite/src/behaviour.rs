@@ -2,7 +2,9 @@
 //! ([`Action`]s), and a small interpreter per handle shape carries the actions out. It also
 //! records every call, so that cases can tell "handled once" from "handled twice".
 
-use pacerelle_core::agent::{GaveUp, IdentityChange, OutgoingFile, OutgoingMessage, SafetyNumber, Undeliverable};
+use pacerelle_core::agent::{
+    GaveUp, IdentityChange, OutgoingFile, OutgoingMessage, SafetyNumber, Undeliverable, UndeliverableReason,
+};
 use pacerelle_core::widget::{
     Choice, ChoiceOption, Confirm, DateTime, FilePicker, Form, FormField, Permission, Progress, Widget, WidgetPatch,
 };
@@ -161,6 +163,17 @@ impl Behaviour {
     /// Records what the identity, undeliverable and gave-up handlers heard.
     pub fn report(&self, report: Report) {
         self.reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(report);
+    }
+
+    /// Why `message_id` was reported undeliverable, each time it was, in order.
+    pub fn undeliverable(&self, message_id: &str) -> Vec<UndeliverableReason> {
+        self.reports()
+            .into_iter()
+            .filter_map(|report| match report {
+                Report::Undeliverable(report) if report.message_id == message_id => Some(report.reason),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Every identity change and undeliverable report so far, in order.

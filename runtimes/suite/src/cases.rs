@@ -606,10 +606,15 @@ fn assert_files_hidden(name: &str, observed: &[Vec<u8>]) {
 
 /// The MSG frames the relay received, from either side.
 pub(crate) fn msg_frames(observed: &[Vec<u8>]) -> Vec<Value> {
+    frames_of_type(observed, "MSG")
+}
+
+/// The socket frames of type `kind` the relay received, from either side, in order.
+pub(crate) fn frames_of_type(observed: &[Vec<u8>], kind: &str) -> Vec<Value> {
     observed
         .iter()
         .filter_map(|item| serde_json::from_slice::<Value>(item).ok())
-        .filter(|frame| frame.get("type") == Some(&json!("MSG")))
+        .filter(|frame| frame.get("type") == Some(&json!(kind)))
         .collect()
 }
 

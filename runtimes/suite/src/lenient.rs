@@ -19,17 +19,6 @@ const PERSON: &str = "alice";
 const PERSON_TOKEN: &str = "alice-token";
 const PROMPT: Duration = Duration::from_secs(3);
 
-fn unreadable_reports(behaviour: &Behaviour, message_id: &str) -> Vec<UndeliverableReason> {
-    behaviour
-        .reports()
-        .into_iter()
-        .filter_map(|report| match report {
-            Report::Undeliverable(report) if report.message_id == message_id => Some(report.reason),
-            _ => None,
-        })
-        .collect()
-}
-
 /// A `MSG` frame from the person in `conversation`, with `fields` (raw JSON text) appended.
 fn frame(id: &str, conversation: &str, fields: &str) -> String {
     format!(
@@ -89,7 +78,7 @@ pub fn lenient_frames_are_read_as_the_official_sdk_reads_them<H: Harness>() {
             assert_eq!(behaviour.call(id).map(|call| call.text).as_deref(), Some(*text), "{name}: {id}");
         }
         let unreadable = ["bad-padding", "too-deep"];
-        let given_up = || unreadable.iter().all(|id| !unreadable_reports(&behaviour, id).is_empty());
+        let given_up = || unreadable.iter().all(|id| !behaviour.undeliverable(id).is_empty());
         for _ in 0..6 {
             if given_up() {
                 break;
@@ -100,7 +89,7 @@ pub fn lenient_frames_are_read_as_the_official_sdk_reads_them<H: Harness>() {
         }
         wait_until("the unreadable frames to be given up", given_up).await;
         for id in unreadable {
-            let reasons = unreadable_reports(&behaviour, id);
+            let reasons = behaviour.undeliverable(id);
             assert!(
                 matches!(&reasons[..], [UndeliverableReason::Unreadable { attempts: 2, .. }]),
                 "{name}: {id}: {reasons:?}"

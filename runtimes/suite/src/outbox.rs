@@ -11,7 +11,6 @@ use pacerelle_core::config::ClientConfig;
 use pacerelle_core::connection::Backoff;
 use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
 use pacerelle_tokio::{PersonClient, PersonClientConfig};
-use serde_json::Value;
 use std::time::Duration;
 
 const AGENT: &str = "outbox-agent";
@@ -24,11 +23,9 @@ const WAIT: Duration = Duration::from_secs(10);
 /// The ids of the agent's `MSG` frames that crossed the relay (lost ones included) replying to
 /// `source`, in order.
 fn replies_seen(relay: &RelayHandle, source: &str) -> Vec<String> {
-    relay
-        .observed()
-        .iter()
-        .filter_map(|bytes| serde_json::from_slice::<Value>(bytes).ok())
-        .filter(|frame| frame["type"] == "MSG" && frame["reply_to_message_id"] == source)
+    crate::cases::msg_frames(&relay.observed())
+        .into_iter()
+        .filter(|frame| frame["reply_to_message_id"] == source)
         .filter_map(|frame| frame["id"].as_str().map(str::to_owned))
         .collect()
 }

@@ -20,12 +20,7 @@ fn retrying() -> AgentConfig {
 
 /// How many `ACK_READ`s for `message_id` the agent sent the relay.
 fn acks_for(relay: &RelayHandle, message_id: &str) -> usize {
-    relay
-        .observed()
-        .iter()
-        .filter_map(|bytes| serde_json::from_slice::<Value>(bytes).ok())
-        .filter(|frame| frame["type"] == json!("ACK_READ") && frame["message_id"] == json!(message_id))
-        .count()
+    frames_of_type(&relay.observed(), "ACK_READ").iter().filter(|ack| ack["message_id"] == json!(message_id)).count()
 }
 
 /// The gave-up reports so far.

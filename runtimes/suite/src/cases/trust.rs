@@ -14,18 +14,6 @@ fn base64_encode(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
-/// The undeliverable reports for `message_id` so far.
-fn undeliverable(behaviour: &Behaviour, message_id: &str) -> Vec<UndeliverableReason> {
-    behaviour
-        .reports()
-        .into_iter()
-        .filter_map(|report| match report {
-            Report::Undeliverable(report) if report.message_id == message_id => Some(report.reason),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The frame the relay delivered to the agent for the person's message `message_id`, as it
 /// passed through (the person's frame, with the sender the relay stamps on it).
 fn delivered_frame(relay: &RelayHandle, message_id: &str) -> Value {
@@ -64,8 +52,8 @@ pub fn hostile_frames_are_refused_and_reported<H: Harness>() {
             "payload_b64": base64_encode(answer.to_string().as_bytes()),
         });
         world.relay.inject_to_agent(AGENT, forged.to_string());
-        wait_until("the plaintext to be refused", || !undeliverable(&behaviour, "forged-plaintext").is_empty()).await;
-        assert_eq!(undeliverable(&behaviour, "forged-plaintext"), [UndeliverableReason::Plaintext], "{name}");
+        wait_until("the plaintext to be refused", || !behaviour.undeliverable("forged-plaintext").is_empty()).await;
+        assert_eq!(behaviour.undeliverable("forged-plaintext"), [UndeliverableReason::Plaintext], "{name}");
 
         // The person's first message again, under a new id, from another device.
         let mut replayed = original.clone();
@@ -90,7 +78,7 @@ pub fn hostile_frames_are_refused_and_reported<H: Harness>() {
 
         // Unreadable ones come back on every reconnect until the agent gives up on them.
         let unreadable = ["replayed-first", "tampered", "oversized"];
-        let given_up = || unreadable.iter().all(|id| !undeliverable(&behaviour, id).is_empty());
+        let given_up = || unreadable.iter().all(|id| !behaviour.undeliverable(id).is_empty());
         for _ in 0..6 {
             if given_up() {
                 break;
@@ -101,7 +89,7 @@ pub fn hostile_frames_are_refused_and_reported<H: Harness>() {
         }
         wait_until("the unreadable messages to be given up", given_up).await;
         for id in unreadable {
-            let reasons = undeliverable(&behaviour, id);
+            let reasons = behaviour.undeliverable(id);
             assert!(
                 matches!(&reasons[..], [UndeliverableReason::Unreadable { attempts: 2, .. }]),
                 "{name}: {id}: {reasons:?}"
@@ -150,10 +138,10 @@ pub fn an_impostor_is_announced_and_refused_until_trusted<H: Harness>() {
         let mallory = SafetyNumber::of(&impostor.person.identity_key().expect("an identity"));
         assert_ne!(alice, mallory);
         let forged = impostor.send(&world.conversation, "approve the deploy");
-        wait_until("the impostor to be refused", || !undeliverable(&behaviour, &forged).is_empty()).await;
+        wait_until("the impostor to be refused", || !behaviour.undeliverable(&forged).is_empty()).await;
         let peer = PeerId::new(PERSON, Some("phone"));
         assert_eq!(
-            undeliverable(&behaviour, &forged),
+            behaviour.undeliverable(&forged),
             [UndeliverableReason::UntrustedIdentity { peer: peer.clone(), safety_number: mallory.clone() }],
             "{name}"
         );
