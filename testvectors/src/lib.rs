@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod official_agent;
 pub mod peers;
 
 use std::path::{Path, PathBuf};

@@ -6,14 +6,12 @@
 //! speaks the agent protocol the official SDK expects and our person client reads and writes what
 //! the official agent does.
 
+use pacerelle_conformance::official_agent::{OfficialAgent, OfficialAgentConfig};
 use pacerelle_core::human::{PersonEvent, PersonMessage};
 use pacerelle_core::widget::WidgetKind;
 use pacerelle_relay::{Relay, RelayConfig};
 use pacerelle_tokio::{PersonClient, PersonClientConfig};
 use serde_json::json;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 const AGENT: &str = "py-agent";
@@ -21,55 +19,6 @@ const AGENT_TOKEN: &str = "py-agent-token";
 const PERSON: &str = "alice";
 const PERSON_TOKEN: &str = "alice-token";
 const WAIT: Duration = Duration::from_secs(20);
-
-/// The official agent as a child process, killed (by its own pid) when dropped.
-struct OfficialAgent {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl OfficialAgent {
-    fn start(base_url: &str) -> Self {
-        Self::start_with(base_url, &[])
-    }
-
-    fn start_with(base_url: &str, extra: &[&str]) -> Self {
-        let script = pacerelle_conformance::vectors_dir().join("oracle").join("official_agent.py");
-        let mut child = pacerelle_conformance::python()
-            .arg(script)
-            .args(["--base-url", base_url, "--agent-id", AGENT, "--token", AGENT_TOKEN, "--deadline-seconds", "90"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the official agent");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let agent = OfficialAgent { child, lines };
-        let ready = agent.lines.recv_timeout(Duration::from_secs(60)).expect("the official agent starts");
-        assert_eq!(ready, "READY", "the official agent's first line");
-        agent
-    }
-
-    /// Messages the official agent reports handled so far.
-    fn handled(&self) -> Vec<serde_json::Value> {
-        self.lines.try_iter().filter_map(|line| serde_json::from_str(&line).ok()).collect()
-    }
-}
-
-impl Drop for OfficialAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn next_message(person: &PersonClient, reads: &mut Vec<String>) -> PersonMessage {
     loop {
@@ -92,7 +41,11 @@ async fn official_agent_converses_with_our_person_client_through_our_relay() {
         .await
         .unwrap();
     let base_url = relay.base_url();
-    let agent = tokio::task::spawn_blocking(move || OfficialAgent::start(&base_url)).await.unwrap();
+    let mut agent = tokio::task::spawn_blocking(move || {
+        OfficialAgent::start(&OfficialAgentConfig::new(&base_url, AGENT, AGENT_TOKEN))
+    })
+    .await
+    .unwrap();
 
     let person =
         PersonClient::connect(PersonClientConfig::new(PERSON, PERSON_TOKEN, relay.base_url()).device("laptop"))
@@ -171,7 +124,11 @@ async fn official_agent_with_e2ee_converses_with_our_encrypted_person_client() {
         .unwrap();
     let base_url = relay.base_url();
     // The official agent publishes its libsignal bundle to our relay, then opens its socket.
-    let agent = tokio::task::spawn_blocking(move || OfficialAgent::start_with(&base_url, &["--e2ee"])).await.unwrap();
+    let agent = tokio::task::spawn_blocking(move || {
+        OfficialAgent::start(&OfficialAgentConfig::new(&base_url, AGENT, AGENT_TOKEN).encrypted())
+    })
+    .await
+    .unwrap();
 
     let config = PersonClientConfig::new(PERSON, PERSON_TOKEN, relay.base_url()).device("phone").encrypted();
     let person = PersonClient::connect(config).await.unwrap();

@@ -6,6 +6,7 @@
 //! the group each way. This proves our sender-key envelopes and group payloads are the official
 //! ones, and that nothing readable (text, file, key) crossed the relay.
 
+use pacerelle_conformance::official_agent::{OfficialAgent, OfficialAgentConfig};
 use pacerelle_core::attachment::FileMetadata;
 use pacerelle_core::human::{GroupMember, PersonEvent, PersonMessage};
 use pacerelle_relay::{Relay, RelayConfig};
@@ -13,71 +14,12 @@ use pacerelle_tokio::{PersonClient, PersonClientConfig};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const AGENT: &str = "py-agent";
 const AGENT_TOKEN: &str = "py-agent-token";
 const PERSONS: [(&str, &str); 3] = [("alice", "alice-token"), ("bob", "bob-token"), ("carol", "carol-token")];
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The official agent as a child process, killed (by its own pid) when dropped.
-struct OfficialAgent {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    handled: Vec<Value>,
-}
-
-impl OfficialAgent {
-    fn start(base_url: &str) -> Self {
-        let script = pacerelle_conformance::vectors_dir().join("oracle").join("official_agent.py");
-        let mut child = pacerelle_conformance::python()
-            .arg(script)
-            .args(["--base-url", base_url, "--agent-id", AGENT, "--token", AGENT_TOKEN, "--deadline-seconds", "120"])
-            .arg("--e2ee")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the official agent");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let ready = lines.recv_timeout(Duration::from_secs(60)).expect("the official agent starts");
-        assert_eq!(ready, "READY", "the official agent's first line");
-        OfficialAgent { child, lines, handled: Vec::new() }
-    }
-
-    /// Waits until the official agent's handler has seen `text` (in a group message); returns
-    /// its report.
-    fn wait_handled(&mut self, text: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(found) = self.handled.iter().find(|event| event["text"] == text) {
-                return found.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| panic!("the official agent handles {text:?}"));
-            if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                self.handled.push(event);
-            }
-        }
-    }
-}
-
-impl Drop for OfficialAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// What one person client saw so far: messages by text, and the ids of messages it could not read.
 #[derive(Default)]
@@ -134,7 +76,11 @@ async fn official_agent_in_an_encrypted_group_with_our_person_clients() {
     }
     let relay = Relay::spawn(config).await.unwrap();
     let base_url = relay.base_url();
-    let mut agent = tokio::task::spawn_blocking(move || OfficialAgent::start(&base_url)).await.unwrap();
+    let mut agent = tokio::task::spawn_blocking(move || {
+        OfficialAgent::start(&OfficialAgentConfig::new(&base_url, AGENT, AGENT_TOKEN).encrypted())
+    })
+    .await
+    .unwrap();
 
     let connect = |(id, token): (&str, &str), device: &str| {
         PersonClient::connect(PersonClientConfig::new(id, token, relay.base_url()).device(device).encrypted())
@@ -156,7 +102,10 @@ async fn official_agent_in_an_encrypted_group_with_our_person_clients() {
     // official SDK) reaches and opens for every person.
     let hello = "Bonjour le groupe, ici Alice ✓";
     let hello_id = alice.send_group_text(&group, hello).unwrap();
-    assert_eq!(agent.wait_handled(hello), json!({"event": "handled", "id": hello_id, "text": hello, "group": true}));
+    assert_eq!(
+        agent.wait_handled(hello, WAIT),
+        json!({"event": "handled", "id": hello_id, "text": hello, "group": true})
+    );
     let reply = format!("Received: {hello}");
     for (person, inbox) in [(&alice, &mut alice_inbox), (&bob, &mut bob_inbox), (&carol, &mut carol_inbox)] {
         let answer = inbox.message(person, &reply).await;
@@ -171,7 +120,7 @@ async fn official_agent_in_an_encrypted_group_with_our_person_clients() {
     // Bob's group message, under the key he received from Alice.
     let from_bob = "Et voici Bob";
     bob.send_group_text(&group, from_bob).unwrap();
-    agent.wait_handled(from_bob);
+    agent.wait_handled(from_bob, WAIT);
     let reply = format!("Received: {from_bob}");
     assert_eq!(epoch(&alice_inbox.message(&alice, &reply).await), 1);
     assert_eq!(epoch(&bob_inbox.message(&bob, &reply).await), 1);
@@ -185,7 +134,7 @@ async fn official_agent_in_an_encrypted_group_with_our_person_clients() {
     // it seals under epoch 2 once it fetched it.
     let rotated = "Nouvelle époque, sans Carol";
     let rotated_id = alice.send_group_text(&group, rotated).unwrap();
-    agent.wait_handled(rotated);
+    agent.wait_handled(rotated, WAIT);
     let reply = format!("Received: {rotated}");
     assert_eq!(epoch(&alice_inbox.message(&alice, &reply).await), 2);
     assert_eq!(epoch(&bob_inbox.message(&bob, &reply).await), 2);
@@ -196,7 +145,7 @@ async fn official_agent_in_an_encrypted_group_with_our_person_clients() {
 
     let bob_rotated = "Bob à l'époque 2";
     bob.send_group_text(&group, bob_rotated).unwrap();
-    agent.wait_handled(bob_rotated);
+    agent.wait_handled(bob_rotated, WAIT);
     assert_eq!(epoch(&alice_inbox.message(&alice, bob_rotated).await), 2);
     assert_eq!(epoch(&bob_inbox.message(&bob, &format!("Received: {bob_rotated}")).await), 2);
 
@@ -204,7 +153,7 @@ async fn official_agent_in_an_encrypted_group_with_our_person_clients() {
     // for the persons: Carol still seals under the only key she holds.
     let late = "Carol, encore à l'époque 1";
     carol.send_group_text(&group, late).unwrap();
-    agent.wait_handled(late);
+    agent.wait_handled(late, WAIT);
     assert_eq!(epoch(&alice_inbox.message(&alice, late).await), 1);
     assert_eq!(epoch(&bob_inbox.message(&bob, late).await), 1);
     assert_eq!(epoch(&alice_inbox.message(&alice, &format!("Received: {late}")).await), 2);
@@ -216,7 +165,7 @@ async fn official_agent_in_an_encrypted_group_with_our_person_clients() {
         FileMetadata { name: "plan-du-groupe.bin".into(), mime: "application/x-plan".into(), ..Default::default() };
     let caption = "le plan, pour le groupe";
     alice.send_file(&group, &format!("group:{group}"), caption, &content, metadata).await.unwrap();
-    agent.wait_handled(caption);
+    agent.wait_handled(caption, WAIT);
     let digest: String = sha2::Sha256::digest(&content).iter().map(|b| format!("{b:02x}")).collect();
     let echo_text = format!("file plan-du-groupe.bin application/x-plan 4000 bytes sha256={digest}");
     assert_eq!(bob_inbox.message(&bob, caption).await.attachments.len(), 1);
@@ -232,9 +181,9 @@ async fn official_agent_in_an_encrypted_group_with_our_person_clients() {
     }
 
     // The official agent handled every group message exactly once.
-    let texts: Vec<&str> = agent.handled.iter().filter_map(|event| event["text"].as_str()).collect();
+    let texts: Vec<&str> = agent.handled().iter().filter_map(|event| event["text"].as_str()).collect();
     assert_eq!(texts, [hello, from_bob, rotated, bob_rotated, late, caption]);
-    assert!(agent.handled.iter().all(|event| event["group"] == json!(true)));
+    assert!(agent.handled().iter().all(|event| event["group"] == json!(true)));
 
     // Nothing readable crossed the relay: no text, file name, type or byte, no sender-key
     // plaintext or key; every group message an encrypted `pacerelle.group.message`.
