@@ -7,8 +7,8 @@
 //!
 //! Checked: each person's distribution envelope opens in the agent; each person's group message
 //! reaches it as a group message; its group replies open for both people; after Bob rotates to
-//! epoch 2 the agent seals under epoch 2 once an epoch-2 message brought it the key, while a
-//! delayed epoch-1 message still opens; a tampered envelope is refused, the message it should
+//! epoch 2 the agent's next send syncs the keys first and is sealed under epoch 2 before any
+//! epoch-2 message reached it, while a delayed epoch-1 message still opens; a tampered envelope is refused, the message it should
 //! have opened stays unread for its bounded deliveries and is then acknowledged and reported.
 
 use base64::Engine as _;
@@ -345,8 +345,11 @@ fn official_runtime_sender_keys_open_in_our_agent_across_a_rotation_and_its_grou
     assert_eq!((from_bob.text.as_str(), from_bob.from.as_str(), from_bob.is_group()), ("salut de Bob", "bob", true));
 
     // The agent's reply goes to the whole group under epoch 1, and both people read it.
+    // It syncs the group's keys first (nothing new), as the official SDK does.
     agent.while_handling(&from_bob.id, |agent| agent.reply(&from_bob, "bienvenue à vous deux")).unwrap();
     agent.accept(&from_bob.id, at(6)).unwrap();
+    let fetch = drain_agent(&mut agent, &mut store).key_fetch();
+    agent.handle_input(at(6), Input::Http(fetch.id, ok(serde_json::to_vec(&relay.for_agent()).unwrap()))).unwrap();
     let out = drain_agent(&mut agent, &mut store);
     let reply = out.frames.iter().find(|frame| frame["type"] == "MSG").expect("the reply").clone();
     assert_eq!((reply["to"].as_str(), reply["encrypted"].as_bool()), (Some(TO_GROUP), Some(true)));
@@ -367,28 +370,31 @@ fn official_runtime_sender_keys_open_in_our_agent_across_a_rotation_and_its_grou
     assert_eq!((bob_envelope.sender_id.as_str(), bob_envelope.epoch), ("bob", 2));
     assert_runtime_prekey_message(&bob_envelope);
 
-    // Until an epoch-2 message reaches it, the agent seals under the newest epoch it holds,
-    // 1 (it does not fetch before every send: the documented difference from the official SDK).
-    agent.send_message(OutgoingMessage::new(GROUP, TO_GROUP, "toujours l'époque 1")).unwrap();
-    let out = drain_agent(&mut agent, &mut store);
-    assert!(out.calls.is_empty());
-    assert_eq!(epoch_of(&out.frames[0]), 1);
-    agent.handle_input(at(7), Input::Pong).unwrap();
-    drain_agent(&mut agent, &mut store);
-
-    // Bob's epoch-2 message: the agent fetches; the relay serves both envelopes, the held one
-    // is skipped (its Signal message key is spent) and Bob's is opened.
-    let epoch_two = says(&mut relay, &mut bob, "époque deux");
-    agent.handle_input(at(8), Input::Frame(epoch_two)).unwrap();
+    // The agent's next send syncs first: the relay serves both envelopes, the held one is
+    // skipped (its Signal message key is spent) and Bob's is opened with a session started from
+    // his runtime's PreKey message; the send is sealed under epoch 2 before any epoch-2 message
+    // reached the agent.
+    agent.send_message(OutgoingMessage::new(GROUP, TO_GROUP, "déjà l'époque 2")).unwrap();
     let fetch = drain_agent(&mut agent, &mut store).key_fetch();
-    agent.handle_input(at(9), Input::Http(fetch.id, ok(serde_json::to_vec(&relay.for_agent()).unwrap()))).unwrap();
+    agent.handle_input(at(7), Input::Http(fetch.id, ok(serde_json::to_vec(&relay.for_agent()).unwrap()))).unwrap();
     let out = drain_agent(&mut agent, &mut store);
-    let second = out.message();
-    assert_eq!((second.text.as_str(), second.from.as_str(), second.is_group()), ("époque deux", "bob", true));
+    assert_eq!(epoch_of(&out.frames[0]), 2);
+    let early = from(&out.frames[0].to_string(), AGENT);
+    assert_eq!(reads(&mut relay, &mut bob, &early), ["déjà l'époque 2"]);
     assert!(store.e2ee.sessions.contains_key("human:bob:g1:device:laptop"));
     let mut epochs: Vec<u64> = store.group_keys.values().map(|key| key.epoch).collect();
     epochs.sort();
     assert_eq!(epochs, [1, 2]);
+    agent.handle_input(at(7), Input::Pong).unwrap();
+    drain_agent(&mut agent, &mut store);
+
+    // Bob's epoch-2 message opens without a fetch.
+    let epoch_two = says(&mut relay, &mut bob, "époque deux");
+    agent.handle_input(at(8), Input::Frame(epoch_two)).unwrap();
+    let out = drain_agent(&mut agent, &mut store);
+    assert!(out.calls.is_empty(), "{:?}", out.calls);
+    let second = out.message();
+    assert_eq!((second.text.as_str(), second.from.as_str(), second.is_group()), ("époque deux", "bob", true));
     agent.accept(&second.id, at(9)).unwrap();
     drain_agent(&mut agent, &mut store);
 
@@ -401,6 +407,8 @@ fn official_runtime_sender_keys_open_in_our_agent_across_a_rotation_and_its_grou
     // Now the agent's sends use epoch 2, and both people read them (Alice takes Bob's key
     // from the relay as she reads).
     agent.send_message(OutgoingMessage::new(GROUP, TO_GROUP, "à tous, époque 2")).unwrap();
+    let fetch = drain_agent(&mut agent, &mut store).key_fetch();
+    agent.handle_input(at(11), Input::Http(fetch.id, ok(serde_json::to_vec(&relay.for_agent()).unwrap()))).unwrap();
     let out = drain_agent(&mut agent, &mut store);
     let sent = out.frames.iter().find(|frame| frame["type"] == "MSG").expect("the send").clone();
     assert_eq!(epoch_of(&sent), 2);

@@ -11,10 +11,16 @@
 //! decrypted again: their envelope's Signal message key is spent. Processing stops at the first
 //! envelope that fails, as the official SDK's loop raises there; what opened before it is kept.
 //!
-//! One difference from the official SDK: it fetches the group's keys before every group send,
-//! which would make a send wait for an HTTP answer. The agent seals under the newest epoch it
-//! holds (every key a person rotates to reaches the agent with the first message under it), and
-//! fetches only when it holds none, refusing that send ([`super::e2ee::OutboundCryptoError::NoGroupKey`]).
+//! A group send syncs first, as the official SDK's does: it waits here, behind a fetch of its
+//! group's keys, and is sealed when the answer comes, under the newest epoch then held. So a
+//! rotation that removed a member is used from the first send after it, not only once a message
+//! under the new key has arrived. A send joins a fetch already in flight for its group rather
+//! than start another (two fetches would open the same envelopes twice, and a Signal message key
+//! opens once). A send is refused at once, never sent in plaintext, when the agent holds no key
+//! of the group at all ([`super::e2ee::OutboundCryptoError::NoGroupKey`]); the fetch still goes,
+//! for the next send. Where the official SDK fails the send when the fetch fails, the agent seals
+//! under the newest key it holds: the relay that could fail the fetch could as well answer it
+//! without the newer envelope, so refusing would cost availability and protect nothing.
 
 use super::e2ee::{AgentE2ee, InboundCryptoError};
 use crate::Rng;
@@ -22,8 +28,8 @@ use crate::aead::{self, IV_LEN, KEY_LEN};
 use crate::human::group::{SenderKeyRejected, accept_sender_key, read_envelope};
 use crate::payload::group::{self as payload, GroupCiphertext, GroupError, GroupKey};
 use crate::store::{E2eeChanges, GroupKeyId, SecretBytes, StoredGroupKey};
-use crate::wire::InboundMsg;
 use crate::wire::http::{HttpMethod, HttpRequest, HttpResponse, RequestId, percent_encode};
+use crate::wire::{InboundMsg, OutboundMsg};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
@@ -66,6 +72,21 @@ pub(super) struct Fetch {
     pub conversation_id: String,
     /// Messages whose key was not held, in arrival order.
     pub parked: Vec<InboundMsg>,
+    /// Sends waiting to be sealed, in the order they were made.
+    pub sends: Vec<ParkedSend>,
+}
+
+/// A group send waiting for its group's keys to be synced before it is sealed.
+pub(super) struct ParkedSend {
+    /// The frame, complete but for its `payload_b64`.
+    pub frame: OutboundMsg,
+    /// The payload to seal.
+    pub plaintext: Zeroizing<String>,
+    /// The key it is sealed under should the fetch bring none newer: the newest held when it
+    /// was made.
+    pub fallback: GroupKey,
+    /// The message whose handler made the send, if it may be recorded with that message.
+    pub handled: Option<String>,
 }
 
 /// The group key fetches in flight: at most one per conversation.
@@ -79,20 +100,48 @@ impl Fetches {
     /// fetch of that conversation is in flight (it then gets `id`). A message already parked
     /// (a replay) is not parked twice.
     pub fn park(&mut self, msg: Option<InboundMsg>, conversation_id: &str, id: RequestId) -> Option<HttpRequest> {
-        let existing = self.in_flight.values_mut().find(|fetch| fetch.conversation_id == conversation_id);
-        let (fetch, call) = match existing {
-            Some(fetch) => (fetch, None),
-            None => {
-                let fetch = Fetch { conversation_id: conversation_id.to_owned(), parked: Vec::new() };
-                (self.in_flight.entry(id).or_insert(fetch), Some(fetch_request(id, conversation_id)))
-            }
-        };
+        let (fetch, call) = self.fetch_of(conversation_id, id);
         if let Some(msg) = msg
             && !fetch.parked.iter().any(|parked| parked.id == msg.id)
         {
             fetch.parked.push(msg);
         }
         call
+    }
+
+    /// Parks a send behind its group's fetch; returns the call to make when none is in flight
+    /// (it then gets `id`).
+    pub fn park_send(&mut self, send: ParkedSend, id: RequestId) -> Option<HttpRequest> {
+        let (fetch, call) = self.fetch_of(&send.frame.conversation_id.clone(), id);
+        fetch.sends.push(send);
+        call
+    }
+
+    /// `conversation_id`'s fetch in flight, or a new one under `id` with the call to make.
+    fn fetch_of(&mut self, conversation_id: &str, id: RequestId) -> (&mut Fetch, Option<HttpRequest>) {
+        let existing = self.in_flight.iter().find(|(_, fetch)| fetch.conversation_id == conversation_id);
+        let existing = existing.map(|(existing, _)| *existing);
+        let call = existing.is_none().then(|| fetch_request(id, conversation_id));
+        let fetch = self.in_flight.entry(existing.unwrap_or(id)).or_insert_with(|| Fetch {
+            conversation_id: conversation_id.to_owned(),
+            parked: Vec::new(),
+            sends: Vec::new(),
+        });
+        (fetch, call)
+    }
+
+    /// Whether a send made by the handler of `message_id` waits to be sealed.
+    pub fn has_sends_for(&self, message_id: &str) -> bool {
+        self.sends().any(|send| send.handled.as_deref() == Some(message_id))
+    }
+
+    /// Sends waiting that will go through the outbox (no handled message records them).
+    pub fn unrecorded_sends(&self) -> usize {
+        self.sends().filter(|send| send.handled.is_none()).count()
+    }
+
+    fn sends(&self) -> impl Iterator<Item = &ParkedSend> {
+        self.in_flight.values().flat_map(|fetch| &fetch.sends)
     }
 
     /// The fetch `request` answers, if it is one.

@@ -73,6 +73,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use std::collections::VecDeque;
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 /// One-time prekeys of the newest batch used (of the 50 each batch brings) after which the
 /// agent makes and publishes a new batch, well before the relay could run out (see
@@ -491,8 +492,10 @@ pub struct Agent {
     next_outbox_seq: u64,
     /// Connections opened so far: the number of the open one, which recorded frames name.
     connections: u64,
-    /// Group key fetches in flight, and the group messages waiting for them.
+    /// Group key fetches in flight, and the group messages and sends waiting for them.
     group_fetches: groups::Fetches,
+    /// Messages their handler accepted whose group sends wait for a key sync: accepted after.
+    accept_after_sends: std::collections::BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -543,6 +546,7 @@ impl Agent {
             next_outbox_seq,
             connections: 0,
             group_fetches: Default::default(),
+            accept_after_sends: Default::default(),
         })
     }
 
@@ -1135,7 +1139,7 @@ impl Agent {
     /// envelopes made; then every parked message opens, or is counted as unreadable.
     fn complete_group_fetch(&mut self, fetch: groups::Fetch, result: Result<HttpResponse, String>, now: Timestamp) {
         let Some(e2ee) = self.e2ee.as_mut() else { return };
-        let conversation_id = fetch.conversation_id;
+        let groups::Fetch { conversation_id, parked, sends } = fetch;
         let synced = groups::sync(e2ee, &self.state.group_keys, &conversation_id, result, &mut *self.rng);
         if let Some(error) = &synced.error {
             tracing::warn!(conversation = %conversation_id, %error, "group keys not (all) taken");
@@ -1143,7 +1147,7 @@ impl Agent {
         let fetched: std::collections::BTreeMap<_, _> = synced.keys.iter().map(|key| (key.id(), key.clone())).collect();
         let mut pending =
             Some(StoreChanges { put_group_keys: synced.keys, e2ee: synced.changes, ..Default::default() });
-        for msg in fetch.parked {
+        for msg in parked {
             let ids = MessageIds::of(&msg);
             if self.state.receipts.contains_key(&msg.id) || self.given_up(&ids) {
                 continue;
@@ -1186,6 +1190,7 @@ impl Agent {
         {
             self.commit(rest);
         }
+        self.send_parked(sends, now);
     }
 
     /// Asks for `conversation_id`'s group keys unless a fetch is in flight (a send found none).
@@ -1412,6 +1417,13 @@ impl Agent {
             Some(_) => return Ok(()),
             None => return Err(AcceptError::UnknownMessage { message_id: message_id.to_owned() }),
         };
+        if self.group_fetches.has_sends_for(message_id) {
+            // Its reply waits for the group's keys: accepting now would acknowledge a message
+            // whose reply is not yet durable anywhere.
+            tracing::debug!(message_id = %message_id, "acceptance waits for the handler's group sends");
+            self.accept_after_sends.insert(message_id.to_owned());
+            return Ok(());
+        }
         let recorded = self.handling.accepted(message_id);
         let accepted = Receipt { state: ReceiptState::Accepted { at: now }, ..receipt };
         let mut changes = StoreChanges { remove_receipts: self.expired_receipts(now), ..Default::default() };
@@ -1601,62 +1613,84 @@ impl Agent {
         }
         // Decided before sealing, so that a refused send leaves the session as it was.
         let handled = self.sending_for.clone().filter(|handled| self.handling.can_record(handled));
-        if handled.is_none() && self.state.outbox.len() >= MAX_OUTBOX {
+        let unrecorded = self.state.outbox.len() + self.group_fetches.unrecorded_sends();
+        if handled.is_none() && unrecorded >= MAX_OUTBOX {
             return Err(SendError::OutboxFull { limit: MAX_OUTBOX });
         }
         let plaintext = chat::encode_chat_payload(&message.text, &message.attachments);
         let attachments = (!message.attachments.is_empty())
             .then(|| message.attachments.iter().map(chat::PublicAttachment::redacted).collect());
+        let mut frame = OutboundMsg {
+            id,
+            conversation_id: message.conversation_id,
+            to: message.to,
+            payload_b64: String::new(),
+            encrypted: self.e2ee.is_some(),
+            to_device_id,
+            history_record: None,
+            reply_to_message_id: message.reply_to_message_id,
+            attachments,
+        };
         let mut changes = StoreChanges::default();
-        let (payload_b64, encrypted, history_record) = match self.e2ee.as_mut() {
+        match self.e2ee.as_mut() {
             Some(e2ee) if group => {
                 let no_key =
-                    || e2ee::OutboundCryptoError::NoGroupKey { conversation_id: message.conversation_id.clone() };
-                let key = groups::latest(&self.state.group_keys, &message.conversation_id).ok_or_else(no_key)?;
-                let history_record = e2ee.history_record(
+                    || e2ee::OutboundCryptoError::NoGroupKey { conversation_id: frame.conversation_id.clone() };
+                let fallback = groups::latest(&self.state.group_keys, &frame.conversation_id).ok_or_else(no_key)?;
+                frame.history_record = e2ee.history_record(
                     &self.config.agent_id,
-                    &message.conversation_id,
-                    &id,
+                    &frame.conversation_id,
+                    &frame.id,
                     &plaintext,
                     &mut *self.rng,
                 )?;
-                // Sealed once for every member; no Signal session, so nothing else to commit.
-                (groups::seal(&key, &mut *self.rng, &plaintext), true, history_record)
+                // Sealed once the group's keys are synced (see the groups module).
+                let id = frame.id.clone();
+                let send = groups::ParkedSend { frame, plaintext: Zeroizing::new(plaintext), fallback, handled };
+                let request = self.request_id();
+                if let Some(call) = self.group_fetches.park_send(send, request) {
+                    self.outputs.push_back(Output::Http(call));
+                }
+                return Ok(id);
             }
             Some(e2ee) => {
                 let outbound = e2ee::Outbound {
-                    message_id: &id,
-                    conversation_id: &message.conversation_id,
-                    to: &message.to,
-                    device_id: to_device_id.as_deref(),
+                    message_id: &frame.id,
+                    conversation_id: &frame.conversation_id,
+                    to: &frame.to,
+                    device_id: frame.to_device_id.as_deref(),
                     plaintext: &plaintext,
                 };
                 let sealed = e2ee.seal(&self.config.agent_id, &outbound, &mut *self.rng)?;
                 // The session's new state persists before its ciphertext leaves.
                 changes.e2ee = sealed.changes;
-                (sealed.payload_b64, true, sealed.history_record)
+                frame.payload_b64 = sealed.payload_b64;
+                frame.history_record = sealed.history_record;
             }
-            None => (STANDARD.encode(plaintext.as_bytes()), false, None),
-        };
-        let frame = OutboundMsg {
-            id,
-            conversation_id: message.conversation_id,
-            to: message.to,
-            payload_b64,
-            encrypted,
-            to_device_id,
-            history_record,
-            reply_to_message_id: message.reply_to_message_id,
-            attachments,
-        };
+            None => frame.payload_b64 = STANDARD.encode(plaintext.as_bytes()),
+        }
+        let id = frame.id.clone();
+        self.dispatch(&frame, changes, handled);
+        Ok(id)
+    }
+
+    /// Sends a sealed frame, durably: recorded with the message whose handler made it (committed
+    /// with its acceptance), or else stored in the outbox before it leaves. `changes` (the
+    /// session's new state) is committed first either way. Without a socket the frame waits:
+    /// the outbox sends it at the next connection, a replay of the handled message sends it
+    /// again before its acknowledgement.
+    fn dispatch(&mut self, frame: &OutboundMsg, mut changes: StoreChanges, handled: Option<String>) {
         let sent = SentFrame { id: frame.id.clone(), frame: frame.to_frame() };
-        match handled {
+        let connected = self.connection.is_connected();
+        match handled.filter(|handled| self.handling.can_record(handled)) {
             Some(handled) => {
                 if !changes.is_empty() {
                     self.commit(changes);
                 }
                 self.handling.record(&handled, handling::Recorded { sent: sent.clone(), connection: self.connections });
-                self.outputs.push_back(Output::Frame(sent.frame));
+                if connected {
+                    self.outputs.push_back(Output::Frame(sent.frame));
+                }
             }
             None => {
                 // One commit for the session's new state and the outbox entry: the frame is
@@ -1665,12 +1699,38 @@ impl Agent {
                 self.next_outbox_seq += 1;
                 changes.put_outbox.push(OutboxEntry { seq, sent: sent.clone() });
                 self.commit(changes);
-                self.outputs.push_back(Output::Frame(sent.frame));
-                self.proofs.sent(seq);
-                self.push_ping();
+                if connected {
+                    self.outputs.push_back(Output::Frame(sent.frame));
+                    self.proofs.sent(seq);
+                    self.push_ping();
+                }
             }
         }
-        Ok(frame.id)
+    }
+
+    /// Seals the group sends that waited for their group's keys, under the newest key now held,
+    /// and sends them; then accepts the messages whose acceptance waited for them.
+    fn send_parked(&mut self, sends: Vec<groups::ParkedSend>, now: Timestamp) {
+        for send in sends {
+            let groups::ParkedSend { mut frame, plaintext, fallback, handled } = send;
+            // Held keys are never dropped, so the newest held is at least the fallback.
+            let key = groups::latest(&self.state.group_keys, &frame.conversation_id).unwrap_or(fallback);
+            tracing::debug!(message_id = %frame.id, epoch = key.epoch, "group send sealed after the key sync");
+            frame.payload_b64 = groups::seal(&key, &mut *self.rng, &plaintext);
+            self.dispatch(&frame, StoreChanges::default(), handled);
+        }
+        let ready: Vec<String> = self
+            .accept_after_sends
+            .iter()
+            .filter(|message_id| !self.group_fetches.has_sends_for(message_id))
+            .cloned()
+            .collect();
+        for message_id in ready {
+            self.accept_after_sends.remove(&message_id);
+            if let Err(error) = self.accept(&message_id, now) {
+                tracing::debug!(%error, "a message accepted after its group sends is gone");
+            }
+        }
     }
 
     /// Puts frames a handler sent into the outbox (its message will not be accepted now), and
