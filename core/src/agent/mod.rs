@@ -49,7 +49,7 @@ mod publish;
 pub mod trust;
 
 pub use digest::message_digest;
-pub use files::{DownloadError, OutgoingFile, UploadError};
+pub use files::{DEFAULT_FILE_MIME, DEFAULT_FILE_NAME, DownloadError, FileUpload, OutgoingFile, SentFile, UploadError};
 pub use handling::{GaveUp, HandlerRetry, MAX_RECORDED_FRAMES};
 pub use outbox::MAX_OUTBOX;
 pub use outgoing::OutgoingMessage;
@@ -233,12 +233,22 @@ pub enum Event {
     /// A message's handler failed on every attempt ([`AgentConfig::handler_retry`]): it stays
     /// unacknowledged, so the relay still holds it and delivers it again after a reconnection.
     HandlerGaveUp(GaveUp),
+    /// A file was uploaded ([`Agent::upload_file`]), or could not be.
+    Uploaded {
+        /// The call [`Agent::upload_file`] returned.
+        request: RequestId,
+        /// The attachment, with its blob and key, for any number of messages
+        /// ([`OutgoingMessage::attachments`]); or why the relay did not store it.
+        result: Result<Attachment, UploadError>,
+    },
     /// A file was uploaded and the message carrying it sent.
     FileSent {
         /// The call [`Agent::send_file`] returned.
         request: RequestId,
         /// The message's id.
         message_id: String,
+        /// The attachment the message carries, which later messages may carry again.
+        attachment: Attachment,
     },
     /// A file could not be sent.
     FileFailed {
@@ -281,9 +291,10 @@ impl Event {
     /// The request an event answers (file sends and downloads), for runtimes that wait on it.
     pub fn request(&self) -> Option<RequestId> {
         match self {
-            Event::FileSent { request, .. } | Event::FileFailed { request, .. } | Event::Downloaded { request, .. } => {
-                Some(*request)
-            }
+            Event::Uploaded { request, .. }
+            | Event::FileSent { request, .. }
+            | Event::FileFailed { request, .. }
+            | Event::Downloaded { request, .. } => Some(*request),
             _ => None,
         }
     }
@@ -393,6 +404,13 @@ pub enum SendError {
     /// The message could not be encrypted.
     #[error(transparent)]
     Crypto(#[from] e2ee::OutboundCryptoError),
+    /// A file on an agent without end-to-end encryption, which did not accept that the relay
+    /// can read it: its key would travel in a plaintext payload. The official SDK refuses such
+    /// files outright; [`FileUpload::allow_relay_to_read`] accepts it.
+    #[error(
+        "end-to-end encryption is off, so the relay could read this file; not uploaded (FileUpload::allow_relay_to_read accepts that)"
+    )]
+    FileReadableByRelay,
     /// A send outside a handler found the durable outbox full: the relay has not been proven to
     /// read the last [`MAX_OUTBOX`] such frames (it stopped answering pings).
     #[error("outbox full: {limit} frames sent outside handlers wait for the relay to confirm them")]
@@ -1520,13 +1538,31 @@ impl Agent {
         self.send_with_id(id, message)
     }
 
-    /// Sends a file: encrypts it and asks for its upload ([`Output::Http`]); the message that
-    /// carries it follows the upload, announced by [`Event::FileSent`] (or [`Event::FileFailed`])
-    /// with the returned request id. Returns that id and the message's id.
+    /// Uploads a file without sending a message (the official SDK's `upload_file`): encrypts
+    /// it and asks for its upload ([`Output::Http`]); the attachment arrives as
+    /// [`Event::Uploaded`] with the returned request id, ready for any number of messages
+    /// ([`OutgoingMessage::attachments`]). Needs no connection.
+    ///
+    /// Without end-to-end encryption it is refused ([`SendError::FileReadableByRelay`]) unless
+    /// the file allows the relay to read it ([`FileUpload::allow_relay_to_read`]).
+    pub fn upload_file(&mut self, file: FileUpload) -> Result<RequestId, SendError> {
+        self.check_file_exposure(&file)?;
+        let request = self.request_id();
+        let call = self.transfers.upload(request, file, None, &mut *self.rng);
+        self.outputs.push_back(Output::Http(call));
+        Ok(request)
+    }
+
+    /// Sends a file in a message of its own (the official SDK's `send_file` and `send_media`):
+    /// encrypts it and asks for its upload ([`Output::Http`]); the message that carries it
+    /// follows the upload, announced by [`Event::FileSent`] with the attachment (or
+    /// [`Event::FileFailed`]) and the returned request id. Returns that id and the message's id.
     ///
     /// What a message needs (a connection, a session with the person) is checked first, so a
-    /// file that could not be sent is not uploaded.
+    /// file that could not be sent is not uploaded; so is the refusal of
+    /// [`Agent::upload_file`] without end-to-end encryption.
     pub fn send_file(&mut self, file: OutgoingFile) -> Result<(RequestId, String), SendError> {
+        self.check_file_exposure(&file.file)?;
         let (group, device) = self.route(&file.message)?;
         if group {
             self.check_group_key(&file.message.conversation_id)?;
@@ -1535,9 +1571,18 @@ impl Agent {
         }
         let message_id = ids::uuid_v4(&mut *self.rng);
         let request = self.request_id();
-        let call = self.transfers.upload(request, message_id.clone(), file, &mut *self.rng);
+        let OutgoingFile { message, file } = file;
+        let call = self.transfers.upload(request, file, Some((message_id.clone(), message)), &mut *self.rng);
         self.outputs.push_back(Output::Http(call));
         Ok((request, message_id))
+    }
+
+    /// Refuses a file the relay could read (no end-to-end encryption) unless it says it may.
+    fn check_file_exposure(&self, file: &FileUpload) -> Result<(), SendError> {
+        if self.e2ee.is_none() && !file.allow_relay_to_read {
+            return Err(SendError::FileReadableByRelay);
+        }
+        Ok(())
     }
 
     /// Downloads and decrypts `attachment`; the plaintext arrives as [`Event::Downloaded`] with
@@ -1551,13 +1596,17 @@ impl Agent {
 
     fn complete_transfer(&mut self, request: RequestId, completed: files::Completed) {
         let event = match completed {
-            files::Completed::Upload { message_id, result: Ok(message) } => {
+            files::Completed::Upload { then_send: None, result } => Event::Uploaded { request, result },
+            files::Completed::Upload { then_send: Some((message_id, mut message)), result: Ok(attachment) } => {
+                message.attachments.push(attachment.clone());
                 match self.send_with_id(message_id.clone(), message) {
-                    Ok(_) => Event::FileSent { request, message_id },
+                    Ok(_) => Event::FileSent { request, message_id, attachment },
                     Err(error) => Event::FileFailed { request, error: error.into() },
                 }
             }
-            files::Completed::Upload { result: Err(error), .. } => Event::FileFailed { request, error: error.into() },
+            files::Completed::Upload { then_send: Some(_), result: Err(error) } => {
+                Event::FileFailed { request, error: error.into() }
+            }
             files::Completed::Download { result } => Event::Downloaded {
                 request,
                 result: result.map(|plaintext| crate::store::SecretBytes::new(plaintext.to_vec())),
@@ -1850,6 +1899,8 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_files;
 #[cfg(test)]
 mod tests_groups;
 #[cfg(test)]

@@ -1076,7 +1076,13 @@ pub(super) mod encrypted {
             .handle_input(at(5), Input::Http(request, Ok(HttpResponse { status: 200, body: uploaded.to_vec() })))
             .unwrap();
         let outputs = drain_into(&mut agent, &mut store);
-        assert!(outputs.contains(&Output::Event(Event::FileSent { request, message_id: message_id.clone() })));
+        let sent = outputs.iter().find_map(|output| match output {
+            Output::Event(Event::FileSent { request: answered, message_id: id, attachment }) => {
+                Some((*answered, id.clone(), attachment.blob_id.clone()))
+            }
+            _ => None,
+        });
+        assert_eq!(sent, Some((request, message_id.clone(), "blob-1".to_owned())));
         let frame = frames(&outputs).remove(0);
         assert_eq!(frame["id"], json!(message_id));
         assert_eq!(

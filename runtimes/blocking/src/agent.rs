@@ -2,8 +2,8 @@
 //! drains between reads.
 
 use pacerelle_core::agent::{
-    Agent, AgentConfig, Event, GaveUp, IdentityChange, Input, OutgoingFile, OutgoingMessage, SafetyNumber,
-    Undeliverable,
+    Agent, AgentConfig, Event, FileUpload, GaveUp, IdentityChange, Input, OutgoingFile, OutgoingMessage, SafetyNumber,
+    SentFile, Undeliverable,
 };
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::e2ee::backend::SignalBackend;
@@ -12,7 +12,7 @@ use pacerelle_core::widget::{Widget, WidgetPatch};
 use pacerelle_core::wire::http::{HttpRequest, HttpResponse, RequestId};
 use pacerelle_core::{AgentMessage, Attachment, Rng, Timestamp};
 use pacerelle_runtime_support::state::{
-    AgentState, Effect, Waiter, downloaded, file_sent, log_identity_outcome, panicked,
+    AgentState, Effect, Waiter, downloaded, file_sent, log_identity_outcome, panicked, uploaded,
 };
 use pacerelle_runtime_support::{self as support, ClientError, HandlerResult, HttpExecutor};
 use std::collections::VecDeque;
@@ -229,9 +229,22 @@ impl AgentHandle {
         Ok(self.send(|agent| agent.send_widget_update(conversation_id, to, patch))??)
     }
 
-    /// Sends a file: encrypts it, uploads only the ciphertext, then sends the message that
-    /// carries its key; blocks until the message is sent and returns its id.
-    pub fn send_file(&self, file: OutgoingFile) -> Result<String, ClientError> {
+    /// Uploads a file without sending a message (the official SDK's `upload_file`): encrypts
+    /// it, uploads only the ciphertext and blocks until the relay stored it; returns the
+    /// attachment, with its key, for any number of messages
+    /// ([`OutgoingMessage::attachments`]). Needs no connection. Without end-to-end encryption
+    /// it is refused ([`pacerelle_core::agent::SendError::FileReadableByRelay`]) unless the
+    /// file says the relay may read it ([`FileUpload::allow_relay_to_read`]).
+    pub fn upload_file(&self, file: FileUpload) -> Result<Attachment, ClientError> {
+        uploaded(self.request(|agent| Ok((agent.upload_file(file)?, ())))?.1)
+    }
+
+    /// Sends a file in a message of its own (the official SDK's `send_file`, and `send_media`
+    /// with dimensions, duration or a thumbnail): encrypts it, uploads only the ciphertext,
+    /// then sends the message that carries its key; blocks until the message is sent and
+    /// returns its id and the attachment. Refused like [`AgentHandle::upload_file`] without
+    /// end-to-end encryption.
+    pub fn send_file(&self, file: OutgoingFile) -> Result<SentFile, ClientError> {
         file_sent(self.request(|agent| Ok(agent.send_file(file)?))?.1)
     }
 

@@ -2,8 +2,9 @@
 //! ([`Action`]s), and a small interpreter per handle shape carries the actions out. It also
 //! records every call, so that cases can tell "handled once" from "handled twice".
 
+use crate::files::{ATTACHMENTS, SentAttachments};
 use pacerelle_core::agent::{
-    GaveUp, IdentityChange, OutgoingFile, OutgoingMessage, SafetyNumber, Undeliverable, UndeliverableReason,
+    FileUpload, GaveUp, IdentityChange, OutgoingFile, OutgoingMessage, SafetyNumber, Undeliverable, UndeliverableReason,
 };
 use pacerelle_core::widget::{
     Choice, ChoiceOption, Confirm, DateTime, FilePicker, Form, FormField, Permission, Progress, Widget, WidgetPatch,
@@ -101,6 +102,12 @@ pub enum Action {
         /// Where the download is recorded.
         downloads: Downloads,
     },
+    /// Upload files and send them, several to a message ([`crate::files::send_attachments`]),
+    /// recording what the calls returned in `sent`.
+    SendAttachments {
+        /// Where the uploaded and sent attachments are recorded.
+        sent: SentAttachments,
+    },
 }
 
 /// The agent's behaviour; clones share the record of calls.
@@ -108,6 +115,7 @@ pub enum Action {
 pub struct Behaviour {
     calls: Arc<Mutex<Vec<Call>>>,
     downloads: Downloads,
+    sent_attachments: SentAttachments,
     reports: Arc<Mutex<Vec<Report>>>,
     /// The agent registers no message handler (see [`Behaviour::without_message_handler`]).
     no_message_handler: bool,
@@ -160,6 +168,11 @@ impl Behaviour {
         self.downloads.all()
     }
 
+    /// What the handler uploaded and sent for [`crate::files::ATTACHMENTS`].
+    pub fn sent_attachments(&self) -> SentAttachments {
+        self.sent_attachments.clone()
+    }
+
     /// Records what the identity, undeliverable and gave-up handlers heard.
     pub fn report(&self, report: Report) {
         self.reports.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(report);
@@ -189,6 +202,7 @@ impl Behaviour {
     ///   `handled on attempt N`; `/fail-always`: fails every time;
     /// - an answer to a widget: `answered <ref>: <value>` (or `dismissed <ref>`);
     /// - a message with attachments: each is downloaded and sent back reversed ([`echo_file`]);
+    /// - `/attachments`: files uploaded and sent, several to a message ([`crate::files`]);
     /// - anything else `T`: `Received: T`.
     pub fn respond(&self, message: &AgentMessage) -> Result<Vec<Action>, HandlerError> {
         let attempt = {
@@ -222,6 +236,7 @@ impl Behaviour {
         Ok(match message.text.as_str() {
             WIDGETS => every_widget().into_iter().map(Action::Widget).collect(),
             CONFIRM => vec![Action::Widget(Confirm::new(CONFIRM_TITLE).into())],
+            ATTACHMENTS => vec![Action::SendAttachments { sent: self.sent_attachments.clone() }],
             PROGRESS => {
                 let mut spec = Map::new();
                 spec.insert("title".into(), json!(DONE_TITLE));
@@ -263,22 +278,17 @@ pub fn every_widget() -> Vec<Widget> {
 /// The file the agent sends back for `attachment` of `message`, whose plaintext is `bytes`: the
 /// bytes reversed, named [`echo_name`], same type and dimensions or duration, captioned
 /// [`echo_caption`], as a reply to `message` (so to its device).
+///
+/// It allows the relay to read it: `a_file_each_way` runs without end-to-end encryption, where
+/// a file is refused otherwise, and checks what the relay can read; with encryption the
+/// allowance changes nothing.
 pub fn echo_file(message: &AgentMessage, attachment: &Attachment, mut bytes: Vec<u8>) -> OutgoingFile {
     bytes.reverse();
-    let file = OutgoingFile::new(
-        &message.conversation_id,
-        &message.from,
-        bytes,
-        echo_name(&attachment.name),
-        &attachment.mime,
-    );
-    OutgoingFile {
-        message: OutgoingMessage::reply(message, echo_caption(&attachment.name)),
-        width: attachment.width,
-        height: attachment.height,
-        duration_ms: attachment.duration_ms,
-        ..file
-    }
+    let mut file = FileUpload::new(bytes, echo_name(&attachment.name), &attachment.mime).allow_relay_to_read();
+    file.width = attachment.width;
+    file.height = attachment.height;
+    file.duration_ms = attachment.duration_ms;
+    OutgoingFile { message: OutgoingMessage::reply(message, echo_caption(&attachment.name)), file }
 }
 
 /// Records the outcome of downloading `attachment` of `message`, and hands it on.
@@ -319,6 +329,7 @@ pub async fn act(
                 let bytes = recorded(&downloads, message, &attachment, agent.download_attachment(&attachment).await)?;
                 agent.send_file(echo_file(message, &attachment, bytes)).await?;
             }
+            Action::SendAttachments { sent } => crate::files::send_attachments(message, agent, &sent).await?,
         }
     }
     Ok(())
@@ -347,6 +358,7 @@ pub fn act_blocking(
                 let bytes = recorded(&downloads, message, &attachment, agent.download_attachment(&attachment))?;
                 agent.send_file(echo_file(message, &attachment, bytes))?;
             }
+            Action::SendAttachments { sent } => crate::files::send_attachments_blocking(message, agent, &sent)?,
         }
     }
     Ok(())

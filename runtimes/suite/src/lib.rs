@@ -16,7 +16,7 @@
 //!
 //! # Cases
 //! [`CASES`] lists them, in [`cases`] (and [`fail_stop`], [`prekeys`], [`durable`], [`liveness`],
-//! [`lenient`], [`outbox`], [`groups`]):
+//! [`lenient`], [`outbox`], [`groups`], [`files`]):
 //! - `echo`: a message is answered, linked to it, and acknowledged (the person sees it read);
 //! - `every_widget_kind`: confirm, choice, permission, form, progress, file-picker and datetime
 //!   are shown, answered (or, for the progress bar, dismissed), and each answer reaches the agent;
@@ -104,6 +104,14 @@
 //!   messages flow both ways under epoch 2 (a send outside a handler too); the agent stored
 //!   both keys and acknowledged every message, and no text, inner payload, sender key or group
 //!   key crossed the relay readable.
+//! - `several_attachments_with_a_thumbnail` (in [`files`]): the encrypted agent uploads a
+//!   thumbnail, a photo naming it and notes with `upload_file`, sends the three in one message,
+//!   a clip with `send_file` (which returns the attachment and the message id) and the photo
+//!   again in a later message; the encrypted person downloads and decrypts every attachment with
+//!   its real metadata, finds each thumbnail by its blob, and the relay stored four ciphertexts
+//!   and saw only redacted entries;
+//! - `files_without_encryption_are_refused` (in [`files`]): without end-to-end encryption the
+//!   same uploads are refused with `SendError::FileReadableByRelay` and nothing is uploaded.
 //!
 //! Observability (issue 10, item 8) runs in a test binary of its own, `tests/observability.rs`
 //! (a process-wide metrics recorder and subscriber): on each runtime the counters, the spans and
@@ -119,6 +127,7 @@ pub mod behaviour;
 pub mod cases;
 pub mod durable;
 pub mod fail_stop;
+pub mod files;
 pub mod groups;
 pub mod harness;
 pub mod lenient;
@@ -132,8 +141,9 @@ pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
 /// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`], [`prekeys`] or
-/// [`durable`], [`liveness`], [`lenient`], [`outbox`] or [`groups`] (keep them in step).
-pub const CASES: [&str; 25] = [
+/// [`durable`], [`liveness`], [`lenient`], [`outbox`], [`groups`] or [`files`] (keep them in
+/// step).
+pub const CASES: [&str; 27] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -159,6 +169,8 @@ pub const CASES: [&str; 25] = [
     "lenient_frames_are_read_as_the_official_sdk_reads_them",
     "no_reply_lost_with_the_socket",
     "an_encrypted_group_with_two_people",
+    "several_attachments_with_a_thumbnail",
+    "files_without_encryption_are_refused",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -198,6 +210,10 @@ macro_rules! behaviour_suite {
         $crate::behaviour_suite!(@in lenient, $harness; lenient_frames_are_read_as_the_official_sdk_reads_them);
         $crate::behaviour_suite!(@in outbox, $harness; no_reply_lost_with_the_socket);
         $crate::behaviour_suite!(@in groups, $harness; an_encrypted_group_with_two_people);
+        $crate::behaviour_suite!(@in files, $harness;
+            several_attachments_with_a_thumbnail,
+            files_without_encryption_are_refused,
+        );
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
         $crate::behaviour_suite!(@in cases, $harness; $($case),*);

@@ -36,7 +36,8 @@
 //! connection brings, inside which the core opens a `message` span per message (ids only).
 
 use crate::{ClientError, HandlerResult, metrics, now};
-use pacerelle_core::agent::{Agent, AgentConfig, Event, Input, InputError, Output};
+use pacerelle_core::Attachment;
+use pacerelle_core::agent::{Agent, AgentConfig, Event, FileError, Input, InputError, Output, SentFile};
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::store::DynAgentStore;
 use pacerelle_core::wire::http::{HttpRequest, RequestId};
@@ -351,10 +352,18 @@ impl AgentState {
     }
 }
 
-/// The outcome of a file send, from the event that answered it.
-pub fn file_sent(event: Event) -> Result<String, ClientError> {
+/// The outcome of an upload, from the event that answered it.
+pub fn uploaded(event: Event) -> Result<Attachment, ClientError> {
     match event {
-        Event::FileSent { message_id, .. } => Ok(message_id),
+        Event::Uploaded { result, .. } => Ok(result.map_err(FileError::Upload)?),
+        other => Err(unexpected_answer(&other)),
+    }
+}
+
+/// The outcome of a file send, from the event that answered it.
+pub fn file_sent(event: Event) -> Result<SentFile, ClientError> {
+    match event {
+        Event::FileSent { message_id, attachment, .. } => Ok(SentFile { message_id, attachment }),
         Event::FileFailed { error, .. } => Err(error.into()),
         other => Err(unexpected_answer(&other)),
     }

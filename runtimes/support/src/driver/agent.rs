@@ -9,6 +9,7 @@
 use super::{Control, Runtime, SocketEvent, socket_loop, write, written_out};
 use crate::state::{
     AgentState, Effect, Waiter, downloaded, file_sent, handler_span, log_identity_outcome, log_undeliverable, panicked,
+    uploaded,
 };
 use crate::{ClientError, HandlerResult, HttpExecutor, now, os_rng};
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -18,8 +19,8 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use pacerelle_core::AgentMessage;
 use pacerelle_core::Rng;
 use pacerelle_core::agent::{
-    Agent, AgentConfig, Event, GaveUp, IdentityChange, Input, OutgoingFile, OutgoingMessage, SafetyNumber,
-    Undeliverable,
+    Agent, AgentConfig, Event, FileUpload, GaveUp, IdentityChange, Input, OutgoingFile, OutgoingMessage, SafetyNumber,
+    SentFile, Undeliverable,
 };
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::store::PeerId;
@@ -253,10 +254,25 @@ impl AgentHandle {
         Ok(self.send(|agent| agent.send_widget_update(conversation_id, to, patch))??)
     }
 
-    /// Sends a file ([`OutgoingFile`]: bytes, real name and type, caption, dimensions or
-    /// duration for media): encrypts it, uploads only the ciphertext, then sends the message
-    /// that carries its key. Returns the message's id once it is sent.
-    pub async fn send_file(&self, file: OutgoingFile) -> Result<String, ClientError> {
+    /// Uploads a file without sending a message (the official SDK's `upload_file`): encrypts
+    /// it, uploads only the ciphertext and returns the attachment, with its key, once the relay
+    /// stored it. Any number of messages can then carry it
+    /// ([`OutgoingMessage::attachments`]), with other attachments. Needs no connection.
+    ///
+    /// Without end-to-end encryption it is refused
+    /// ([`pacerelle_core::agent::SendError::FileReadableByRelay`]) unless the file says the
+    /// relay may read it ([`FileUpload::allow_relay_to_read`]).
+    pub async fn upload_file(&self, file: FileUpload) -> Result<Attachment, ClientError> {
+        let (_, event) = self.shared.request(|agent| Ok((agent.upload_file(file)?, ()))).await?;
+        uploaded(event)
+    }
+
+    /// Sends a file in a message of its own (the official SDK's `send_file`, and `send_media`
+    /// with dimensions, duration or a thumbnail: [`OutgoingFile`]): encrypts it, uploads only
+    /// the ciphertext, then sends the message that carries its key. Returns the message's id
+    /// and the attachment once the message is sent. Refused like [`AgentHandle::upload_file`]
+    /// without end-to-end encryption.
+    pub async fn send_file(&self, file: OutgoingFile) -> Result<SentFile, ClientError> {
         let (_, event) = self.shared.request(|agent| Ok(agent.send_file(file)?)).await?;
         file_sent(event)
     }
