@@ -560,7 +560,7 @@ enum RequestDecision {
     Revoked,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Request {
     /// `spec.authorization` without its `status`, which each update sets afresh at the end.
     authorization: Map<String, Value>,
@@ -591,8 +591,9 @@ impl Request {
 
 /// The permissions of one session: requests, answers, grants and guarded runs.
 ///
-/// Not persisted, on purpose: a restarted agent, or a new session, starts with no grant.
-#[derive(Debug, Clone)]
+/// Not persisted, on purpose: a restarted agent, or a new session, starts with no grant. Not
+/// `Clone` either: two copies would each admit a `once` grant's run. Share one behind a lock.
+#[derive(Debug)]
 pub struct PermissionPolicy {
     session: PermissionSession,
     requests: HashMap<String, Request>,
