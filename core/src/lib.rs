@@ -58,6 +58,7 @@ pub mod e2ee;
 pub mod human;
 pub mod message;
 pub mod payload;
+pub mod permissions;
 pub mod pyjson;
 pub mod store;
 pub mod time;

@@ -48,6 +48,61 @@
 //! client.connect().await
 //! # }
 //! ```
+//!
+//! # Permissions
+//! [`permissions::PermissionPolicy`] is the official SDK's `PermissionPolicy`: ask a person for
+//! a bounded, revocable permission with a permission widget, judge their answer (encrypted, from
+//! the person asked, in time, for a scope offered), and run a guarded operation only under a live
+//! grant that covers it; a `once` grant is consumed before the operation starts. The policy does
+//! no I/O: the widget and its status updates are message texts the handle sends.
+//!
+//! ```no_run
+//! # #[cfg(feature = "tokio")]
+//! # async fn run() -> Result<(), pacerelle::ClientError> {
+//! use pacerelle::permissions::{
+//!     Decision, PermissionAction, PermissionContext, PermissionPolicy, PermissionRequest, PermissionSession,
+//! };
+//! use pacerelle::{ClientConfig, now, os_rng, tokio::Client, widget::PermissionScope};
+//! use std::sync::{Arc, Mutex};
+//! use std::time::Duration;
+//!
+//! let eight_hours = now().saturating_add(Duration::from_secs(8 * 3600));
+//! let session = PermissionSession::new("work-1", "Today's work", eight_hours);
+//! let policy = Arc::new(Mutex::new(PermissionPolicy::new(session, now()).expect("it ends later")));
+//! let remove = PermissionAction::new("delete", "/srv/reports/old.txt");
+//!
+//! let mut client = Client::new(ClientConfig::from_env()?)?;
+//! client.on_message(move |message, agent| {
+//!     let (policy, remove) = (policy.clone(), remove.clone());
+//!     async move {
+//!         let (conversation, person) = (&message.conversation_id, &message.from);
+//!         // The lock is never held across an `.await`.
+//!         let lock = || policy.lock().map_err(|_| "the permission policy lock is poisoned");
+//!         if message.text == "clean up" {
+//!             let in_five_minutes = now().saturating_add(Duration::from_secs(300));
+//!             let request = PermissionRequest::new(conversation, person, remove, "Delete old.txt?", in_five_minutes)
+//!                 .scopes([PermissionScope::Once]);
+//!             let widget = lock()?.create_request(now(), request, &mut *os_rng())?;
+//!             agent.send_text(conversation, person, widget.text()).await?;
+//!             return Ok(());
+//!         }
+//!         let decision = lock()?.receive_response(now(), &message);
+//!         if let Ok(Decision::Granted(grant)) = decision {
+//!             let context = PermissionContext::new(person, conversation, "work-1", remove);
+//!             let deleted = lock()?.run_authorized(now(), &grant.id, &context, |granted| {
+//!                 std::fs::remove_file(&granted.resource)
+//!             });
+//!             // Shows the person where the grant stands: consumed, whether or not the deletion worked.
+//!             let update = lock()?.create_widget_update(now(), &grant.id, &mut *os_rng())?;
+//!             agent.send_text(conversation, person, update.text()).await?;
+//!             deleted??;
+//!         }
+//!         Ok(())
+//!     }
+//! });
+//! client.connect().await
+//! # }
+//! ```
 
 #![forbid(unsafe_code)]
 
@@ -60,10 +115,10 @@ pub use pacerelle_core::attachment::FileMetadata;
 pub use pacerelle_core::config::ClientConfig;
 pub use pacerelle_core::e2ee::pq::PqPolicy;
 pub use pacerelle_core::store::PeerId;
-pub use pacerelle_core::{AgentMessage, Attachment, WidgetResponse, WidgetUpdate, widget};
+pub use pacerelle_core::{AgentMessage, Attachment, WidgetResponse, WidgetUpdate, permissions, widget};
 /// The metrics every runtime reports (names, types, labels), through the `metrics` facade.
 pub use pacerelle_runtime_support::metrics;
-pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult, os_rng};
+pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult, now, os_rng};
 
 /// Where an agent's state lives between runs: in SQLite (the `sqlite` feature, on by default:
 /// what `Client::new` opens, or `Client::with_store(config, SqliteStore::open_in(root,
