@@ -1,14 +1,15 @@
 //! Conformance with the official SDK (`pacerelle` 0.1.0a8 on PyPI), the oracle this SDK is
-//! checked against.
+//! checked against. `README.md` in this folder lists every test and what it proves; in short:
 //!
-//! - `tests/vectors.rs` checks our codecs against every vector in this folder's `*.json`, which
-//!   `oracle/generate_vectors.py` produced from the official SDK's own functions; it also
-//!   regenerates them with the installed SDK and fails if the committed files are stale.
-//! - `tests/official_agent.rs` runs the official Python agent against our relay and converses
-//!   with it through our person-side client.
-//! - `tests/official_runtime.rs` loads the official Signal runtime in process (through
-//!   `pacerelle-official-runtime`, see [`runtime_library`]) and checks how it converses, refuses
-//!   bad input and restores snapshots.
+//! - `tests/reference_vectors.rs` checks our codecs against every vector in `vectors/*.json`,
+//!   which `oracle/vectors.py` produced from the official SDK's own functions, and regenerates
+//!   them with the installed SDK, failing if the committed files are stale;
+//! - `tests/official_agent.rs`, `official_group.rs` and `official_attachments.rs` run the
+//!   official Python agent ([`official_agent`]) against our relay, or its functions directly,
+//!   and converse with it through our person-side client;
+//! - `tests/official_runtime.rs`, `native_runtime.rs` and the other `runtime_*` tests load the
+//!   official Signal runtime in process (through `pacerelle-official-runtime`, see
+//!   [`runtime_library`]) and pair it with our native Signal stack.
 //!
 //! The oracle is installed by the tests themselves (see [`oracle_dir`]); when it cannot be
 //! installed, the tests fail: they never skip.

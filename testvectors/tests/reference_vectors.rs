@@ -529,6 +529,16 @@ fn group_messages_seal_and_open_in_our_agent_as_the_official_sdk_does() {
         let (mut agent, _) = agent_holding(&case["keys"]);
         let plaintext = case["plaintext"].as_str().unwrap();
         agent.send_message(OutgoingMessage::new("g1", "group:g1", plaintext)).unwrap();
+        // It syncs the group's keys first, as the official client did; answered with nothing
+        // new, as the official case's sync was.
+        let sync = std::iter::from_fn(|| agent.poll_output())
+            .find_map(|output| match output {
+                Output::Http(call) if call.path == "/agent/group-keys?conversation_id=g1" => Some(call),
+                _ => None,
+            })
+            .expect("the key sync before the send");
+        let nothing = Ok(HttpResponse { status: 200, body: b"[]".to_vec() });
+        agent.handle_input(Timestamp::from_millis(2), Input::Http(sync.id, nothing)).unwrap();
         let frame = std::iter::from_fn(|| agent.poll_output())
             .find_map(|output| match output {
                 Output::Frame(text) => Some(serde_json::from_str::<Value>(&text).unwrap()),
