@@ -61,6 +61,8 @@ pub mod payload;
 pub mod permissions;
 pub mod pyjson;
 pub mod store;
+#[cfg(any(test, feature = "store-conformance"))]
+pub mod store_conformance;
 pub mod time;
 pub mod wire;
 
