@@ -104,6 +104,11 @@
 //!   messages flow both ways under epoch 2 (a send outside a handler too); the agent stored
 //!   both keys and acknowledged every message, and no text, inner payload, sender key or group
 //!   key crossed the relay readable.
+//! - `agent_connect_installs_and_serves_with_runtime_tokens` (in [`agent_connect`]): the
+//!   runtime's `AgentConnect` starts a request at the development relay, the owner approves it,
+//!   the code is exchanged (and refused a second time), a runtime token is issued; the agent
+//!   serves its owner with it, then takes a second runtime token with `set_token` (the first is
+//!   no longer accepted) and answers again after a reconnection.
 //!
 //! Observability (issue 10, item 8) runs in a test binary of its own, `tests/observability.rs`
 //! (a process-wide metrics recorder and subscriber): on each runtime the counters, the spans and
@@ -115,6 +120,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent_connect;
 pub mod behaviour;
 pub mod cases;
 pub mod durable;
@@ -132,8 +138,9 @@ pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
 /// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`], [`prekeys`] or
-/// [`durable`], [`liveness`], [`lenient`], [`outbox`] or [`groups`] (keep them in step).
-pub const CASES: [&str; 25] = [
+/// [`durable`], [`liveness`], [`lenient`], [`outbox`], [`groups`] or [`agent_connect`] (keep
+/// them in step).
+pub const CASES: [&str; 26] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -159,6 +166,7 @@ pub const CASES: [&str; 25] = [
     "lenient_frames_are_read_as_the_official_sdk_reads_them",
     "no_reply_lost_with_the_socket",
     "an_encrypted_group_with_two_people",
+    "agent_connect_installs_and_serves_with_runtime_tokens",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -198,6 +206,7 @@ macro_rules! behaviour_suite {
         $crate::behaviour_suite!(@in lenient, $harness; lenient_frames_are_read_as_the_official_sdk_reads_them);
         $crate::behaviour_suite!(@in outbox, $harness; no_reply_lost_with_the_socket);
         $crate::behaviour_suite!(@in groups, $harness; an_encrypted_group_with_two_people);
+        $crate::behaviour_suite!(@in agent_connect, $harness; agent_connect_installs_and_serves_with_runtime_tokens);
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
         $crate::behaviour_suite!(@in cases, $harness; $($case),*);
