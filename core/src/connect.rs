@@ -608,7 +608,8 @@ pub fn parse_installation_token(response: &HttpResponse) -> Result<InstallationT
     })
 }
 
-/// Builds `POST /agent-connect/runtime-token`: an empty body, the installation token as bearer.
+/// Builds `POST /agent-connect/runtime-token`: an empty body (labelled as a form, as the
+/// official SDK's is), the installation token as bearer.
 pub fn runtime_token_request(installation_token: &str) -> Result<ConnectCall, ConnectError> {
     if !is_credential(installation_token) {
         return Err(ConnectError::InvalidCredential { what: "installation token" });
@@ -619,7 +620,9 @@ pub fn runtime_token_request(installation_token: &str) -> Result<ConnectCall, Co
             id: RequestId(0),
             method: HttpMethod::Post,
             path: RUNTIME_TOKEN_PATH.to_owned(),
-            content_type: None,
+            // The official SDK sends an empty body through urllib, which labels any body it is
+            // given as a form; a server sees the same headers from both SDKs.
+            content_type: Some(FORM_CONTENT_TYPE),
             body: Vec::new(),
         },
         bearer: Some(Zeroizing::new(installation_token.to_owned())),

@@ -182,6 +182,7 @@ fn installation_and_runtime_tokens_are_read() {
     assert_eq!(call.request.path, "/agent-connect/runtime-token");
     assert_eq!(call.request.method, HttpMethod::Post);
     assert!(call.request.body.is_empty());
+    assert_eq!(call.request.content_type, Some("application/x-www-form-urlencoded"));
     assert_eq!(call.bearer(), Some("it_1"));
 
     let runtime = parse_runtime_token(&ok(
