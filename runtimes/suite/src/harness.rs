@@ -125,6 +125,8 @@ trait Control: Send + Sync {
     fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError>;
     fn set_token(&self, token: &str);
     fn send_text(&self, conversation_id: &str, to: &str, text: &str) -> Result<String, ClientError>;
+    fn publish_prekey_bundle(&self) -> Result<(), ClientError>;
+    fn identity_key(&self) -> Option<[u8; 33]>;
 }
 
 impl Control for AgentHandle {
@@ -148,6 +150,13 @@ impl Control for AgentHandle {
         // once, whatever executor polls it.
         smol::block_on(AgentHandle::send_text(self, conversation_id, to, text))
     }
+    fn publish_prekey_bundle(&self) -> Result<(), ClientError> {
+        // Waits for the relay's answers, which the agent's own executor (another thread) feeds.
+        smol::block_on(AgentHandle::publish_prekey_bundle(self))
+    }
+    fn identity_key(&self) -> Option<[u8; 33]> {
+        AgentHandle::identity_key(self)
+    }
 }
 
 impl Control for pacerelle_blocking::AgentHandle {
@@ -168,6 +177,12 @@ impl Control for pacerelle_blocking::AgentHandle {
     }
     fn send_text(&self, conversation_id: &str, to: &str, text: &str) -> Result<String, ClientError> {
         pacerelle_blocking::AgentHandle::send_text(self, conversation_id, to, text)
+    }
+    fn publish_prekey_bundle(&self) -> Result<(), ClientError> {
+        pacerelle_blocking::AgentHandle::publish_prekey_bundle(self)
+    }
+    fn identity_key(&self) -> Option<[u8; 33]> {
+        pacerelle_blocking::AgentHandle::identity_key(self)
     }
 }
 
@@ -223,6 +238,16 @@ impl Running {
     /// message's id.
     pub fn send_text(&self, conversation_id: &str, to: &str, text: &str) -> Result<String, ClientError> {
         self.control.send_text(conversation_id, to, text)
+    }
+
+    /// Publishes a new prekey bundle through the handle; blocks until the relay took it.
+    pub fn publish_prekey_bundle(&self) -> Result<(), ClientError> {
+        self.control.publish_prekey_bundle()
+    }
+
+    /// The agent's identity key, with end-to-end encryption.
+    pub fn identity_key(&self) -> Option<[u8; 33]> {
+        self.control.identity_key()
     }
 
     /// What `connect` returned, waiting at most `limit`; `None` if it did not return in time.

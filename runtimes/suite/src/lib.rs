@@ -68,6 +68,10 @@
 //! - `prekeys_survive_restarts` (in [`prekeys`]): the encrypted agent is restarted 15 times over
 //!   one store against one relay; the restarts make no one-time prekeys, and people then start
 //!   sessions from the oldest ones the relay holds and converse;
+//! - `publish_prekey_bundle_on_demand` (in [`prekeys`]): the app publishes a new bundle through
+//!   the handle; the relay holds a second batch after the first, the identity key (read off the
+//!   handle, blocking one included) and its code stay, a person starts a session from the new
+//!   bundle and converses; a plaintext agent refuses with `PublishError::NotEncrypted`;
 //! - `restart_keeps_identity` (in [`durable`]): an encrypted agent made with the runtime's
 //!   `Client::new`, its store root in a temporary folder, is restarted: the same verification
 //!   code (its published key's) and the person's session goes on; a second `Client::new` on the
@@ -140,7 +144,7 @@ pub use harness::{Harness, Running};
 /// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`], [`prekeys`] or
 /// [`durable`], [`liveness`], [`lenient`], [`outbox`], [`groups`] or [`agent_connect`] (keep
 /// them in step).
-pub const CASES: [&str; 26] = [
+pub const CASES: [&str; 27] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -159,6 +163,7 @@ pub const CASES: [&str; 26] = [
     "without_a_handler_messages_stay_pending",
     "store_failure_is_fail_stop",
     "prekeys_survive_restarts",
+    "publish_prekey_bundle_on_demand",
     "restart_keeps_identity",
     "configured_from_the_environment",
     "a_refused_token_ends_connect_and_a_new_one_is_used",
@@ -197,7 +202,7 @@ macro_rules! behaviour_suite {
             without_a_handler_messages_stay_pending,
         );
         $crate::behaviour_suite!(@in fail_stop, $harness; store_failure_is_fail_stop);
-        $crate::behaviour_suite!(@in prekeys, $harness; prekeys_survive_restarts);
+        $crate::behaviour_suite!(@in prekeys, $harness; prekeys_survive_restarts, publish_prekey_bundle_on_demand);
         $crate::behaviour_suite!(@in durable, $harness; restart_keeps_identity, configured_from_the_environment);
         $crate::behaviour_suite!(@in liveness, $harness;
             a_refused_token_ends_connect_and_a_new_one_is_used,

@@ -208,6 +208,9 @@ pub enum ClientError {
         /// The relay's reason.
         message: String,
     },
+    /// A prekey publication the app asked for (`publish_prekey_bundle`) could not start.
+    #[error(transparent)]
+    Publish(#[from] pacerelle_core::agent::PublishError),
     /// A file could not be sent.
     #[error(transparent)]
     File(#[from] pacerelle_core::agent::FileError),
