@@ -53,8 +53,8 @@
 
 pub use pacerelle_core as core;
 pub use pacerelle_core::agent::{
-    AgentConfig, ChangeSource, GaveUp, HandlerRetry, IdentityChange, OutgoingFile, OutgoingMessage, SafetyNumber,
-    TrustPolicy, Undeliverable, UndeliverableReason,
+    AgentConfig, ChangeSource, GaveUp, HandlerRetry, IdentityChange, OutgoingFile, OutgoingMessage, PublishError,
+    SafetyNumber, TrustPolicy, Undeliverable, UndeliverableReason,
 };
 pub use pacerelle_core::attachment::FileMetadata;
 pub use pacerelle_core::config::ClientConfig;

@@ -308,7 +308,7 @@ async fn manual_approval_waits_for_the_owner_and_a_denial_redirects_with_access_
     let request_id = started.body["request_id"].as_str().expect("an id").to_owned();
     let page = raw(&relay, "GET", &format!("/agent-connect/authorize/{request_id}"), &[], b"").await;
     assert_eq!(page.status, 403, "waits for the owner: {page:?}");
-    assert_eq!(relay.pending_agent_connects(), [request_id.clone()]);
+    assert_eq!(relay.pending_agent_connects(), std::slice::from_ref(&request_id));
     let location = relay.deny_agent_connect(&request_id).expect("pending");
     assert_eq!(location, format!("{redirect}?error=access_denied&state=state-1"));
     assert!(relay.pending_agent_connects().is_empty());

@@ -47,7 +47,11 @@ pub fn agent_connect_installs_and_serves_with_runtime_tokens<H: Harness>() {
         .expect("the call's thread");
         let start = start.unwrap_or_else(|error| panic!("{name}: begin: {error}"));
         assert_eq!(start.authorization_url, format!("{base_url}/agent-connect/authorize/{}", start.request_id));
-        assert_eq!(relay.pending_agent_connects(), [start.request_id.clone()], "{name}: waiting for the owner");
+        assert_eq!(
+            relay.pending_agent_connects(),
+            std::slice::from_ref(&start.request_id),
+            "{name}: waiting for the owner"
+        );
 
         // The owner approves; the app reads the code and state off the redirect.
         let location = relay.approve_agent_connect(&start.request_id).expect("the request is pending");
