@@ -36,6 +36,7 @@
 //! - [`e2ee`]: the Signal protocol (PQXDH, Double Ratchet, the post-quantum slot), natively.
 //! - [`agent`]: the agent state machine; [`human`]: the person-side one.
 //! - [`store`]: what must be persisted, as granular changes.
+//! - [`connect`]: Agent Connect (OAuth with PKCE S256): its requests built, its answers read.
 //! - [`connection`]: when to (re)connect, with backoff and jitter, shared by both machines.
 //! - [`pyjson`]: JSON written exactly as the official SDK's Python writes it.
 //!
@@ -53,6 +54,7 @@ pub mod aead;
 pub mod agent;
 pub mod attachment;
 pub mod config;
+pub mod connect;
 pub mod connection;
 pub mod e2ee;
 pub mod human;

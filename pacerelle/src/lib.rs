@@ -109,7 +109,7 @@
 pub use pacerelle_core as core;
 pub use pacerelle_core::agent::{
     AgentConfig, ChangeSource, FileUpload, GaveUp, HandlerRetry, IdentityChange, OutgoingFile, OutgoingMessage,
-    SafetyNumber, SendError, SentFile, TrustPolicy, Undeliverable, UndeliverableReason,
+    PublishError, SafetyNumber, SendError, SentFile, TrustPolicy, Undeliverable, UndeliverableReason,
 };
 pub use pacerelle_core::attachment::FileMetadata;
 pub use pacerelle_core::config::ClientConfig;
@@ -119,6 +119,20 @@ pub use pacerelle_core::{AgentMessage, Attachment, WidgetResponse, WidgetUpdate,
 /// The metrics every runtime reports (names, types, labels), through the `metrics` facade.
 pub use pacerelle_runtime_support::metrics;
 pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult, now, os_rng};
+
+/// Agent Connect (the official `begin_agent_connect`, `exchange_agent_connect_code`,
+/// `request_agent_runtime_token`): a third-party app installs an agent for a user, who approves
+/// it, then gets the agent's runtime tokens. The requests and answers are [`core::connect`]'s;
+/// each runtime module's `AgentConnect` sends them (`pacerelle::tokio::AgentConnect`, ...,
+/// `pacerelle::blocking::AgentConnect`), and a running agent takes a new runtime token with its
+/// handle's `set_token`.
+pub mod connect {
+    pub use pacerelle_core::connect::{
+        CHALLENGE_METHOD, CodeExchange, ConnectApp, ConnectError, ConnectStart, ConnectStep, InstallationToken, Pkce,
+        RuntimeToken, SCOPE, challenge_of,
+    };
+    pub use pacerelle_runtime_support::connect::AgentConnectError;
+}
 
 /// Where an agent's state lives between runs: in SQLite (the `sqlite` feature, on by default:
 /// what `Client::new` opens, or `Client::with_store(config, SqliteStore::open_in(root,
@@ -136,21 +150,21 @@ pub mod store {
 /// Agents on tokio.
 #[cfg(feature = "tokio")]
 pub mod tokio {
-    pub use pacerelle_tokio::{AgentHandle, Client, PersonClient, PersonClientConfig, Tokio};
+    pub use pacerelle_tokio::{AgentConnect, AgentHandle, Client, PersonClient, PersonClientConfig, Tokio};
 }
 
 /// Agents on smol. The same API as the `tokio` module (async handlers taking the message and
 /// an [`AgentHandle`](smol::AgentHandle)), driven by smol's executor, timers and blocking pool.
 #[cfg(feature = "smol")]
 pub mod smol {
-    pub use pacerelle_smol::{AgentHandle, Client, PersonClient, PersonClientConfig, Smol};
+    pub use pacerelle_smol::{AgentConnect, AgentHandle, Client, PersonClient, PersonClientConfig, Smol};
 }
 
 /// Agents on async-std. async-std is discontinued upstream in favour of smol: prefer the `smol`
 /// feature for new programs; this module is for programs already on async-std.
 #[cfg(feature = "async-std")]
 pub mod async_std {
-    pub use pacerelle_async_std::{AgentHandle, AsyncStd, Client, PersonClient, PersonClientConfig};
+    pub use pacerelle_async_std::{AgentConnect, AgentHandle, AsyncStd, Client, PersonClient, PersonClientConfig};
 }
 
 /// The official Signal runtime as the encryption backend: load it, make a
@@ -165,7 +179,7 @@ pub mod official_runtime {
 /// Agents without an async runtime.
 #[cfg(feature = "blocking")]
 pub mod blocking {
-    pub use pacerelle_blocking::{AgentHandle, Client};
+    pub use pacerelle_blocking::{AgentConnect, AgentHandle, Client};
 }
 
 /// The README's code blocks, compiled as doctests so the front page never drifts from the API.

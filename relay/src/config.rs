@@ -1,5 +1,6 @@
 //! What a relay is started with: where it listens, who may connect, and its limits.
 
+use crate::connect::{ConnectClient, ConnectTtls};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -36,6 +37,10 @@ pub struct RelayConfig {
     pub max_frame_bytes: usize,
     /// Most one-time prekeys held per agent; the oldest are dropped first beyond it.
     pub max_one_time_prekeys: usize,
+    /// Apps that may connect agents (Agent Connect): client id → app.
+    pub connect_clients: BTreeMap<String, ConnectClient>,
+    /// Lifetimes of Agent Connect's requests, codes and runtime tokens.
+    pub connect_ttls: ConnectTtls,
 }
 
 impl std::fmt::Debug for RelayConfig {
@@ -48,6 +53,8 @@ impl std::fmt::Debug for RelayConfig {
             .field("max_blob_bytes", &self.max_blob_bytes)
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("max_one_time_prekeys", &self.max_one_time_prekeys)
+            .field("connect_clients", &self.connect_clients.values().collect::<Vec<_>>())
+            .field("connect_ttls", &self.connect_ttls)
             .finish()
     }
 }
@@ -62,6 +69,8 @@ impl Default for RelayConfig {
             max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_one_time_prekeys: DEFAULT_MAX_ONE_TIME_PREKEYS,
+            connect_clients: BTreeMap::new(),
+            connect_ttls: ConnectTtls::default(),
         }
     }
 }
@@ -87,6 +96,18 @@ impl RelayConfig {
     /// Adds a person.
     pub fn person(mut self, id: impl Into<String>, token: impl Into<String>) -> Self {
         self.persons.insert(id.into(), token.into());
+        self
+    }
+
+    /// Lets an app connect agents (Agent Connect), approved as `client.approval` says.
+    pub fn connect_client(mut self, client: ConnectClient) -> Self {
+        self.connect_clients.insert(client.client_id.clone(), client);
+        self
+    }
+
+    /// Sets Agent Connect's lifetimes (a zero code lifetime makes every code expired: for tests).
+    pub fn connect_ttls(mut self, ttls: ConnectTtls) -> Self {
+        self.connect_ttls = ttls;
         self
     }
 }

@@ -11,10 +11,13 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use pacerelle_core::wire::http::{BlobUploaded, GroupKeyEnvelope, OneTimePrekeysBody, PrekeyBundleBody};
+use pacerelle_core::wire::http::{
+    AgentConnectRequest, AgentConnectStarted, BlobUploaded, GroupKeyEnvelope, InstallationToken, OneTimePrekeysBody,
+    PrekeyBundleBody, RuntimeToken,
+};
 use pacerelle_core::wire::person::{
     ConversationCreated, CreateConversation, DistributeGroupKeys, FetchedBundle, PublishIdentity,
 };
@@ -42,6 +45,10 @@ pub(crate) fn router(app: App) -> Router {
         .route("/person/one-time-prekeys", post(add_person_one_time_prekeys))
         .route("/person/persons/{person_id}/prekey-bundle", get(fetch_person_bundle))
         .route("/ws/person", get(person_socket))
+        .route("/agent-connect/requests", post(connect_requests))
+        .route("/agent-connect/authorize/{request_id}", get(connect_authorize))
+        .route("/agent-connect/token", post(connect_token))
+        .route("/agent-connect/runtime-token", post(connect_runtime_token))
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(app.limits.max_json_bytes))
@@ -261,4 +268,133 @@ async fn person_socket(
     let upgrade = upgrade.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     let device = query.device_id.filter(|device| !device.is_empty());
     Ok(socket::accept(app, upgrade, Party::Person(person), device))
+}
+
+// ---- Agent Connect ----
+
+/// Keeps an `/agent-connect/` request as it arrived, for [`crate::RelayHandle::connect_requests`].
+fn record(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) {
+    let headers = headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let request = crate::connect::RecordedRequest {
+        method: method.as_str().to_owned(),
+        path: uri.path_and_query().map_or_else(|| uri.path().to_owned(), |path| path.as_str().to_owned()),
+        headers,
+        body: body.to_vec(),
+    };
+    app.lock().connect.recorded.push(request);
+}
+
+async fn connect_requests(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<AgentConnectStarted>, ApiError> {
+    let bytes = bytes(body, app.limits.max_json_bytes)?;
+    record(&app, &method, &uri, &headers, &bytes);
+    let key = bearer(&headers).ok_or(ApiError::Unauthorized)?;
+    let request: AgentConnectRequest =
+        serde_json::from_slice(&bytes).map_err(|error| ApiError::BadRequest(format!("invalid JSON body: {error}")))?;
+    let mut state = app.lock();
+    let request_id = state.connect.start(key, request)?;
+    let ttl = state.connect.ttls.request;
+    Ok(Json(AgentConnectStarted {
+        authorization_url: format!("{}/agent-connect/authorize/{request_id}", app.base_url),
+        request_id,
+        expires_at: crate::connect::rfc3339(std::time::SystemTime::now() + ttl),
+        expires_in: ttl.as_secs(),
+    }))
+}
+
+/// The owner's approval page, scripted: with [`crate::Approval::Auto`] opening it approves and
+/// redirects (303) to the app with the code; with `Manual` the request waits for
+/// [`crate::RelayHandle::approve_agent_connect`].
+async fn connect_authorize(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(request_id): Path<String>,
+) -> Result<Response, ApiError> {
+    record(&app, &method, &uri, &headers, &[]);
+    let mut state = app.lock();
+    match state.connect.approval_of(&request_id) {
+        None => Err(ApiError::NotFound("connect request")),
+        Some(crate::connect::Approval::Manual) => Err(ApiError::Forbidden("waiting for the owner's approval")),
+        Some(crate::connect::Approval::Auto) => {
+            let location = state.connect.approve(&request_id)?;
+            Ok((StatusCode::SEE_OTHER, [(axum::http::header::LOCATION, location)]).into_response())
+        }
+    }
+}
+
+async fn connect_token(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<InstallationToken>, ApiError> {
+    let bytes = bytes(body, app.limits.max_json_bytes)?;
+    record(&app, &method, &uri, &headers, &bytes);
+    let form_type = pacerelle_core::connect::FORM_CONTENT_TYPE;
+    let content_type = headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    if content_type.split(';').next().map(str::trim) != Some(form_type) {
+        return Err(ApiError::BadRequest(format!("invalid_request: the body must be {form_type}")));
+    }
+    let form = crate::connect::parse_form(&bytes)?;
+    let mut state = app.lock();
+    let approved = state.connect.exchange(&form)?;
+    let agent_id = format!("agent-{}", &crate::connect::secret()[..12]);
+    // The agent exists from now on, but no token of it is accepted until a runtime token.
+    state.set_agent_token(&agent_id, &crate::connect::secret(), Some(std::time::Instant::now()));
+    let conversation = pacerelle_core::wire::person::CreateConversation {
+        members: vec![agent_id.clone()],
+        group: false,
+        conversation_id: None,
+    };
+    let conversation_id = state.create_conversation(&approved.owner_id, conversation)?;
+    tracing::info!(client = %approved.client_id, agent = %agent_id, owner = %approved.owner_id, name = %approved.agent_name, "agent installed");
+    let installation = crate::connect::Installation {
+        agent_id: agent_id.clone(),
+        owner_id: approved.owner_id.clone(),
+        conversation_id: conversation_id.clone(),
+    };
+    let installation_token = state.connect.install(installation);
+    Ok(Json(InstallationToken {
+        installation_token,
+        token_type: "Bearer".into(),
+        agent_id,
+        owner_id: approved.owner_id,
+        conversation_id,
+        scope: pacerelle_core::connect::SCOPE.into(),
+    }))
+}
+
+async fn connect_runtime_token(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<RuntimeToken>, ApiError> {
+    let bytes = bytes(body, app.limits.max_json_bytes)?;
+    record(&app, &method, &uri, &headers, &bytes);
+    let mut state = app.lock();
+    let installation =
+        bearer(&headers).and_then(|token| state.connect.installation(token)).ok_or(ApiError::Unauthorized)?;
+    let ttl = state.connect.ttls.runtime_token;
+    let agent_token = format!("art_{}", crate::connect::secret());
+    state.set_agent_token(&installation.agent_id, &agent_token, Some(std::time::Instant::now() + ttl));
+    Ok(Json(RuntimeToken {
+        agent_id: installation.agent_id,
+        owner_id: installation.owner_id,
+        conversation_id: installation.conversation_id,
+        agent_token,
+        expires_in: ttl.as_secs(),
+    }))
 }

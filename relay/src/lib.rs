@@ -3,7 +3,10 @@
 //! It speaks the agent-facing API of PROTOCOL.md exactly (prekey bundles, one-time prekeys,
 //! blobs, group keys, the agent socket) and a person-side API of its own, defined in
 //! [`pacerelle_core::wire::person`] and documented in this crate's README: conversations, a
-//! person socket, bundle fetching, blobs, group-key distribution, read receipts. Delivery is at
+//! person socket, bundle fetching, blobs, group-key distribution, read receipts. It also
+//! serves Agent Connect (`/agent-connect/requests`, `/token`, `/runtime-token`) for the apps
+//! registered with [`RelayConfig::connect_client`], the owner's approval scripted
+//! ([`Approval`]). Delivery is at
 //! least once: messages wait, per recipient, until acknowledged, and are replayed on reconnect.
 //!
 //! ```no_run
@@ -25,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod connect;
 mod error;
 mod http;
 mod server;
@@ -33,6 +37,10 @@ mod state;
 
 pub use config::{
     DEFAULT_MAX_BLOB_BYTES, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_ONE_TIME_PREKEYS, RelayConfig,
+};
+pub use connect::{
+    Approval, ConnectClient, ConnectTtls, DEFAULT_CODE_TTL, DEFAULT_REQUEST_TTL, DEFAULT_RUNTIME_TOKEN_TTL,
+    RecordedRequest,
 };
 pub use error::{ApiError, RelayError};
 pub use server::{BackgroundRelay, Relay, RelayHandle};

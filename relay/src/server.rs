@@ -2,7 +2,8 @@
 //! programs without one, on a runtime of its own ([`BackgroundRelay`]).
 
 use crate::config::RelayConfig;
-use crate::error::RelayError;
+use crate::connect::{ConnectClient, RecordedRequest};
+use crate::error::{ApiError, RelayError};
 use crate::state::{Party, State};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,11 +19,13 @@ pub(crate) struct Limits {
     pub(crate) max_one_time_prekeys: usize,
 }
 
-/// What every handler holds: the state and the limits.
+/// What every handler holds: the state, the limits, and the base URL it serves at.
 #[derive(Clone)]
 pub(crate) struct App {
     state: Arc<Mutex<State>>,
     pub(crate) limits: Limits,
+    /// `http://{addr}`, for the authorization URLs of Agent Connect.
+    pub(crate) base_url: Arc<str>,
 }
 
 impl App {
@@ -48,6 +51,12 @@ impl Relay {
         for (id, token) in &config.persons {
             state.add_person(id, token);
         }
+        state.connect.clients = config.connect_clients.clone().into_iter().collect();
+        state.connect.ttls = config.connect_ttls;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| RelayError::Bind { address: config.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| RelayError::Bind { address: config.listen, source })?;
         let app = App {
             state: Arc::new(Mutex::new(state)),
             limits: Limits {
@@ -56,11 +65,8 @@ impl Relay {
                 max_frame_bytes: config.max_frame_bytes,
                 max_one_time_prekeys: config.max_one_time_prekeys,
             },
+            base_url: format!("http://{addr}").into(),
         };
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| RelayError::Bind { address: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| RelayError::Bind { address: config.listen, source })?;
         let (stop, stopped) = oneshot::channel::<()>();
         let router = crate::http::router(app.clone());
         let server = tokio::spawn(async move {
@@ -156,6 +162,36 @@ impl RelayHandle {
     /// Every socket frame and blob body the relay received, in order: what crossed it.
     pub fn observed(&self) -> Vec<Vec<u8>> {
         self.app.lock().observed.clone()
+    }
+
+    /// Lets another app connect agents (Agent Connect).
+    pub fn add_connect_client(&self, client: ConnectClient) {
+        self.app.lock().connect.clients.insert(client.client_id.clone(), client);
+    }
+
+    /// The Agent Connect requests waiting for their owner's answer (with
+    /// [`crate::Approval::Manual`]), by id: the last path segment of their authorization URL.
+    pub fn pending_agent_connects(&self) -> Vec<String> {
+        self.app.lock().connect.pending()
+    }
+
+    /// The owner approves Agent Connect request `request_id`: returns where the app's user is
+    /// sent back, its redirect URI with `code` and `state`. A request unknown or expired is
+    /// [`ApiError::NotFound`]; one already answered, [`ApiError::Conflict`].
+    pub fn approve_agent_connect(&self, request_id: &str) -> Result<String, ApiError> {
+        self.app.lock().connect.approve(request_id)
+    }
+
+    /// The owner denies Agent Connect request `request_id`: returns the redirect URI with
+    /// `error=access_denied` and `state`.
+    pub fn deny_agent_connect(&self, request_id: &str) -> Result<String, ApiError> {
+        self.app.lock().connect.deny(request_id)
+    }
+
+    /// Every request made to an `/agent-connect/` route so far, as it arrived (headers and
+    /// body included: they hold secrets, for tests only).
+    pub fn connect_requests(&self) -> Vec<RecordedRequest> {
+        self.app.lock().connect.recorded.clone()
     }
 
     /// Stops accepting, closes every socket, and waits (briefly) for the server to finish.

@@ -11,6 +11,7 @@ use pacerelle_core::wire::{AckRead, agent::is_group_target};
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Instant;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -37,6 +38,8 @@ impl Party {
 #[derive(Default)]
 struct AgentRecord {
     token: String,
+    /// When the token stops being accepted (Agent Connect's runtime tokens); `None`: never.
+    token_expires_at: Option<Instant>,
     bundle: Option<PrekeyBundleBody>,
     one_time_prekeys: VecDeque<OneTimePrekey>,
 }
@@ -94,11 +97,21 @@ pub(crate) struct State {
     /// Every frame received on a socket and every blob body, in order, for tests that check
     /// what crossed the relay.
     pub(crate) observed: Vec<Vec<u8>>,
+    /// Agent Connect: apps, requests, codes, installations.
+    pub(crate) connect: crate::connect::ConnectState,
 }
 
 impl State {
     pub(crate) fn add_agent(&mut self, id: &str, token: &str) {
-        self.agents.entry(id.to_owned()).or_default().token = token.to_owned();
+        self.set_agent_token(id, token, None);
+    }
+
+    /// Gives agent `id` (created if new) `token`, accepted until `expires_at`; the previous
+    /// token is no longer accepted.
+    pub(crate) fn set_agent_token(&mut self, id: &str, token: &str, expires_at: Option<Instant>) {
+        let record = self.agents.entry(id.to_owned()).or_default();
+        record.token = token.to_owned();
+        record.token_expires_at = expires_at;
     }
 
     pub(crate) fn add_person(&mut self, id: &str, token: &str) {
@@ -107,7 +120,9 @@ impl State {
 
     /// The agent whose token this is.
     pub(crate) fn agent_by_token(&self, token: &str) -> Option<String> {
-        owner_of(self.agents.iter().map(|(id, record)| (id, &record.token)), token)
+        let now = Instant::now();
+        let live = self.agents.iter().filter(|(_, record)| record.token_expires_at.is_none_or(|at| at > now));
+        owner_of(live.map(|(id, record)| (id, &record.token)), token)
     }
 
     /// The person whose token this is.

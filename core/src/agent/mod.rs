@@ -275,6 +275,12 @@ pub enum Event {
         /// The relay's reason, when it gave one (never the token).
         reason: Option<String>,
     },
+    /// The prekey publication the app asked for ([`Agent::publish_prekey_bundle`]) was taken
+    /// by the relay.
+    PrekeysPublished {
+        /// The call [`Agent::publish_prekey_bundle`] returned.
+        request: RequestId,
+    },
     /// The relay refused the agent's prekeys in a way retrying cannot fix (a malformed body;
     /// a refused token is [`Event::Unauthorized`]); the agent stops ([`Output::Close`] follows).
     PublicationFailed {
@@ -294,7 +300,8 @@ impl Event {
             Event::Uploaded { request, .. }
             | Event::FileSent { request, .. }
             | Event::FileFailed { request, .. }
-            | Event::Downloaded { request, .. } => Some(*request),
+            | Event::Downloaded { request, .. }
+            | Event::PrekeysPublished { request } => Some(*request),
             _ => None,
         }
     }
@@ -384,6 +391,23 @@ pub enum InputError {
         /// Why.
         error: e2ee::InboundCryptoError,
     },
+}
+
+/// Why [`Agent::publish_prekey_bundle`] did not start a publication.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The agent runs without end-to-end encryption: it has no prekeys.
+    #[error("the agent runs without end-to-end encryption: it has no prekeys to publish")]
+    NotEncrypted,
+    /// The agent was not started: starting publishes its prekeys before the socket opens.
+    #[error("the agent has not started: starting it publishes its prekeys")]
+    NotStarted,
+    /// A publication is under way (at start, a refill, or an earlier request).
+    #[error("a prekey publication is already under way")]
+    InProgress,
+    /// No new prekeys can be made (their id space is used up).
+    #[error("no new prekeys can be made: {0}")]
+    Exhausted(String),
 }
 
 /// Why a message could not be sent.
@@ -514,6 +538,8 @@ pub struct Agent {
     group_fetches: groups::Fetches,
     /// Messages their handler accepted whose group sends wait for a key sync: accepted after.
     accept_after_sends: std::collections::BTreeSet<String>,
+    /// The request [`Agent::publish_prekey_bundle`] returned, while its publication runs.
+    requested_publication: Option<RequestId>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -565,6 +591,7 @@ impl Agent {
             connections: 0,
             group_fetches: Default::default(),
             accept_after_sends: Default::default(),
+            requested_publication: None,
         })
     }
 
@@ -633,6 +660,31 @@ impl Agent {
         if !self.publish_prekeys(reason) {
             self.open_socket();
         }
+    }
+
+    /// Publishes a new prekey bundle now, as the official SDK's `publish_prekey_bundle` does: a
+    /// new signed prekey, Kyber prekey and batch of one-time prekeys, their private halves
+    /// committed before the `PUT /agent/prekey-bundle` and `POST /agent/one-time-prekeys` that
+    /// follow, retried with backoff like every publication. [`Event::PrekeysPublished`] with the
+    /// returned request follows once the relay took both; a refusal retrying cannot fix ends
+    /// the agent as at start ([`Event::Unauthorized`], [`Event::PublicationFailed`]).
+    pub fn publish_prekey_bundle(&mut self) -> Result<RequestId, PublishError> {
+        if self.e2ee.is_none() {
+            return Err(PublishError::NotEncrypted);
+        }
+        // Before start, the publication's end would open the socket ahead of the runtime.
+        if matches!(self.connection.state(), crate::connection::ConnectionState::Idle) {
+            return Err(PublishError::NotStarted);
+        }
+        if self.publisher.as_ref().is_some_and(|publisher| !publisher.is_finished()) {
+            return Err(PublishError::InProgress);
+        }
+        if !self.publish_prekeys(Some(publish::MintReason::Requested)) {
+            return Err(PublishError::Exhausted("the prekey id space is used up".into()));
+        }
+        let request = self.request_id();
+        self.requested_publication = Some(request);
+        Ok(request)
     }
 
     /// Whether to make one-time prekeys now (see [`publish::mint_reason`]).
@@ -874,6 +926,9 @@ impl Agent {
                             self.commit(StoreChanges { e2ee, ..Default::default() });
                         }
                         if done {
+                            if let Some(request) = self.requested_publication.take() {
+                                self.outputs.push_back(Output::Event(Event::PrekeysPublished { request }));
+                            }
                             self.refill_or_schedule(now);
                         }
                     }

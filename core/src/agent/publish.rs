@@ -34,6 +34,8 @@ pub enum MintReason {
     Used,
     /// The last batch is older than [`REFILL_AFTER`].
     Refill,
+    /// The app asked for a publication (`Agent::publish_prekey_bundle`).
+    Requested,
 }
 
 impl MintReason {
@@ -44,6 +46,7 @@ impl MintReason {
             MintReason::Unconfirmed => "the last batch was never confirmed",
             MintReason::Used => "half of the newest batch is used",
             MintReason::Refill => "the last batch is old",
+            MintReason::Requested => "the app asked for a new bundle",
         }
     }
 }

@@ -46,7 +46,9 @@ use std::time::Duration;
 
 pub use pacerelle_core::agent::OutgoingMessage;
 pub use pacerelle_core::config::ClientConfig;
+pub use pacerelle_core::connect::{CodeExchange, ConnectApp, ConnectStart, InstallationToken, RuntimeToken};
 pub use pacerelle_core::{AgentMessage, Attachment, widget};
+pub use pacerelle_runtime_support::connect::AgentConnectError;
 pub use pacerelle_runtime_support::driver::{AgentHandle, PersonClientConfig};
 pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult};
 
@@ -55,6 +57,11 @@ pub type Client = driver::Client<AsyncStd>;
 
 /// A person connected to the development relay, on async-std.
 pub type PersonClient = driver::PersonClient<AsyncStd>;
+
+/// Agent Connect's calls (the official `begin_agent_connect`, `exchange_agent_connect_code`,
+/// `request_agent_runtime_token`), run on async-std's blocking pool. A runtime token it gets is handed
+/// to a running agent with [`AgentHandle::set_token`].
+pub type AgentConnect = driver::AgentConnect<AsyncStd>;
 
 /// async-std, as the driver needs it. Used through [`Client`] and [`PersonClient`].
 #[derive(Debug, Clone, Copy)]

@@ -12,7 +12,7 @@ use pacerelle_core::widget::{Widget, WidgetPatch};
 use pacerelle_core::wire::http::{HttpRequest, HttpResponse, RequestId};
 use pacerelle_core::{AgentMessage, Attachment, Rng, Timestamp};
 use pacerelle_runtime_support::state::{
-    AgentState, Effect, Waiter, downloaded, file_sent, log_identity_outcome, panicked, uploaded,
+    AgentState, Effect, Waiter, downloaded, file_sent, log_identity_outcome, panicked, prekeys_published, uploaded,
 };
 use pacerelle_runtime_support::{self as support, ClientError, HandlerResult, HttpExecutor};
 use std::collections::VecDeque;
@@ -251,6 +251,23 @@ impl AgentHandle {
     /// Downloads an attachment and decrypts it locally.
     pub fn download_attachment(&self, attachment: &Attachment) -> Result<Vec<u8>, ClientError> {
         downloaded(self.request(|agent| Ok((agent.download_attachment(attachment)?, ())))?.1)
+    }
+
+    /// Publishes a new prekey bundle (the official SDK's `publish_prekey_bundle`): a new signed
+    /// prekey, Kyber prekey and batch of 50 one-time prekeys, private halves stored first, then
+    /// put at the relay; blocks until the relay took them (transient failures are retried with
+    /// backoff, as at start). Call it from another thread than the one in `connect` (a handler
+    /// runs on that one, and would wait on itself). Refused without end-to-end encryption,
+    /// before `connect`, or while a publication is under way
+    /// ([`pacerelle_core::agent::PublishError`]). A refusal by the relay ends the agent as at
+    /// start (`connect` returns it); this then returns [`ClientError::Closed`].
+    pub fn publish_prekey_bundle(&self) -> Result<(), ClientError> {
+        prekeys_published(self.request(|agent| Ok((agent.publish_prekey_bundle()?, ())))?.1)
+    }
+
+    /// The agent's identity key (33 bytes), when it runs with end-to-end encryption.
+    pub fn identity_key(&self) -> Option<[u8; 33]> {
+        self.lock().state.agent().identity_key()
     }
 
     /// The verification code people compare with their app's, with end-to-end encryption.

@@ -35,5 +35,10 @@ mod agent;
 pub use agent::{AgentHandle, Client};
 pub use pacerelle_core::agent::OutgoingMessage;
 pub use pacerelle_core::config::ClientConfig;
+pub use pacerelle_core::connect::{CodeExchange, ConnectApp, ConnectStart, InstallationToken, RuntimeToken};
 pub use pacerelle_core::{AgentMessage, Attachment, widget};
+/// Agent Connect's calls (the official `begin_agent_connect`, `exchange_agent_connect_code`,
+/// `request_agent_runtime_token`), blocking. A runtime token it gets is handed to a running agent
+/// with [`AgentHandle::set_token`].
+pub use pacerelle_runtime_support::connect::{AgentConnect, AgentConnectError};
 pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult};

@@ -88,3 +88,24 @@ fn a_failed_handler_gets_the_message_again_after_a_drop_and_other_threads_can_se
     person_runtime.block_on(person.close());
     relay.shutdown();
 }
+
+/// Before `connect`, the app's publication is refused; the identity key is there already, and
+/// the verification code is its.
+#[test]
+fn publish_prekey_bundle_before_connect_is_refused_and_the_identity_key_is_read() {
+    let config = ClientConfig { e2ee: true, ..ClientConfig::new(AGENT, AGENT_TOKEN) };
+    let client = Client::in_memory(config).unwrap();
+    let handle = client.handle();
+    match handle.publish_prekey_bundle() {
+        Err(pacerelle_blocking::ClientError::Publish(pacerelle_core::agent::PublishError::NotStarted)) => {}
+        other => panic!("publish before connect gave {other:?}"),
+    }
+    let key = handle.identity_key().expect("an encrypted agent has an identity key");
+    assert_eq!(handle.verification_code(), Some(pacerelle_core::e2ee::bundle::verification_code(&key)));
+    let plain = Client::in_memory(ClientConfig::new(AGENT, AGENT_TOKEN)).unwrap();
+    assert_eq!(plain.handle().identity_key(), None);
+    match plain.handle().publish_prekey_bundle() {
+        Err(pacerelle_blocking::ClientError::Publish(pacerelle_core::agent::PublishError::NotEncrypted)) => {}
+        other => panic!("a plaintext agent's publish gave {other:?}"),
+    }
+}

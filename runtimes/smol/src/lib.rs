@@ -41,7 +41,9 @@ use std::time::Duration;
 
 pub use pacerelle_core::agent::OutgoingMessage;
 pub use pacerelle_core::config::ClientConfig;
+pub use pacerelle_core::connect::{CodeExchange, ConnectApp, ConnectStart, InstallationToken, RuntimeToken};
 pub use pacerelle_core::{AgentMessage, Attachment, widget};
+pub use pacerelle_runtime_support::connect::AgentConnectError;
 pub use pacerelle_runtime_support::driver::{AgentHandle, PersonClientConfig};
 pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult};
 
@@ -50,6 +52,11 @@ pub type Client = driver::Client<Smol>;
 
 /// A person connected to the development relay, on smol.
 pub type PersonClient = driver::PersonClient<Smol>;
+
+/// Agent Connect's calls (the official `begin_agent_connect`, `exchange_agent_connect_code`,
+/// `request_agent_runtime_token`), run on smol's blocking pool. A runtime token it gets is handed
+/// to a running agent with [`AgentHandle::set_token`].
+pub type AgentConnect = driver::AgentConnect<Smol>;
 
 /// smol, as the driver needs it. Used through [`Client`] and [`PersonClient`].
 #[derive(Debug, Clone, Copy)]

@@ -6,7 +6,9 @@ use crate::behaviour::{Behaviour, Report, act, act_blocking};
 use pacerelle_core::agent::AgentConfig;
 use pacerelle_core::agent::SafetyNumber;
 use pacerelle_core::config::ClientConfig;
+use pacerelle_core::connect::{CodeExchange, ConnectApp, ConnectStart, InstallationToken, RuntimeToken};
 use pacerelle_core::store::{DynAgentStore, MemoryStore, PeerId};
+use pacerelle_runtime_support::connect::AgentConnectError;
 use pacerelle_runtime_support::driver::{self, AgentHandle};
 use pacerelle_runtime_support::{ClientError, os_rng};
 use std::future::Future;
@@ -38,6 +40,81 @@ pub trait Harness {
     /// names (`store_root`) and the default core settings. The constructor's error when that
     /// store cannot be opened.
     fn start_new(config: ClientConfig, behaviour: Behaviour) -> Result<Running, ClientError>;
+
+    /// Agent Connect's calls against `base_url` on the runtime (its `AgentConnect`), each
+    /// blocking until answered. Call them outside any async context.
+    fn agent_connect(base_url: &str) -> Box<dyn ConnectCalls>;
+}
+
+/// Agent Connect's three calls, whatever the runtime, blocking until answered.
+pub trait ConnectCalls: Send {
+    /// `begin` of the runtime's `AgentConnect`.
+    fn begin(&self, connect_key: &str, app: &ConnectApp) -> Result<ConnectStart, AgentConnectError>;
+    /// `exchange_code`.
+    fn exchange_code(&self, exchange: &CodeExchange) -> Result<InstallationToken, AgentConnectError>;
+    /// `request_runtime_token`.
+    fn request_runtime_token(&self, installation_token: &str) -> Result<RuntimeToken, AgentConnectError>;
+}
+
+/// How a test thread waits for a future on one executor.
+trait Executor: Send + Sync + 'static {
+    fn block_on<F: Future>(future: F) -> F::Output;
+}
+
+/// A tokio runtime of its own for each call.
+struct TokioExecutor;
+impl Executor for TokioExecutor {
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime").block_on(future)
+    }
+}
+
+struct SmolExecutor;
+impl Executor for SmolExecutor {
+    fn block_on<F: Future>(future: F) -> F::Output {
+        smol::block_on(future)
+    }
+}
+
+struct AsyncStdExecutor;
+impl Executor for AsyncStdExecutor {
+    fn block_on<F: Future>(future: F) -> F::Output {
+        async_std::task::block_on(future)
+    }
+}
+
+/// An async runtime's `AgentConnect`, its futures driven by executor `E`.
+struct AsyncConnect<R, E> {
+    calls: driver::AgentConnect<R>,
+    executor: std::marker::PhantomData<fn() -> E>,
+}
+
+impl<R: driver::Runtime, E: Executor> ConnectCalls for AsyncConnect<R, E> {
+    fn begin(&self, connect_key: &str, app: &ConnectApp) -> Result<ConnectStart, AgentConnectError> {
+        E::block_on(self.calls.begin(connect_key, app))
+    }
+    fn exchange_code(&self, exchange: &CodeExchange) -> Result<InstallationToken, AgentConnectError> {
+        E::block_on(self.calls.exchange_code(exchange))
+    }
+    fn request_runtime_token(&self, installation_token: &str) -> Result<RuntimeToken, AgentConnectError> {
+        E::block_on(self.calls.request_runtime_token(installation_token))
+    }
+}
+
+fn async_connect<R: driver::Runtime, E: Executor>(base_url: &str) -> Box<dyn ConnectCalls> {
+    Box::new(AsyncConnect::<R, E> { calls: driver::AgentConnect::new(base_url), executor: std::marker::PhantomData })
+}
+
+impl ConnectCalls for pacerelle_blocking::AgentConnect {
+    fn begin(&self, connect_key: &str, app: &ConnectApp) -> Result<ConnectStart, AgentConnectError> {
+        pacerelle_blocking::AgentConnect::begin(self, connect_key, app)
+    }
+    fn exchange_code(&self, exchange: &CodeExchange) -> Result<InstallationToken, AgentConnectError> {
+        pacerelle_blocking::AgentConnect::exchange_code(self, exchange)
+    }
+    fn request_runtime_token(&self, installation_token: &str) -> Result<RuntimeToken, AgentConnectError> {
+        pacerelle_blocking::AgentConnect::request_runtime_token(self, installation_token)
+    }
 }
 
 /// What a case controls the running agent with: its handle's runtime-neutral part.
@@ -48,6 +125,8 @@ trait Control: Send + Sync {
     fn trust_identity(&self, peer: &PeerId) -> Result<SafetyNumber, ClientError>;
     fn set_token(&self, token: &str);
     fn send_text(&self, conversation_id: &str, to: &str, text: &str) -> Result<String, ClientError>;
+    fn publish_prekey_bundle(&self) -> Result<(), ClientError>;
+    fn identity_key(&self) -> Option<[u8; 33]>;
 }
 
 impl Control for AgentHandle {
@@ -71,6 +150,13 @@ impl Control for AgentHandle {
         // once, whatever executor polls it.
         smol::block_on(AgentHandle::send_text(self, conversation_id, to, text))
     }
+    fn publish_prekey_bundle(&self) -> Result<(), ClientError> {
+        // Waits for the relay's answers, which the agent's own executor (another thread) feeds.
+        smol::block_on(AgentHandle::publish_prekey_bundle(self))
+    }
+    fn identity_key(&self) -> Option<[u8; 33]> {
+        AgentHandle::identity_key(self)
+    }
 }
 
 impl Control for pacerelle_blocking::AgentHandle {
@@ -91,6 +177,12 @@ impl Control for pacerelle_blocking::AgentHandle {
     }
     fn send_text(&self, conversation_id: &str, to: &str, text: &str) -> Result<String, ClientError> {
         pacerelle_blocking::AgentHandle::send_text(self, conversation_id, to, text)
+    }
+    fn publish_prekey_bundle(&self) -> Result<(), ClientError> {
+        pacerelle_blocking::AgentHandle::publish_prekey_bundle(self)
+    }
+    fn identity_key(&self) -> Option<[u8; 33]> {
+        pacerelle_blocking::AgentHandle::identity_key(self)
     }
 }
 
@@ -146,6 +238,16 @@ impl Running {
     /// message's id.
     pub fn send_text(&self, conversation_id: &str, to: &str, text: &str) -> Result<String, ClientError> {
         self.control.send_text(conversation_id, to, text)
+    }
+
+    /// Publishes a new prekey bundle through the handle; blocks until the relay took it.
+    pub fn publish_prekey_bundle(&self) -> Result<(), ClientError> {
+        self.control.publish_prekey_bundle()
+    }
+
+    /// The agent's identity key, with end-to-end encryption.
+    pub fn identity_key(&self) -> Option<[u8; 33]> {
+        self.control.identity_key()
     }
 
     /// What `connect` returned, waiting at most `limit`; `None` if it did not return in time.
@@ -224,6 +326,10 @@ impl Harness for Tokio {
     fn start_new(config: ClientConfig, behaviour: Behaviour) -> Result<Running, ClientError> {
         Ok(serve_async(pacerelle_tokio::Client::new(config)?, behaviour, block_on_tokio))
     }
+
+    fn agent_connect(base_url: &str) -> Box<dyn ConnectCalls> {
+        async_connect::<pacerelle_tokio::Tokio, TokioExecutor>(base_url)
+    }
 }
 
 /// Drives `serving` on a multi-threaded tokio runtime of its own.
@@ -252,6 +358,10 @@ impl Harness for Smol {
     fn start_new(config: ClientConfig, behaviour: Behaviour) -> Result<Running, ClientError> {
         Ok(serve_async(pacerelle_smol::Client::new(config)?, behaviour, smol::block_on))
     }
+
+    fn agent_connect(base_url: &str) -> Box<dyn ConnectCalls> {
+        async_connect::<pacerelle_smol::Smol, SmolExecutor>(base_url)
+    }
 }
 
 /// async-std (its global executor).
@@ -272,6 +382,10 @@ impl Harness for AsyncStd {
 
     fn start_new(config: ClientConfig, behaviour: Behaviour) -> Result<Running, ClientError> {
         Ok(serve_async(pacerelle_async_std::Client::new(config)?, behaviour, async_std::task::block_on))
+    }
+
+    fn agent_connect(base_url: &str) -> Box<dyn ConnectCalls> {
+        async_connect::<pacerelle_async_std::AsyncStd, AsyncStdExecutor>(base_url)
     }
 }
 
@@ -294,6 +408,10 @@ impl Harness for Blocking {
 
     fn start_new(config: ClientConfig, behaviour: Behaviour) -> Result<Running, ClientError> {
         Ok(serve_blocking(pacerelle_blocking::Client::new(config)?, behaviour))
+    }
+
+    fn agent_connect(base_url: &str) -> Box<dyn ConnectCalls> {
+        Box::new(pacerelle_blocking::AgentConnect::new(base_url))
     }
 }
 

@@ -68,6 +68,10 @@
 //! - `prekeys_survive_restarts` (in [`prekeys`]): the encrypted agent is restarted 15 times over
 //!   one store against one relay; the restarts make no one-time prekeys, and people then start
 //!   sessions from the oldest ones the relay holds and converse;
+//! - `publish_prekey_bundle_on_demand` (in [`prekeys`]): the app publishes a new bundle through
+//!   the handle; the relay holds a second batch after the first, the identity key (read off the
+//!   handle, blocking one included) and its code stay, a person starts a session from the new
+//!   bundle and converses; a plaintext agent refuses with `PublishError::NotEncrypted`;
 //! - `restart_keeps_identity` (in [`durable`]): an encrypted agent made with the runtime's
 //!   `Client::new`, its store root in a temporary folder, is restarted: the same verification
 //!   code (its published key's) and the person's session goes on; a second `Client::new` on the
@@ -112,6 +116,11 @@
 //!   and saw only redacted entries;
 //! - `files_without_encryption_are_refused` (in [`files`]): without end-to-end encryption the
 //!   same uploads are refused with `SendError::FileReadableByRelay` and nothing is uploaded.
+//! - `agent_connect_installs_and_serves_with_runtime_tokens` (in [`agent_connect`]): the
+//!   runtime's `AgentConnect` starts a request at the development relay, the owner approves it,
+//!   the code is exchanged (and refused a second time), a runtime token is issued; the agent
+//!   serves its owner with it, then takes a second runtime token with `set_token` (the first is
+//!   no longer accepted) and answers again after a reconnection.
 //!
 //! Observability (issue 10, item 8) runs in a test binary of its own, `tests/observability.rs`
 //! (a process-wide metrics recorder and subscriber): on each runtime the counters, the spans and
@@ -123,6 +132,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent_connect;
 pub mod behaviour;
 pub mod cases;
 pub mod durable;
@@ -141,9 +151,9 @@ pub use behaviour::Behaviour;
 pub use harness::{Harness, Running};
 
 /// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`], [`prekeys`] or
-/// [`durable`], [`liveness`], [`lenient`], [`outbox`], [`groups`] or [`files`] (keep them in
-/// step).
-pub const CASES: [&str; 27] = [
+/// [`durable`], [`liveness`], [`lenient`], [`outbox`], [`groups`], [`files`] or
+/// [`agent_connect`] (keep them in step).
+pub const CASES: [&str; 29] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -162,6 +172,7 @@ pub const CASES: [&str; 27] = [
     "without_a_handler_messages_stay_pending",
     "store_failure_is_fail_stop",
     "prekeys_survive_restarts",
+    "publish_prekey_bundle_on_demand",
     "restart_keeps_identity",
     "configured_from_the_environment",
     "a_refused_token_ends_connect_and_a_new_one_is_used",
@@ -171,6 +182,7 @@ pub const CASES: [&str; 27] = [
     "an_encrypted_group_with_two_people",
     "several_attachments_with_a_thumbnail",
     "files_without_encryption_are_refused",
+    "agent_connect_installs_and_serves_with_runtime_tokens",
 ];
 
 /// One `#[test]` per case for the runtime `$harness` (a [`Harness`]).
@@ -201,7 +213,7 @@ macro_rules! behaviour_suite {
             without_a_handler_messages_stay_pending,
         );
         $crate::behaviour_suite!(@in fail_stop, $harness; store_failure_is_fail_stop);
-        $crate::behaviour_suite!(@in prekeys, $harness; prekeys_survive_restarts);
+        $crate::behaviour_suite!(@in prekeys, $harness; prekeys_survive_restarts, publish_prekey_bundle_on_demand);
         $crate::behaviour_suite!(@in durable, $harness; restart_keeps_identity, configured_from_the_environment);
         $crate::behaviour_suite!(@in liveness, $harness;
             a_refused_token_ends_connect_and_a_new_one_is_used,
@@ -214,6 +226,7 @@ macro_rules! behaviour_suite {
             several_attachments_with_a_thumbnail,
             files_without_encryption_are_refused,
         );
+        $crate::behaviour_suite!(@in agent_connect, $harness; agent_connect_installs_and_serves_with_runtime_tokens);
     };
     (@cases $harness:ty; $($case:ident),* $(,)?) => {
         $crate::behaviour_suite!(@in cases, $harness; $($case),*);

@@ -8,16 +8,20 @@
 //! bundle again, so the relay still holds exactly the first batch, and every key of it opens.
 //! (The core's tests cover restarts with time passing, replacing relays and the bounds:
 //! `core/src/agent/tests_prekeys.rs`.)
+//!
+//! `publish_prekey_bundle_on_demand`: the app's own publication through the handle (issue 12,
+//! item 4), and the identity key read off the handle.
 
 use crate::behaviour::Behaviour;
 use crate::harness::{Harness, Running};
 use crate::waiting::next_message as message;
-use pacerelle_core::agent::AgentConfig;
+use pacerelle_core::agent::{AgentConfig, PublishError};
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::connection::Backoff;
 use pacerelle_core::e2ee::bundle::ONE_TIME_PREKEYS;
 use pacerelle_core::store::{AgentSnapshot, AgentStore, MemoryStore, StoreChanges};
 use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
+use pacerelle_runtime_support::ClientError;
 use pacerelle_tokio::{PersonClient, PersonClientConfig};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -132,6 +136,72 @@ pub fn prekeys_survive_restarts<H: Harness>() {
         }
 
         close::<H>(agent).await;
+        relay.shutdown().await;
+    });
+}
+
+const PLAIN_AGENT: &str = "prekeys-plain-agent";
+const PLAIN_TOKEN: &str = "prekeys-plain-token";
+
+/// The app asks for a new prekey bundle through the handle (the official
+/// `publish_prekey_bundle`): a new batch of one-time prekeys reaches the relay after the first,
+/// the identity (and its code, read off the handle's identity key) stays, and a person then
+/// starts a session from the new bundle and converses. A plaintext agent refuses.
+pub fn publish_prekey_bundle_on_demand<H: Harness>() {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
+    runtime.block_on(async {
+        let name = H::NAME;
+        let (person, token) = PERSONS[0];
+        let config = RelayConfig::loopback_ephemeral()
+            .agent(AGENT, AGENT_TOKEN)
+            .agent(PLAIN_AGENT, PLAIN_TOKEN)
+            .person(person, token);
+        let relay = Relay::spawn(config).await.expect("the relay starts");
+        let behaviour = Behaviour::new();
+        let agent = start::<H>(&relay, &SharedStore::default(), &behaviour).await;
+        let first = relay.one_time_prekey_ids(AGENT);
+        assert_eq!(first.len(), ONE_TIME_PREKEYS, "{name}: the start's batch");
+        let identity = agent.identity_key().unwrap_or_else(|| panic!("{name}: an encrypted agent has an identity key"));
+        assert_eq!(
+            agent.verification_code(),
+            Some(pacerelle_core::e2ee::bundle::verification_code(&identity)),
+            "{name}: the code is the identity key's"
+        );
+
+        // The handle waits for the relay's answers, fed by the agent's own thread.
+        tokio::task::block_in_place(|| agent.publish_prekey_bundle())
+            .unwrap_or_else(|error| panic!("{name}: publish_prekey_bundle: {error}"));
+        let after = relay.one_time_prekey_ids(AGENT);
+        assert_eq!(after.len(), 2 * ONE_TIME_PREKEYS, "{name}: a new batch after the first");
+        assert_eq!(after[..ONE_TIME_PREKEYS], first[..], "{name}: the first batch still held, first");
+        assert!(after[ONE_TIME_PREKEYS..].iter().all(|id| !first.contains(id)), "{name}: new ids");
+        assert_eq!(agent.identity_key(), Some(identity), "{name}: the same identity");
+
+        let config = PersonClientConfig::new(person, token, relay.base_url()).encrypted();
+        let client = PersonClient::connect(config).await.expect("the person connects");
+        let conversation = client.create_conversation(&[AGENT], false).await.expect("a conversation");
+        let sent = client.send_text(&conversation, AGENT, "after the new bundle").expect("the person writes");
+        let reply = message(&client, "the reply after the new bundle").await;
+        assert_eq!(reply.text, "Received: after the new bundle", "{name}: read with the new bundle's keys");
+        assert_eq!(reply.reply_to_message_id.as_deref(), Some(sent.as_str()));
+        assert!(reply.encrypted, "{name}: the reply arrived in plaintext");
+        client.close().await;
+        close::<H>(agent).await;
+
+        let config = ClientConfig::new(PLAIN_AGENT, PLAIN_TOKEN).with_base_url(relay.base_url()).expect("a base URL");
+        let plain = H::start(config, AgentConfig::new(PLAIN_AGENT), Behaviour::new());
+        let deadline = Instant::now() + WAIT;
+        while !plain.is_connected() {
+            assert!(Instant::now() < deadline, "{name}: the plaintext agent did not connect");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(plain.identity_key().is_none(), "{name}: no identity without encryption");
+        match tokio::task::block_in_place(|| plain.publish_prekey_bundle()) {
+            Err(ClientError::Publish(PublishError::NotEncrypted)) => {}
+            other => panic!("{name}: a plaintext agent's publish_prekey_bundle gave {other:?}"),
+        }
+        close::<H>(plain).await;
         relay.shutdown().await;
     });
 }

@@ -1,18 +1,20 @@
 //! What every runtime adapter shares, so that each adapter only does what is specific to its
 //! executor: the agent's core with its store and the rules for carrying out its outputs
 //! ([`state`]), the async driver written once for every executor ([`driver`], feature `async`),
-//! the HTTP executor, the clock, OS randomness, and the common error type.
+//! the HTTP executor, Agent Connect's calls ([`connect`]), the clock, OS randomness, and the
+//! common error type.
 //!
 //! # Dependencies
 //! ureq (with rustls and ring, the project's one TLS stack) makes the few HTTP calls the
 //! protocol needs; async runtimes run it on their blocking pool, which costs a thread per call
 //! in flight and saves a second HTTP client and its dependency tree. tungstenite provides the
 //! WebSocket error type every adapter's client wraps. rand seeds the state machines from the
-//! operating system. With `async`, futures-util and futures-channel (executor-neutral) carry the
+//! operating system. zeroize wipes the bearer header of Agent Connect's calls. With `async`, futures-util and futures-channel (executor-neutral) carry the
 //! driver. With `sqlite`, the SQLite store ([`durable`]) that the clients' `Client::new` opens.
 
 #![forbid(unsafe_code)]
 
+pub mod connect;
 #[cfg(feature = "async")]
 pub mod driver;
 #[cfg(feature = "sqlite")]
@@ -206,6 +208,9 @@ pub enum ClientError {
         /// The relay's reason.
         message: String,
     },
+    /// A prekey publication the app asked for (`publish_prekey_bundle`) could not start.
+    #[error(transparent)]
+    Publish(#[from] pacerelle_core::agent::PublishError),
     /// A file could not be sent.
     #[error(transparent)]
     File(#[from] pacerelle_core::agent::FileError),

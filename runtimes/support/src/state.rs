@@ -369,6 +369,14 @@ pub fn file_sent(event: Event) -> Result<SentFile, ClientError> {
     }
 }
 
+/// The outcome of a prekey publication the app asked for, from the event that answered it.
+pub fn prekeys_published(event: Event) -> Result<(), ClientError> {
+    match event {
+        Event::PrekeysPublished { .. } => Ok(()),
+        other => Err(unexpected_answer(&other)),
+    }
+}
+
 /// The outcome of a download, from the event that answered it.
 pub fn downloaded(event: Event) -> Result<Vec<u8>, ClientError> {
     match event {

@@ -189,3 +189,15 @@ async fn a_refused_prekey_publication_stops_connect_with_the_reason() {
     }
     relay.shutdown().await;
 }
+
+/// Before `connect` (which publishes first), the app's publication is refused, not started.
+#[tokio::test]
+async fn publish_prekey_bundle_before_connect_is_refused() {
+    let config = ClientConfig { e2ee: true, ..ClientConfig::new(AGENT, AGENT_TOKEN) };
+    let client = Client::in_memory(config).unwrap();
+    match client.handle().publish_prekey_bundle().await {
+        Err(pacerelle_tokio::ClientError::Publish(pacerelle_core::agent::PublishError::NotStarted)) => {}
+        other => panic!("publish before connect gave {other:?}"),
+    }
+    assert!(client.handle().identity_key().is_some());
+}

@@ -9,7 +9,7 @@
 use super::{Control, Runtime, SocketEvent, socket_loop, write, written_out};
 use crate::state::{
     AgentState, Effect, Waiter, downloaded, file_sent, handler_span, log_identity_outcome, log_undeliverable, panicked,
-    uploaded,
+    prekeys_published, uploaded,
 };
 use crate::{ClientError, HandlerResult, HttpExecutor, now, os_rng};
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
@@ -282,6 +282,20 @@ impl AgentHandle {
     pub async fn download_attachment(&self, attachment: &Attachment) -> Result<Vec<u8>, ClientError> {
         let (_, event) = self.shared.request(|agent| Ok((agent.download_attachment(attachment)?, ()))).await?;
         downloaded(event)
+    }
+
+    /// Publishes a new prekey bundle (the official SDK's `publish_prekey_bundle`): a new signed
+    /// prekey, Kyber prekey and batch of 50 one-time prekeys, private halves stored first, then
+    /// put at the relay; returns once the relay took them (transient failures are retried with
+    /// backoff, as at start). The agent publishes by itself when it starts and when people used
+    /// its one-time prekeys; this is for an app that wants a fresh bundle now (after a restore,
+    /// say). Refused without end-to-end encryption, before `connect` (which publishes first),
+    /// or while a publication is under way ([`pacerelle_core::agent::PublishError`]). A refusal
+    /// by the relay ends the agent as at start (`connect` returns it); this then returns
+    /// [`ClientError::Closed`].
+    pub async fn publish_prekey_bundle(&self) -> Result<(), ClientError> {
+        let (_, event) = self.shared.request(|agent| Ok((agent.publish_prekey_bundle()?, ()))).await?;
+        prekeys_published(event)
     }
 
     /// The agent's identity key (33 bytes), when it runs with end-to-end encryption.

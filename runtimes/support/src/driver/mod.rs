@@ -61,9 +61,11 @@
 //! smol and async-std.
 
 mod agent;
+mod connect;
 mod person;
 
 pub use agent::{AgentHandle, Client};
+pub use connect::AgentConnect;
 pub use person::{PersonClient, PersonClientConfig};
 /// A WebSocket error.
 pub use tungstenite::Error as WsError;
