@@ -56,6 +56,7 @@ pub mod config;
 pub mod connection;
 pub mod e2ee;
 pub mod human;
+pub mod import;
 pub mod message;
 pub mod payload;
 pub mod pyjson;

@@ -20,7 +20,7 @@ use crate::Error;
 use crate::auth::Authenticator;
 use crate::erasure::{Decoder, Encoder};
 use crate::kdf;
-use crate::kem::{self, EncapsRand, KeySeed};
+use crate::kem::{self, EncapsRand, KeyPair, KeySeed};
 use crate::wire::Payload;
 
 /// MAC length appended to the header and to ct2.
@@ -37,13 +37,13 @@ pub(crate) enum Phase {
     /// Nothing sampled yet for this epoch.
     KeysUnsampled,
     /// Key pair sampled; sending header chunks.
-    KeysSampled { seed: KeySeed, header_out: Encoder },
+    KeysSampled { seed: KeyPair, header_out: Encoder },
     /// The peer has started sending ct1; sending key chunks and collecting ct1.
-    HeaderSent { seed: KeySeed, ek_out: Encoder, ct1_in: Decoder },
+    HeaderSent { seed: KeyPair, ek_out: Encoder, ct1_in: Decoder },
     /// ct1 complete; still sending key chunks (each one also acknowledges ct1).
-    Ct1Received { seed: KeySeed, ct1: Vec<u8>, ek_out: Encoder },
+    Ct1Received { seed: KeyPair, ct1: Vec<u8>, ek_out: Encoder },
     /// The peer has started sending ct2; acknowledging and collecting it.
-    EkSentCt1Received { seed: KeySeed, ct1: Vec<u8>, ct2_in: Decoder },
+    EkSentCt1Received { seed: KeyPair, ct1: Vec<u8>, ct2_in: Decoder },
 
     // Ciphertext sender.
     /// Collecting the header.
@@ -128,6 +128,7 @@ impl Braid {
             Phase::KeysUnsampled => {
                 let mut seed: KeySeed = Zeroizing::new([0u8; kem::KEYGEN_SEED_LEN]);
                 rng.fill_bytes(seed.as_mut_slice());
+                let seed = KeyPair::Seed(seed);
                 let (mut header, _) = kem::public_parts(&seed);
                 let mac = self.auth.mac_header(epoch, &header);
                 header.extend_from_slice(&mac);

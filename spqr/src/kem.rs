@@ -5,9 +5,11 @@
 //! alone and the small second part once the vector arrives. That is what lets the braid send
 //! both directions' pieces at the same time.
 //!
-//! Our state never stores libcrux's internal formats: a key pair is kept as its 64-byte seed
+//! Our own states never store libcrux's internal formats: a key pair is kept as its 64-byte seed
 //! and an encapsulation as its 32-byte randomness, both re-expanded deterministically when
-//! needed. Stored state bytes therefore never reach libcrux's parsers.
+//! needed. The one exception is a state imported from upstream's format, which keeps no seed:
+//! its key pair is the 2400-byte ML-KEM decapsulation key itself ([`KeyPair::Expanded`]),
+//! accepted only once its public half is checked to match the hash it carries.
 
 use libcrux_ml_kem::mlkem768::incremental;
 use zeroize::Zeroizing;
@@ -35,20 +37,54 @@ pub(crate) type EncapsRand = Zeroizing<[u8; ENCAPS_RAND_LEN]>;
 /// Bytes of libcrux's compressed key pair: dk | t | rho | H(ek) | z.
 const PAIR_LEN: usize = incremental::COMPRESSED_KEYPAIR_LEN;
 
-/// Expands `seed` into the compressed key pair, in memory that is wiped on drop.
-fn expand(seed: &KeySeed) -> Zeroizing<[u8; PAIR_LEN]> {
-    let mut pair = Zeroizing::new([0u8; PAIR_LEN]);
-    incremental::generate_key_pair_compressed(**seed, &mut pair);
-    pair
+/// A sampled key pair: the seed that generates it (ours), or the expanded pair itself (a state
+/// imported from upstream's format, which stores no seed).
+#[derive(Clone)]
+pub(crate) enum KeyPair {
+    /// The 64-byte generation seed.
+    Seed(KeySeed),
+    /// The 2400-byte decapsulation key (dk | t | rho | H(ek) | z), checked by
+    /// [`KeyPair::expanded`].
+    Expanded(Zeroizing<Vec<u8>>),
 }
 
-/// The public parts of the key pair generated from `seed`: (header, encapsulation key).
-pub(crate) fn public_parts(seed: &KeySeed) -> (Vec<u8>, Vec<u8>) {
-    let pair = expand(seed);
-    // The layout puts t right after dk, then the header (rho || H(ek)).
-    let ek = pair.get(EK_LEN..2 * EK_LEN).unwrap_or_default().to_vec();
-    let header = pair.get(2 * EK_LEN..2 * EK_LEN + HEADER_LEN).unwrap_or_default().to_vec();
+impl KeyPair {
+    /// An expanded pair, if `bytes` is one whose public half matches the hash it carries (the
+    /// check ML-KEM prescribes for a decapsulation key from elsewhere).
+    pub(crate) fn expanded(bytes: &[u8]) -> Option<KeyPair> {
+        if bytes.len() != PAIR_LEN {
+            return None;
+        }
+        let (header, ek) = split_public(bytes);
+        ek_matches_header(header, ek).then(|| KeyPair::Expanded(Zeroizing::new(bytes.to_vec())))
+    }
+
+    /// The pair's bytes, in memory that is wiped on drop.
+    fn pair(&self) -> Zeroizing<Vec<u8>> {
+        match self {
+            KeyPair::Seed(seed) => {
+                let mut pair = Zeroizing::new([0u8; PAIR_LEN]);
+                incremental::generate_key_pair_compressed(**seed, &mut pair);
+                Zeroizing::new(pair.to_vec())
+            }
+            KeyPair::Expanded(pair) => pair.clone(),
+        }
+    }
+}
+
+/// The (header, encapsulation key) slices of an expanded pair: the layout puts t right after
+/// dk, then the header (rho || H(ek)).
+fn split_public(pair: &[u8]) -> (&[u8], &[u8]) {
+    let ek = pair.get(EK_LEN..2 * EK_LEN).unwrap_or_default();
+    let header = pair.get(2 * EK_LEN..2 * EK_LEN + HEADER_LEN).unwrap_or_default();
     (header, ek)
+}
+
+/// The public parts of `keys`: (header, encapsulation key).
+pub(crate) fn public_parts(keys: &KeyPair) -> (Vec<u8>, Vec<u8>) {
+    let pair = keys.pair();
+    let (header, ek) = split_public(&pair);
+    (header.to_vec(), ek.to_vec())
 }
 
 /// First encapsulation step against `header`: (ct1, shared secret).
@@ -73,17 +109,33 @@ pub(crate) fn encapsulate2(header: &[u8], rand: &EncapsRand, ek: &[u8]) -> Resul
     Ok(incremental::encapsulate2(state, ek).value.to_vec())
 }
 
+/// Bytes of libcrux's encapsulation state (what upstream stores between ct1 and ct2).
+pub(crate) const ENCAPS_STATE_LEN: usize = incremental::encaps_state_len();
+
+/// The randomness an encapsulation state was made from: libcrux keeps it as the state's last
+/// 32 bytes (`r_as_ntt | error2 | randomness`), raw, so that ct2 can encode it.
+pub(crate) fn randomness_of_state(state: &[u8]) -> Option<EncapsRand> {
+    if state.len() != ENCAPS_STATE_LEN {
+        return None;
+    }
+    let tail = state.get(ENCAPS_STATE_LEN - ENCAPS_RAND_LEN..)?;
+    let mut rand = Zeroizing::new([0u8; ENCAPS_RAND_LEN]);
+    rand.copy_from_slice(tail);
+    Some(rand)
+}
+
 /// Whether `ek` is a well-formed encapsulation key matching `header`.
 pub(crate) fn ek_matches_header(header: &[u8], ek: &[u8]) -> bool {
     incremental::validate_pk_bytes(header, ek).is_ok()
 }
 
-/// Decapsulates (ct1, ct2) with the key pair generated from `seed`.
-pub(crate) fn decapsulate(seed: &KeySeed, ct1: &[u8], ct2: &[u8]) -> Result<Zeroizing<[u8; 32]>, Error> {
-    let pair = expand(seed);
+/// Decapsulates (ct1, ct2) with `keys`.
+pub(crate) fn decapsulate(keys: &KeyPair, ct1: &[u8], ct2: &[u8]) -> Result<Zeroizing<[u8; 32]>, Error> {
+    let pair = keys.pair();
+    let pair: &[u8; PAIR_LEN] = pair.as_slice().try_into().map_err(|_| Error::InconsistentState)?;
     let ct1 = incremental::Ciphertext1 { value: ct1.try_into().map_err(|_| Error::ErroneousDataReceived)? };
     let ct2 = incremental::Ciphertext2 { value: ct2.try_into().map_err(|_| Error::ErroneousDataReceived)? };
-    Ok(Zeroizing::new(incremental::decapsulate_compressed_key(&pair, &ct1, &ct2)))
+    Ok(Zeroizing::new(incremental::decapsulate_compressed_key(pair, &ct1, &ct2)))
 }
 
 #[cfg(test)]
@@ -98,10 +150,10 @@ mod tests {
 
     #[test]
     fn incremental_round_trip() {
-        let seed = Zeroizing::new([7u8; KEYGEN_SEED_LEN]);
+        let seed = KeyPair::Seed(Zeroizing::new([7u8; KEYGEN_SEED_LEN]));
         let (hdr, ek) = public_parts(&seed);
         // Our slicing of the compressed pair agrees with libcrux's own accessors.
-        let pair = incremental::KeyPairCompressedBytes::from_seed(*seed);
+        let pair = incremental::KeyPairCompressedBytes::from_seed([7u8; KEYGEN_SEED_LEN]);
         assert_eq!((&hdr[..], &ek[..]), (&pair.pk1()[..], &pair.pk2()[..]));
         assert!(ek_matches_header(&hdr, &ek));
         let mut other = ek.clone();
@@ -111,5 +163,28 @@ mod tests {
         let (ct1, ss1) = encapsulate1(&hdr, &rand).unwrap();
         let ct2 = encapsulate2(&hdr, &rand, &ek).unwrap();
         assert_eq!(*decapsulate(&seed, &ct1, &ct2).unwrap(), *ss1);
+
+        // The same pair, expanded, decapsulates alike; a pair whose public half was altered
+        // is refused.
+        let expanded = KeyPair::expanded(pair.sk()).expect("a genuine pair");
+        assert_eq!(public_parts(&expanded), (hdr.clone(), ek.clone()));
+        assert_eq!(*decapsulate(&expanded, &ct1, &ct2).unwrap(), *ss1);
+        let mut altered = pair.sk().to_vec();
+        altered[EK_LEN] ^= 1;
+        assert!(KeyPair::expanded(&altered).is_none());
+        assert!(KeyPair::expanded(&altered[1..]).is_none());
+    }
+
+    #[test]
+    fn an_encapsulation_state_ends_with_its_randomness() {
+        // Upstream stores libcrux's encapsulation state, we store the randomness: importing
+        // relies on the state's last 32 bytes being that randomness.
+        let (hdr, _) = public_parts(&KeyPair::Seed(Zeroizing::new([3u8; KEYGEN_SEED_LEN])));
+        let rand = [11u8; ENCAPS_RAND_LEN];
+        let mut state = vec![0u8; ENCAPS_STATE_LEN];
+        let mut ss = [0u8; 32];
+        incremental::encapsulate1(&hdr, rand, &mut state, &mut ss).unwrap();
+        assert_eq!(randomness_of_state(&state), Some(Zeroizing::new(rand)));
+        assert_eq!(randomness_of_state(&state[1..]), None);
     }
 }
