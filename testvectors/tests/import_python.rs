@@ -211,3 +211,242 @@ fn an_initiators_sessions_continue_before_and_after_the_first_reply() {
         }
     }
 }
+
+mod official_agent {
+    //! The whole official Python agent: it converses with two people (whose Signal is the
+    //! official runtime) in three conversations, stops; our agent imports its store and
+    //! continues each conversation.
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use pacerelle_conformance::peers::runtime;
+    use pacerelle_core::config::ClientConfig;
+    use pacerelle_core::e2ee::bundle::verification_code;
+    use pacerelle_core::e2ee::session::SessionRecord;
+    use pacerelle_core::human::PersonEvent;
+    use pacerelle_core::store::AgentStore as _;
+    use pacerelle_official_runtime::backend::RuntimeBackend;
+    use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
+    use pacerelle_store_sqlite::{SqliteStore, import_python};
+    use pacerelle_tokio::{Client, PersonClient, PersonClientConfig};
+    use rand::SeedableRng as _;
+    use std::collections::BTreeMap;
+    use std::io::{BufRead as _, BufReader};
+    use std::path::Path;
+    use std::process::{Child, Stdio};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    const AGENT: &str = "py-agent";
+    const AGENT_TOKEN: &str = "py-agent-token";
+    const WAIT: Duration = Duration::from_secs(20);
+
+    /// The official agent as a child process, killed (by its own pid) when dropped; its output
+    /// lines are kept read (a closed pipe would end it at its next line).
+    struct OfficialAgent {
+        child: Child,
+        _lines: mpsc::Receiver<String>,
+    }
+
+    /// One device of a person whose Signal is the official runtime, in a conversation with the
+    /// agent.
+    struct Person {
+        client: PersonClient,
+        conversation: String,
+        name: &'static str,
+        /// Ids of messages sent and not yet acknowledged by the agent (its READ receipt).
+        unread: Vec<String>,
+    }
+
+    impl OfficialAgent {
+        fn start(base_url: &str, store_root: &Path) -> Self {
+            let script = pacerelle_conformance::vectors_dir().join("oracle").join("official_agent.py");
+            let mut child = pacerelle_conformance::python()
+                .arg(script)
+                .args(["--base-url", base_url, "--agent-id", AGENT, "--token", AGENT_TOKEN])
+                .args(["--deadline-seconds", "300", "--e2ee", "--store-root"])
+                .arg(store_root)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("python3 runs the official agent");
+            let stdout = child.stdout.take().expect("piped stdout");
+            let (sender, lines) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if sender.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            let ready = lines.recv_timeout(Duration::from_secs(60)).expect("the official agent starts");
+            let agent = OfficialAgent { child, _lines: lines };
+            assert_eq!(ready, "READY", "the official agent's first line");
+            agent
+        }
+    }
+
+    impl Drop for OfficialAgent {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Person {
+        /// Says `text` and waits for the agent's answer, which must be encrypted, read by the
+        /// person's runtime and linked to it.
+        async fn exchange(&mut self, text: &str) {
+            let id = self.client.send_text(&self.conversation, AGENT, text).unwrap();
+            self.unread.push(id.clone());
+            loop {
+                match self
+                    .client
+                    .next_event(WAIT)
+                    .await
+                    .unwrap_or_else(|_| panic!("{}: no answer to {text:?}", self.name))
+                {
+                    PersonEvent::Message(reply) => {
+                        assert!(reply.encrypted, "{}: the answer was encrypted", self.name);
+                        assert_eq!(reply.text, format!("Received: {text}"), "{}", self.name);
+                        assert_eq!(reply.reply_to_message_id.as_deref(), Some(id.as_str()));
+                        return;
+                    }
+                    PersonEvent::Read(receipt) => self.unread.retain(|unread| *unread != receipt.message_id),
+                    other => panic!("{}: unexpected {other:?}", self.name),
+                }
+            }
+        }
+
+        /// Waits until the agent acknowledged every message (after saving its state).
+        async fn all_read(&mut self) {
+            while !self.unread.is_empty() {
+                match self.client.next_event(WAIT).await.expect("a read receipt") {
+                    PersonEvent::Read(receipt) => self.unread.retain(|unread| *unread != receipt.message_id),
+                    other => panic!("{}: unexpected {other:?}", self.name),
+                }
+            }
+        }
+    }
+
+    /// A person's device on the official runtime, in a new conversation with the agent.
+    async fn person(relay: &RelayHandle, name: &'static str, device: &str, seed: u64) -> Person {
+        let rng = &mut rand::rngs::StdRng::seed_from_u64(seed);
+        let local = format!("human:{name}:{device}");
+        let (backend, _) = RuntimeBackend::load_or_create(&runtime(), &local, &Default::default(), rng).unwrap();
+        let config =
+            PersonClientConfig::new(name, format!("{name}-token"), relay.base_url()).device(device).encrypted();
+        let rng = Box::new(rand::rngs::StdRng::seed_from_u64(seed + 1));
+        let client = PersonClient::connect_with_backend(config, rng, Box::new(backend)).await.unwrap();
+        let conversation = client.create_conversation(&[AGENT], false).await.unwrap();
+        Person { client, conversation, name, unread: Vec::new() }
+    }
+
+    /// The SPQR epoch of each session stored at `path` (the store must not be open).
+    fn spqr_epochs(path: &Path) -> BTreeMap<String, u64> {
+        let snapshot = SqliteStore::open(path).unwrap().load().unwrap();
+        snapshot
+            .e2ee
+            .sessions
+            .iter()
+            .map(|(name, bytes)| {
+                let record = SessionRecord::from_bytes(bytes.expose()).unwrap();
+                (name.clone(), record.current().unwrap().pq().epoch())
+            })
+            .collect()
+    }
+
+    /// The verification code of the identity the agent publishes (what a person's app shows).
+    async fn published_code(relay: &RelayHandle) -> String {
+        let client =
+            PersonClient::connect(PersonClientConfig::new("carol", "carol-token", relay.base_url())).await.unwrap();
+        let bundle = client.fetch_bundle(AGENT).await.unwrap();
+        client.close().await;
+        verification_code(&STANDARD.decode(bundle.bundle.identity_key).unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn official_agent_conversations_continue_on_our_agent() {
+        pacerelle_conformance::oracle_dir();
+        let root = std::env::temp_dir().join(format!("pacerelle-import-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let config = RelayConfig::loopback_ephemeral()
+            .agent(AGENT, AGENT_TOKEN)
+            .person("alice", "alice-token")
+            .person("bob", "bob-token")
+            .person("carol", "carol-token");
+        let relay = Relay::spawn(config).await.unwrap();
+
+        // The official agent converses: Alice from her phone (long enough for SPQR epochs to
+        // turn) and her tablet, each in its own conversation, Bob from his laptop.
+        let (base_url, official_root) = (relay.base_url(), root.clone());
+        let official =
+            tokio::task::spawn_blocking(move || OfficialAgent::start(&base_url, &official_root)).await.unwrap();
+        let official_code = published_code(&relay).await;
+        let mut people = vec![
+            person(&relay, "alice", "phone", 1).await,
+            person(&relay, "alice", "tablet", 3).await,
+            person(&relay, "bob", "laptop", 5).await,
+        ];
+        for (person, messages) in people.iter_mut().zip([60, 3, 12]) {
+            for i in 0..messages {
+                person.exchange(&format!("to the official agent {i}")).await;
+            }
+            person.all_read().await;
+        }
+        // It stops (once it has saved its state and acknowledged every message).
+        drop(official);
+
+        // Ours imports its store and takes over.
+        let target = root.join(AGENT).join(pacerelle_store_sqlite::FILE_NAME);
+        let report = import_python(&root, AGENT, &target).unwrap();
+        assert_eq!(report.verification_code, official_code, "the same identity");
+        assert_eq!(report.sessions.len(), 3, "{report:?}");
+        assert!(report.sessions_not_imported.is_empty(), "{report:?}");
+        assert_eq!(report.peer_identities, 3);
+        assert_eq!(report.receipts, 75, "every message handled, so none is handled again");
+        let epochs_at_import = spqr_epochs(&target);
+        assert!(
+            epochs_at_import.values().any(|epoch| *epoch >= 2),
+            "SPQR turned before the import: {epochs_at_import:?}"
+        );
+        let config = ClientConfig {
+            e2ee: true,
+            ..ClientConfig::new(AGENT, AGENT_TOKEN).with_base_url(relay.base_url()).unwrap()
+        };
+        let mut client = Client::with_store(config, SqliteStore::open(&target).unwrap()).unwrap();
+        client.on_message(|message, agent| async move {
+            agent.reply(&message, format!("Received: {}", message.text)).await?;
+            Ok(())
+        });
+        let handle = client.handle();
+        let running = tokio::spawn(client.connect());
+        assert_eq!(handle.verification_code().as_deref(), Some(official_code.as_str()));
+
+        // Each conversation goes on: the people's next messages decrypt here, our answers on
+        // their runtime, across further SPQR epochs in Alice's long one.
+        for (person, messages) in people.iter_mut().zip([60, 3, 5]) {
+            for i in 0..messages {
+                person.exchange(&format!("to our agent {i}")).await;
+            }
+            person.all_read().await;
+            assert!(person.client.take_refused().is_empty(), "{}: nothing refused", person.name);
+        }
+        assert_eq!(published_code(&relay).await, official_code, "our agent publishes the same identity");
+
+        handle.close();
+        running.await.unwrap().unwrap();
+        drop(handle);
+        let epochs_after = spqr_epochs(&target);
+        let long = epochs_at_import.iter().max_by_key(|(_, epoch)| **epoch).map(|(name, _)| name.clone()).unwrap();
+        assert!(
+            epochs_after[&long] > epochs_at_import[&long],
+            "SPQR went on turning in {long} on our side: {epochs_at_import:?} then {epochs_after:?}"
+        );
+        for person in people {
+            person.client.close().await;
+        }
+        relay.shutdown().await;
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
