@@ -124,6 +124,78 @@ pub(crate) fn randomness_of_state(state: &[u8]) -> Option<EncapsRand> {
     Some(rand)
 }
 
+/// An encapsulation between its two steps: the randomness it was made from and the header it
+/// was made for (ours), or libcrux's state itself (a state imported from upstream's format in a
+/// phase where upstream kept no header, see `persist::upstream`).
+#[derive(Clone)]
+pub(crate) enum Encapsulation {
+    /// Rebuilt from the header and the randomness when needed.
+    Rand {
+        /// The encapsulation key header.
+        header: Vec<u8>,
+        /// The randomness.
+        rand: EncapsRand,
+    },
+    /// libcrux's [`ENCAPS_STATE_LEN`]-byte state, as [`normalized_state`] accepts it.
+    State(Zeroizing<Vec<u8>>),
+}
+
+impl Encapsulation {
+    /// The second ciphertext part, for the encapsulation key `ek`.
+    pub(crate) fn ct2(&self, ek: &[u8]) -> Result<Vec<u8>, Error> {
+        match self {
+            Encapsulation::Rand { header, rand } => encapsulate2(header, rand, ek),
+            Encapsulation::State(state) => {
+                let state: &[u8; ENCAPS_STATE_LEN] =
+                    state.as_slice().try_into().map_err(|_| Error::InconsistentState)?;
+                let ek: &[u8; EK_LEN] = ek.try_into().map_err(|_| Error::ErroneousDataReceived)?;
+                Ok(incremental::encapsulate2(state, ek).value.to_vec())
+            }
+        }
+    }
+}
+
+/// Where libcrux's encapsulation state keeps `error2` (after the 3 × 256 two-byte
+/// coefficients of `r`), and where its randomness starts.
+const ERROR2: core::ops::Range<usize> = 1536..ENCAPS_STATE_LEN - ENCAPS_RAND_LEN;
+
+/// Whether every `error2` coefficient of `state` (little-endian i16) is one ML-KEM-768 can
+/// sample (η2 = 2: from -2 to 2).
+fn error2_in_range(state: &[u8]) -> bool {
+    state.get(ERROR2).is_some_and(|error2| {
+        error2.chunks_exact(2).all(|pair| (-2..=2).contains(&i16::from_le_bytes([pair[0], pair[1]])))
+    })
+}
+
+/// An encapsulation state from elsewhere (upstream's stored state), in the encoding this
+/// libcrux reads, or `None` if it is not one. Some libcrux versions wrote its coefficients
+/// big-endian (libcrux issue 1275, which upstream corrects the same way): a state whose
+/// `error2` is out of range little-endian is read with every coefficient's bytes swapped, and
+/// refused if that is out of range too.
+pub(crate) fn normalized_state(state: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    if state.len() != ENCAPS_STATE_LEN {
+        return None;
+    }
+    let mut state = Zeroizing::new(state.to_vec());
+    if !error2_in_range(&state) {
+        for pair in state.get_mut(..ERROR2.end)?.chunks_exact_mut(2) {
+            pair.swap(0, 1);
+        }
+    }
+    error2_in_range(&state).then_some(state)
+}
+
+/// Whether `ek` (an encapsulation key vector) is 768 twelve-bit coefficients each below the
+/// ML-KEM modulus, the check a key from elsewhere gets when no header comes with it.
+pub(crate) fn ek_well_formed(ek: &[u8]) -> bool {
+    const Q: u16 = 3329;
+    ek.len() == EK_LEN
+        && ek.chunks_exact(3).all(|bytes| {
+            let (b0, b1, b2) = (u16::from(bytes[0]), u16::from(bytes[1]), u16::from(bytes[2]));
+            (b0 | (b1 & 0x0f) << 8) < Q && (b1 >> 4 | b2 << 4) < Q
+        })
+}
+
 /// Whether `ek` is a well-formed encapsulation key matching `header`.
 pub(crate) fn ek_matches_header(header: &[u8], ek: &[u8]) -> bool {
     incremental::validate_pk_bytes(header, ek).is_ok()
@@ -173,6 +245,38 @@ mod tests {
         altered[EK_LEN] ^= 1;
         assert!(KeyPair::expanded(&altered).is_none());
         assert!(KeyPair::expanded(&altered[1..]).is_none());
+    }
+
+    #[test]
+    fn an_encapsulation_state_gives_the_same_ct2_as_its_randomness_in_either_byte_order() {
+        let seed = KeyPair::Seed(Zeroizing::new([5u8; KEYGEN_SEED_LEN]));
+        let (hdr, ek) = public_parts(&seed);
+        let rand = [13u8; ENCAPS_RAND_LEN];
+        let mut state = vec![0u8; ENCAPS_STATE_LEN];
+        let mut ss = [0u8; 32];
+        let ct1 = incremental::encapsulate1(&hdr, rand, &mut state, &mut ss).unwrap().value.to_vec();
+        let from_rand = Encapsulation::Rand { header: hdr.clone(), rand: Zeroizing::new(rand) }.ct2(&ek).unwrap();
+        let from_state = Encapsulation::State(normalized_state(&state).unwrap()).ct2(&ek).unwrap();
+        assert_eq!(from_state, from_rand);
+        assert_eq!(*decapsulate(&seed, &ct1, &from_state).unwrap(), ss);
+
+        // The same state written big-endian is read back; garbage is refused.
+        let mut swapped = state.clone();
+        for pair in swapped[..ERROR2.end].chunks_exact_mut(2) {
+            pair.swap(0, 1);
+        }
+        assert_ne!(swapped, state, "error2 has nonzero coefficients");
+        assert_eq!(normalized_state(&swapped).as_deref(), Some(&state));
+        let mut garbage = state.clone();
+        garbage[ERROR2.start..ERROR2.start + 2].copy_from_slice(&0x0303i16.to_le_bytes());
+        assert_eq!(normalized_state(&garbage), None);
+        assert_eq!(normalized_state(&state[1..]), None);
+
+        assert!(ek_well_formed(&ek));
+        let mut out_of_range = ek.clone();
+        out_of_range[..2].copy_from_slice(&[0xff, 0x0f]);
+        assert!(!ek_well_formed(&out_of_range));
+        assert!(!ek_well_formed(&ek[1..]));
     }
 
     #[test]

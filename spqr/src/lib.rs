@@ -238,10 +238,6 @@ pub enum Error {
     /// Parts of the state disagree with each other (corrupt state).
     #[error("inconsistent state")]
     InconsistentState,
-    /// A state in upstream's format is in a phase this crate cannot carry over (see
-    /// [`State::from_upstream`]); the phase is named.
-    #[error("upstream state in phase {0} cannot be carried over")]
-    UnsupportedUpstreamPhase(&'static str),
     /// Stored state bytes hold more than any state we write can (ours, not upstream's): the
     /// named part is over its limit, so it is refused before anything is allocated for it.
     #[error("stored state over its limit: {0}")]
@@ -552,8 +548,7 @@ impl State {
     /// libsignal keeps it in a session record), with `chain_params` for its chains: how a session
     /// of the official runtime comes over. Everything is checked as [`State::from_bytes`] checks
     /// our own states, and what upstream keeps in another form is checked against what it
-    /// derives from. One phase cannot come over ([`Error::UnsupportedUpstreamPhase`]): the
-    /// module `persist::upstream` says which and why.
+    /// derives from (the module `persist::upstream` says what and how).
     pub fn from_upstream(bytes: &[u8], chain_params: ChainParams) -> Result<State, Error> {
         persist::upstream_decode(bytes, chain_params)
     }

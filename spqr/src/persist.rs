@@ -15,7 +15,7 @@ use crate::auth::Authenticator;
 use crate::braid::{Braid, CT2_PAYLOAD_LEN, HEADER_PAYLOAD_LEN, Phase};
 use crate::chain::{Chain, HalfChain, Key, Link};
 use crate::erasure::{Decoder, Encoder};
-use crate::kem::{self, KeyPair};
+use crate::kem::{self, Encapsulation, KeyPair};
 use crate::{ChainParams, Direction, Error, Negotiation, State, V1State, Version};
 
 mod upstream;
@@ -126,6 +126,10 @@ struct BraidPb {
     /// An expanded key pair, in place of `key_seed` (a state imported from upstream's format).
     #[prost(bytes = "vec", tag = "12")]
     key_pair: Vec<u8>,
+    /// libcrux's encapsulation state, in place of `header` and `encaps_rand` (a state imported
+    /// from upstream's format in phase 9).
+    #[prost(bytes = "vec", tag = "13")]
+    encaps_state: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Zeroize)]
@@ -289,10 +293,15 @@ fn braid_pb(b: &Braid) -> BraidPb {
             pb.sending = encoder_pb(ct1_out);
             pb.receiving = decoder_pb(ek_in);
         }
-        Phase::EkReceivedCt1Sampled { header, rand, ek, ct1_out } => {
+        Phase::EkReceivedCt1Sampled { encaps, ek, ct1_out } => {
             pb.phase = 9;
-            pb.header = header.clone();
-            pb.encaps_rand = rand.to_vec();
+            match encaps {
+                Encapsulation::Rand { header, rand } => {
+                    pb.header = header.clone();
+                    pb.encaps_rand = rand.to_vec();
+                }
+                Encapsulation::State(state) => pb.encaps_state = state.to_vec(),
+            }
             pb.ek = ek.clone();
             pb.sending = encoder_pb(ct1_out);
         }
@@ -476,13 +485,22 @@ fn braid_from(pb: &BraidPb) -> Result<Braid, Error> {
             ek_in: receiving(kem::EK_LEN)?,
         },
         9 => {
-            let header = header()?;
             let ek = exact_vec(&pb.ek, kem::EK_LEN)?;
-            // The key goes to libcrux unchecked later; check it now as it was checked on receipt.
-            if !kem::ek_matches_header(&header, &ek) {
-                return Err(Error::StateDecode);
-            }
-            Phase::EkReceivedCt1Sampled { header, rand: rand()?, ek, ct1_out: sending(kem::CT1_LEN)? }
+            // The key goes to libcrux unchecked later; check it now as it was checked on
+            // receipt (without a header, as far as the key alone can be).
+            let encaps = if pb.encaps_state.is_empty() {
+                let header = header()?;
+                if !kem::ek_matches_header(&header, &ek) {
+                    return Err(Error::StateDecode);
+                }
+                Encapsulation::Rand { header, rand: rand()? }
+            } else {
+                if !pb.header.is_empty() || !pb.encaps_rand.is_empty() || !kem::ek_well_formed(&ek) {
+                    return Err(Error::StateDecode);
+                }
+                Encapsulation::State(kem::normalized_state(&pb.encaps_state).ok_or(Error::StateDecode)?)
+            };
+            Phase::EkReceivedCt1Sampled { encaps, ek, ct1_out: sending(kem::CT1_LEN)? }
         }
         10 => Phase::Ct1Acknowledged { header: header()?, rand: rand()?, ct1: ct1()?, ek_in: receiving(kem::EK_LEN)? },
         11 => Phase::Ct2Sampled { ct2_out: sending(CT2_PAYLOAD_LEN)? },

@@ -11,13 +11,10 @@
 //! - [`signal`]: libsignal's records inside it, mapped onto our keys and sessions; the SPQR state
 //!   of each session goes through `pacerelle_spqr::State::from_upstream`.
 //!
-//! What does not come over, and why (each is counted or named in the [`ImportReport`]):
-//! - a session whose SPQR state is in upstream's phase `EkReceivedCt1Sampled`: upstream keeps
-//!   libcrux's encapsulation state there but not the key header it was made for, and this SDK
-//!   rebuilds encapsulations from header and randomness (`pacerelle_spqr`'s
-//!   `persist::upstream` docs). Such a session is left out and named in
-//!   [`ImportReport::sessions_not_imported`]; the person's next PreKey message, or a new
-//!   session from them, starts over;
+//! Every session comes over, whatever phase its SPQR state stands in; a session that does not
+//! decode (a damaged record) is left out and named in [`ImportReport::sessions_not_imported`],
+//! the rest still coming over. What else does not come over, and why (each is counted in the
+//! [`ImportReport`]):
 //! - the runtime's record of which base keys used which Kyber prekey (libsignal refuses a
 //!   second session from the same one): this SDK refuses such a replay by its own index of base
 //!   keys, built from the sessions it holds, so the record has no counterpart; counted in

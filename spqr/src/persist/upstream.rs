@@ -8,19 +8,21 @@
 //! - a sampled key pair is upstream's 2400-byte decapsulation key, where we keep a seed: it is
 //!   kept as such ([`KeyPair::Expanded`]) once its public half matches its hash, and, where
 //!   upstream also stored the encapsulation key, once that matches too;
-//! - an encapsulation is libcrux's 2080-byte state, where we keep the 32 bytes of randomness:
-//!   the randomness is the state's last 32 bytes, and it is accepted only if encapsulating
-//!   again with it gives the ct1 upstream stored;
+//! - an encapsulation is libcrux's 2080-byte state, where we keep the 32 bytes of randomness
+//!   and the key header: the randomness is the state's last 32 bytes, and it is accepted only
+//!   if encapsulating again with it gives the ct1 upstream stored. In one phase,
+//!   `EkReceivedCt1Sampled` (the ciphertext sender holding the whole encapsulation key while
+//!   the peer has not acknowledged ct1), upstream keeps no header (and the header's seed, rho,
+//!   is in neither the state nor the key), so ct1 cannot be rebuilt: the state itself is kept
+//!   (`kem::Encapsulation::State`), accepted when its `error2` coefficients are in ML-KEM's
+//!   range (in either byte order: some libcrux versions wrote them big-endian) and the key's
+//!   coefficients below the modulus. It gives ct2 exactly as upstream would have;
 //! - an encoder that has interpolated is stored as polynomials, where we keep the payload: the
 //!   payload is what they evaluate to;
 //! - the chains' limits are ours (the caller's), not upstream's, and skipped keys beyond them
 //!   are dropped, oldest first.
 //!
-//! One phase cannot be carried over: `EkReceivedCt1Sampled` (upstream's phase 9, the
-//! ciphertext sender holding the whole encapsulation key while the peer has not yet
-//! acknowledged ct1). Upstream keeps only libcrux's encapsulation state and the key there, not
-//! the key's header, and we rebuild an encapsulation from header and randomness; the header's
-//! seed (rho) is in neither. It is refused with [`Error::UnsupportedUpstreamPhase`].
+//! Every phase comes over.
 
 use prost::Message as _;
 use zeroize::{Zeroize, Zeroizing};
@@ -302,7 +304,16 @@ fn braid(v1: &UpstreamV1Pb) -> Result<BraidPb, Error> {
             pb.sending = Some(sending);
             pb.receiving = Some(decoder(f3, kem::EK_LEN)?);
         }
-        9 => return Err(Error::UnsupportedUpstreamPhase("EkReceivedCt1Sampled")),
+        9 => {
+            let sending = encoder(f2, kem::CT1_LEN)?;
+            if sending.payload != uc.f5 {
+                return Err(Error::InconsistentState);
+            }
+            // No header here: the state itself is kept (checked by `super::braid_from`).
+            pb.encaps_state = uc.f3.clone();
+            pb.ek = uc.f4.clone();
+            pb.sending = Some(sending);
+        }
         10 => {
             pb.header = uc.f3.clone();
             pb.encaps_rand = encapsulation(&uc.f3, &uc.f4, &uc.f5)?;
