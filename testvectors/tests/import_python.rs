@@ -217,7 +217,7 @@ mod official_agent {
     use pacerelle_core::store::AgentStore as _;
     use pacerelle_official_runtime::backend::RuntimeBackend;
     use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
-    use pacerelle_store_sqlite::{SqliteStore, import_python};
+    use pacerelle_store_sqlite::{ImportPythonError, SqliteStore, import_python};
     use pacerelle_tokio::{Client, PersonClient, PersonClientConfig};
     use rand::SeedableRng as _;
     use std::collections::BTreeMap;
@@ -389,7 +389,10 @@ mod official_agent {
 
         // Ours imports its store and takes over.
         let target = root.join(AGENT).join(pacerelle_store_sqlite::FILE_NAME);
+        let official_file = root.join(AGENT).join(pacerelle_store_sqlite::OFFICIAL_FILE_NAME);
+        let official_bytes = std::fs::read(&official_file).unwrap();
         let report = import_python(&root, AGENT, &target).unwrap();
+        assert_eq!(std::fs::read(&official_file).unwrap(), official_bytes, "the official store is left as it was");
         assert_eq!(report.verification_code, official_code, "the same identity");
         assert_eq!(report.sessions.len(), 3, "{report:?}");
         assert!(report.sessions_not_imported.is_empty(), "{report:?}");
@@ -427,6 +430,8 @@ mod official_agent {
         handle.close();
         running.await.unwrap().unwrap();
         drop(handle);
+        let again = import_python(&root, AGENT, &target);
+        assert!(matches!(again, Err(ImportPythonError::TargetInUse(_))), "{again:?}");
         let epochs_after = spqr_epochs(&target);
         let long = epochs_at_import.iter().max_by_key(|(_, epoch)| **epoch).map(|(name, _)| name.clone()).unwrap();
         assert!(

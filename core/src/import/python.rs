@@ -238,3 +238,87 @@ impl PythonSnapshot {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn snapshot(overrides: Value) -> Vec<u8> {
+        let mut state = json!({
+            "kind": KIND, "v": 1, "agent_id": "a1", "signal_b64": "QUdTUA==",
+            "history_keys": {"c1": {"key_id": "k1", "epoch": 1, "raw_key_b64": STANDARD_32}},
+            "accepted_messages": {"m1": {"digest": "d1", "accepted_at": 1700000000.5}, "m3": {"digest": "d3", "accepted_at": 1.0}},
+            "reply_contexts": {"m1": {"from": "u1", "conversation_id": "c1", "device_id": "phone"},
+                               "m2": {"from": "u2", "conversation_id": "c2", "device_id": null}},
+            "last_devices": {"[\"u1\",\"c1\"]": "phone"},
+            "pending_messages": {"m2": {"digest": "d2", "text": "hello"}},
+            "last_prekey_id": 41,
+            "legacy_device_sessions": ["human:u1:c1"],
+            "group_sender_keys": [{"type": "x", "v": 1, "alg": "AES-256-GCM", "conversation_id": "g1", "key_id": "gk", "epoch": 2, "raw_key_b64": STANDARD_32}],
+        });
+        for (key, value) in overrides.as_object().unwrap() {
+            state[key] = value.clone();
+        }
+        serde_json::to_vec(&state).unwrap()
+    }
+
+    const STANDARD_32: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    #[test]
+    fn the_official_snapshot_is_read_whole() {
+        let snapshot = PythonSnapshot::parse(&snapshot(json!({})), "a1").unwrap();
+        assert_eq!(*snapshot.signal, b"AGSP");
+        assert_eq!(snapshot.history_keys.len(), 1);
+        assert_eq!((snapshot.history_keys[0].conversation_id.as_str(), snapshot.history_keys[0].epoch), ("c1", 1));
+        assert_eq!((snapshot.group_keys[0].conversation_id.as_str(), snapshot.group_keys[0].epoch), ("g1", 2));
+        let m1 = snapshot.receipts.iter().find(|receipt| receipt.message_id == "m1").unwrap();
+        assert_eq!(m1.accepted_at_millis, Some(1_700_000_000_500));
+        assert_eq!(m1.context, Some(("u1".into(), "c1".into(), Some("phone".into()))));
+        let m2 = snapshot.receipts.iter().find(|receipt| receipt.message_id == "m2").unwrap();
+        assert_eq!(
+            (m2.pending_text.as_deref(), m2.context.clone()),
+            (Some("hello"), Some(("u2".into(), "c2".into(), None)))
+        );
+        let m3 = snapshot.receipts.iter().find(|receipt| receipt.message_id == "m3").unwrap();
+        assert_eq!(m3.context, None, "no reply context");
+        assert_eq!(snapshot.last_devices, vec![(("u1".into(), "c1".into()), "phone".into())]);
+        assert_eq!(snapshot.last_prekey_id, Some(41));
+        assert_eq!(snapshot.legacy_device_sessions, vec!["human:u1:c1".to_owned()]);
+        // An older agent's bare export is read as the export.
+        assert_eq!(*PythonSnapshot::parse(b"\x04\0\0\0AGSP", "a1").unwrap().signal, b"\x04\0\0\0AGSP");
+    }
+
+    #[test]
+    fn foreign_or_damaged_snapshots_are_refused_precisely() {
+        let parse = |overrides: Value| PythonSnapshot::parse(&snapshot(overrides), "a1").err();
+        assert_eq!(PythonSnapshot::parse(b"{not json", "a1").err(), Some(SnapshotError::Json));
+        assert_eq!(
+            parse(json!({"kind": "other"})),
+            Some(SnapshotError::Unsupported { kind: Some("other".into()), version: Some(1) })
+        );
+        assert_eq!(
+            parse(json!({"v": 2})),
+            Some(SnapshotError::Unsupported { kind: Some(KIND.into()), version: Some(2) })
+        );
+        assert_eq!(
+            parse(json!({"agent_id": "a2"})),
+            Some(SnapshotError::OtherAgent { expected: "a1".into(), found: "a2".into() })
+        );
+        assert_eq!(parse(json!({"signal_b64": "***"})), Some(SnapshotError::Field("signal_b64")));
+        let short_key = json!({"c1": {"key_id": "k1", "epoch": 1, "raw_key_b64": "AAAA"}});
+        assert_eq!(parse(json!({"history_keys": short_key})), Some(SnapshotError::Field("history_keys")));
+        assert_eq!(parse(json!({"history_keys": []})), Some(SnapshotError::Field("history_keys")));
+        assert_eq!(parse(json!({"last_prekey_id": 0})), Some(SnapshotError::Field("last_prekey_id")));
+        assert_eq!(parse(json!({"last_prekey_id": 2_147_483_648u64})), Some(SnapshotError::Field("last_prekey_id")));
+        assert_eq!(parse(json!({"last_devices": {"u1": "phone"}})), Some(SnapshotError::Field("last_devices")));
+        assert_eq!(
+            parse(json!({"pending_messages": {"m": {"digest": "d"}}})),
+            Some(SnapshotError::Field("pending_messages"))
+        );
+        assert_eq!(
+            parse(json!({"group_sender_keys": [{"epoch": 0}]})),
+            Some(SnapshotError::Field("group_sender_keys"))
+        );
+    }
+}

@@ -312,3 +312,63 @@ pub fn session_record(bytes: &[u8], identity: &PublicKey) -> Result<(SessionReco
     dropped.previous_sessions += excess;
     Ok((SessionRecord { current, previous }, dropped))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng as _;
+
+    fn rng() -> rand::rngs::StdRng {
+        rand::rngs::StdRng::seed_from_u64(5)
+    }
+
+    #[test]
+    fn keys_are_checked_against_their_public_halves() {
+        let rng = &mut rng();
+        let pair = KeyPair::generate(rng);
+        let other = KeyPair::generate(rng);
+        let record = |public: &KeyPair| IdentityKeyPairPb {
+            public_key: public.public().serialize().to_vec(),
+            private_key: pair.private_bytes().to_vec(),
+        };
+        assert_eq!(identity(&record(&pair).encode_to_vec()).unwrap().public(), pair.public());
+        assert_eq!(identity(&record(&other).encode_to_vec()).err(), Some(SignalRecordError::Field("identity key")));
+        assert_eq!(identity(b"\xff\xff").err(), Some(SignalRecordError::Decode));
+
+        let kyber = KyberKeyPair::generate(rng);
+        let kyber_record =
+            |public: Vec<u8>, private: Vec<u8>| PreKeyPb { id: 9, public_key: public, private_key: private };
+        let typed = [&[kyber::KYBER1024_TYPE][..], kyber.private_bytes()].concat();
+        let good = kyber_record(kyber.public_serialized(), typed.clone());
+        assert_eq!(kyber_prekey(&good.encode_to_vec()).unwrap().0, 9);
+        let untyped = kyber_record(kyber.public_serialized(), kyber.private_bytes().to_vec());
+        assert_eq!(kyber_prekey(&untyped.encode_to_vec()).err(), Some(SignalRecordError::Field("Kyber private key")));
+        let other_public = kyber_record(KyberKeyPair::generate(rng).public_serialized(), typed);
+        assert_eq!(
+            kyber_prekey(&other_public.encode_to_vec()).err(),
+            Some(SignalRecordError::Field("Kyber public key"))
+        );
+    }
+
+    #[test]
+    fn sessions_of_another_version_or_identity_are_refused() {
+        let rng = &mut rng();
+        let ours = KeyPair::generate(rng).public();
+        let theirs = KeyPair::generate(rng).public();
+        let session = |version, local: &PublicKey| {
+            let mut session = SessionPb::default();
+            session.session_version = version;
+            session.local_identity_public = local.serialize().to_vec();
+            session
+        };
+        let record = |session: SessionPb| RecordPb { current_session: Some(session), previous_sessions: Vec::new() };
+        let refused = |session| session_record(&record(session).encode_to_vec(), &ours).err();
+        assert_eq!(refused(session(3, &ours)), Some(SignalRecordError::SessionVersion(3)));
+        assert_eq!(refused(session(4, &theirs)), Some(SignalRecordError::NotOurSession));
+        assert_eq!(refused(session(4, &ours)), Some(SignalRecordError::Field("sender chain")));
+        // An empty record is no session, and nothing is dropped.
+        let (empty, dropped) = session_record(&[], &ours).unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(dropped, Dropped::default());
+    }
+}

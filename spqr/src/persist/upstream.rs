@@ -397,3 +397,114 @@ pub(crate) fn decode(bytes: &[u8], params: ChainParams) -> Result<State, Error> 
     mapped.zeroize();
     state
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARAMS: ChainParams = ChainParams { max_jump: 100, max_ooo_keys: 50 };
+
+    fn chunked(uc: UnchunkedPb, f2: Vec<u8>, f3: Vec<u8>) -> Option<ChunkedPb> {
+        Some(ChunkedPb { uc: Some(uc), f2, f3 })
+    }
+
+    fn unchunked(epoch: u64) -> UnchunkedPb {
+        UnchunkedPb {
+            epoch,
+            auth: Some(AuthenticatorPb { root_key: vec![1; 32], mac_key: vec![2; 32] }),
+            ..UnchunkedPb::default()
+        }
+    }
+
+    fn negotiation() -> Option<UpstreamNegotiationPb> {
+        Some(UpstreamNegotiationPb { auth_key: vec![9; 32], direction: 1, min_version: 1 })
+    }
+
+    fn empty_decoder(len: usize) -> Vec<u8> {
+        PolyDecoderPb { pts_needed: (len / 2) as u32, polys: 16, pts: vec![Vec::new(); 16], is_complete: false }
+            .encode_to_vec()
+    }
+
+    /// A responder's state before anything arrived: version 1 still negotiating, no chain,
+    /// collecting the header (upstream's phase 6).
+    fn fresh_responder() -> UpstreamStatePb {
+        UpstreamStatePb {
+            version_negotiation: negotiation(),
+            chain: None,
+            v1: Some(UpstreamV1Pb {
+                p6: chunked(unchunked(1), empty_decoder(HEADER_PAYLOAD_LEN), Vec::new()),
+                ..UpstreamV1Pb::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_fresh_responder_and_a_version_0_state_come_over() {
+        let state = decode(&fresh_responder().encode_to_vec(), PARAMS).unwrap();
+        assert_eq!(
+            format!("{state:?}"),
+            r#"State { version: StillNegotiating { version: V1, min_version: V1 }, epoch: 1, phase: "NoHeaderReceived", .. }"#
+        );
+        assert_eq!(
+            decode(&[], PARAMS).unwrap().version(),
+            crate::CurrentVersion::NegotiationComplete(crate::Version::V0)
+        );
+    }
+
+    #[test]
+    fn malformed_states_are_refused() {
+        assert_eq!(decode(&[0xff; 7], PARAMS).unwrap_err(), Error::StateDecode);
+        let too_long = vec![0u8; super::super::MAX_STATE_LEN + 1];
+        assert_eq!(decode(&too_long, PARAMS).unwrap_err(), Error::StateTooLarge("state bytes"));
+
+        // Two phases at once, none, a missing authenticator, a decoder of the wrong length.
+        let mut two = fresh_responder();
+        two.v1.as_mut().unwrap().p1 = chunked(unchunked(1), Vec::new(), Vec::new());
+        let mut none = fresh_responder();
+        none.v1 = Some(UpstreamV1Pb::default());
+        let mut no_auth = fresh_responder();
+        no_auth.v1.as_mut().unwrap().p6.as_mut().unwrap().uc.as_mut().unwrap().auth = None;
+        let mut wrong_len = fresh_responder();
+        wrong_len.v1.as_mut().unwrap().p6.as_mut().unwrap().f2 = empty_decoder(HEADER_PAYLOAD_LEN + 2);
+        let mut no_negotiation_no_chain = fresh_responder();
+        no_negotiation_no_chain.version_negotiation = None;
+        for state in [two, none, no_auth, wrong_len, no_negotiation_no_chain] {
+            assert_eq!(decode(&state.encode_to_vec(), PARAMS).unwrap_err(), Error::StateDecode);
+        }
+    }
+
+    #[test]
+    fn key_material_that_does_not_match_itself_is_refused() {
+        // Phase 2 with a decapsulation key whose public half was altered.
+        let pair = libcrux_ml_kem::mlkem768::incremental::KeyPairCompressedBytes::from_seed([4; 64]);
+        let mut dk = pair.sk().to_vec();
+        let ek = pair.pk2().to_vec();
+        let encoder = PolyEncoderPb { idx: 1, pts: vec![vec![0; 6]; 16], polys: Vec::new() }.encode_to_vec();
+        let keys_sampled = |dk: Vec<u8>, ek: Vec<u8>| UpstreamStatePb {
+            version_negotiation: negotiation(),
+            chain: None,
+            v1: Some(UpstreamV1Pb {
+                p2: chunked(UnchunkedPb { f3: ek, f4: dk, ..unchunked(1) }, encoder.clone(), Vec::new()),
+                ..UpstreamV1Pb::default()
+            }),
+        };
+        assert!(decode(&keys_sampled(dk.clone(), ek.clone()).encode_to_vec(), PARAMS).is_ok());
+        let mut other_ek = ek.clone();
+        other_ek[0] ^= 1;
+        assert_eq!(
+            decode(&keys_sampled(dk.clone(), other_ek).encode_to_vec(), PARAMS).unwrap_err(),
+            Error::InconsistentState
+        );
+        dk[kem::EK_LEN + 5] ^= 1;
+        assert_eq!(decode(&keys_sampled(dk, ek).encode_to_vec(), PARAMS).unwrap_err(), Error::StateDecode);
+    }
+
+    #[test]
+    fn skipped_keys_beyond_our_limit_keep_the_newest() {
+        let entry = |index: u32| [index.to_be_bytes().as_slice(), &[index as u8; 32]].concat();
+        let prev: Vec<u8> = [7u32, 3, 9, 5].iter().flat_map(|index| entry(*index)).collect();
+        assert_eq!(newest_skipped(&prev, 2).unwrap(), [entry(7), entry(9)].concat());
+        assert_eq!(newest_skipped(&prev, 10).unwrap(), [entry(3), entry(5), entry(7), entry(9)].concat());
+        assert_eq!(newest_skipped(&prev[1..], 10).unwrap_err(), Error::StateDecode);
+    }
+}

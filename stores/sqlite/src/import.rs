@@ -81,3 +81,58 @@ pub fn import_python(official_root: &Path, agent_id: &str, target: &Path) -> Res
     );
     Ok(imported.report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pacerelle_core::import::python::SnapshotError;
+
+    /// A fresh folder for one test.
+    fn folder(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pacerelle-import-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a1")).unwrap();
+        dir
+    }
+
+    /// An official store holding `blob` (none: the table only), as the official SDK creates it.
+    fn official(root: &Path, blob: Option<&[u8]>) {
+        let connection = Connection::open(root.join("a1").join(OFFICIAL_FILE_NAME)).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE signal_snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), blob BLOB NOT NULL, \
+                 updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+            )
+            .unwrap();
+        if let Some(blob) = blob {
+            connection.execute("INSERT INTO signal_snapshot (id, blob) VALUES (1, ?1)", [blob]).unwrap();
+        }
+    }
+
+    #[test]
+    fn what_is_not_an_official_encrypted_state_is_refused_and_nothing_is_written() {
+        let root = folder("refused");
+        let target = root.join("ours.db");
+        let import = || import_python(&root, "a1", &target);
+        assert!(matches!(import(), Err(ImportPythonError::NotFound(path)) if path.ends_with("a1/signal.db")));
+
+        std::fs::write(root.join("a1").join(OFFICIAL_FILE_NAME), b"not a database, long enough to be read").unwrap();
+        assert!(matches!(import(), Err(ImportPythonError::Unreadable { .. })));
+
+        std::fs::remove_file(root.join("a1").join(OFFICIAL_FILE_NAME)).unwrap();
+        official(&root, None);
+        assert!(matches!(import(), Err(ImportPythonError::NoState(_))));
+
+        let _ = std::fs::remove_dir_all(&root);
+        let root = folder("damaged");
+        let target = root.join("ours.db");
+        official(&root, Some(b"{\"kind\": \"pacerelle.python-agent-state\", \"v\": 1, \"agent_id\": \"other\"}"));
+        let error = import_python(&root, "a1", &target).unwrap_err();
+        assert!(
+            matches!(&error, ImportPythonError::Decode(ImportError::Snapshot(SnapshotError::OtherAgent { found, .. })) if found == "other"),
+            "{error}"
+        );
+        assert!(!target.exists(), "no store is made from a state that does not decode");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
