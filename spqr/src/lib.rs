@@ -47,7 +47,8 @@
 //! Module map (all private): `gf16` and `erasure` are the erasure code, `kem` wraps incremental
 //! ML-KEM-768, `kdf` holds the HKDF/HMAC labels, `auth` the braid's authenticator, `braid` the
 //! epoch state machine, `chain` the per-message key chains, `wire` the message bytes and
-//! `persist` the state bytes.
+//! `persist` the state bytes (with `persist::upstream`, which reads upstream's own state format
+//! for [`State::from_upstream`]: how sessions of the official runtime come over).
 //!
 //! Dependencies, and why:
 //! - `libcrux-ml-kem`: formally verified ML-KEM-768 with the incremental (header / key /

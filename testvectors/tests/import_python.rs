@@ -205,7 +205,9 @@ fn an_initiators_sessions_continue_before_and_after_the_first_reply() {
 mod official_agent {
     //! The whole official Python agent: it converses with two people (whose Signal is the
     //! official runtime) in three conversations, stops; our agent imports its store and
-    //! continues each conversation.
+    //! continues each conversation (same verification code, their next messages decrypt here,
+    //! our replies on their runtime, SPQR epochs go on turning), and a new person's session
+    //! starts from a one-time prekey the official agent published.
 
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
@@ -364,7 +366,8 @@ mod official_agent {
             .agent(AGENT, AGENT_TOKEN)
             .person("alice", "alice-token")
             .person("bob", "bob-token")
-            .person("carol", "carol-token");
+            .person("carol", "carol-token")
+            .person("dave", "dave-token");
         let relay = Relay::spawn(config).await.unwrap();
 
         // The official agent converses: Alice from her phone (long enough for SPQR epochs to
@@ -397,6 +400,9 @@ mod official_agent {
         assert_eq!(report.sessions.len(), 3, "{report:?}");
         assert!(report.sessions_not_imported.is_empty(), "{report:?}");
         assert_eq!(report.peer_identities, 3);
+        // The official agent published 50 one-time prekeys and deleted the three its sessions
+        // used (Carol's fetched bundle started none).
+        assert_eq!(report.one_time_prekeys, 47);
         assert_eq!(report.receipts, 75, "every message handled, so none is handled again");
         let epochs_at_import = spqr_epochs(&target);
         assert!(
@@ -426,6 +432,14 @@ mod official_agent {
             assert!(person.client.take_refused().is_empty(), "{}: nothing refused", person.name);
         }
         assert_eq!(published_code(&relay).await, official_code, "our agent publishes the same identity");
+        // A new person's session starts from the oldest one-time prekey the relay holds, one
+        // the official agent published: its private half came over.
+        let mut dave = person(&relay, "dave", "phone", 7).await;
+        for i in 0..3 {
+            dave.exchange(&format!("new to our agent {i}")).await;
+        }
+        dave.all_read().await;
+        people.push(dave);
 
         handle.close();
         running.await.unwrap().unwrap();
