@@ -76,8 +76,8 @@ fn converse_runtimes(person: &mut RuntimeStore, agent: &mut RuntimeStore, name: 
     }
 }
 
-/// Messages the person sends after a ping-pong, before the agent stops: none, one, several.
-const TRAILING: [usize; 3] = [0, 1, 8];
+/// Messages the person sends after a ping-pong, before the agent stops: none or one.
+const TRAILING: [usize; 2] = [0, 1];
 
 #[test]
 fn runtime_sessions_continue_on_our_side_from_every_spqr_phase() {
@@ -85,20 +85,20 @@ fn runtime_sessions_continue_on_our_side_from_every_spqr_phase() {
     let rng = &mut rand::rngs::StdRng::seed_from_u64(12);
     let mut agent = runtime.new_store("agent:A").unwrap();
     let mut people = Vec::new();
-    // Patterns: (rounds, person's messages per round, agent's per round). Many lengths and
-    // bursts, so that the sessions stop in many SPQR phases and epochs.
-    // Ping-pong up to the third epoch (an epoch takes some 40 messages each way), each also
-    // followed by one more message from the person: an agent stops after receiving as often
-    // as after sending.
+    // Patterns: ((rounds, person's messages per round, agent's per round), person's messages
+    // after them). Many lengths and bursts, so that the sessions stop in every SPQR phase and
+    // in several epochs. First ping-pong up to the third epoch (an epoch takes some 40
+    // messages each way), each also followed by one more message from the person: an agent
+    // stops after receiving as often as after sending.
     let mut patterns = Vec::new();
-    for rounds in [0usize, 1, 2, 3, 5, 8, 13, 17, 21, 25, 29, 34, 40, 44, 47, 52, 60, 68, 75, 80, 85, 90, 100] {
+    for rounds in [0usize, 1, 2, 3, 5, 8, 13, 21, 29, 34, 40, 47, 52, 60, 68, 75, 80, 85, 90, 100] {
         for trailing in TRAILING {
             patterns.push(((rounds, 1, 1), trailing));
         }
     }
     // Around the end of the first epoch, with the person writing last: the agent stops
     // between the person's first message of the next epoch and its own next one.
-    for rounds in 38..58 {
+    for rounds in 40..56 {
         patterns.push(((rounds, 1, 1), 8));
     }
     for bursts in [

@@ -22,7 +22,11 @@
 //! - skipped message keys, receiving chains and previous sessions beyond this SDK's caps, and
 //!   skipped keys stored without their seed: [`ImportReport::dropped`];
 //! - receipts whose sender the snapshot does not say (no reply context):
-//!   [`ImportReport::receipts_not_imported`].
+//!   [`ImportReport::receipts_not_imported`];
+//! - the official agent's list of devices whose messages opened only under the conversation's
+//!   session name (clients older than device names), to which it then answers under that name:
+//!   this SDK keeps no such list, it answers under the device's session when it holds one and
+//!   the conversation's otherwise ([`ImportReport::legacy_device_sessions_not_kept`]).
 
 pub mod export;
 pub mod python;
@@ -105,6 +109,9 @@ pub struct ImportReport {
     pub last_devices: usize,
     /// Recorded Kyber prekey uses, which have no counterpart here (see the module docs).
     pub kyber_uses_not_kept: usize,
+    /// Device names the official agent answered under their conversation's session name (see
+    /// the module docs), not kept.
+    pub legacy_device_sessions_not_kept: usize,
     /// What the sessions held beyond this SDK's caps.
     pub dropped: Dropped,
 }
@@ -257,6 +264,7 @@ pub fn import_python_snapshot(blob: &[u8], agent_id: &str, now: Timestamp) -> Re
     }
     report.receipts = changes.put_receipts.len();
     report.last_devices = snapshot.last_devices.len();
+    report.legacy_device_sessions_not_kept = snapshot.legacy_device_sessions.len();
     changes.put_last_devices = snapshot.last_devices.clone();
     Ok(Imported { changes, report })
 }
