@@ -58,6 +58,7 @@ pub mod connect;
 pub mod connection;
 pub mod e2ee;
 pub mod human;
+pub mod import;
 pub mod message;
 pub mod payload;
 pub mod permissions;

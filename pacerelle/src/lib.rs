@@ -138,11 +138,16 @@ pub mod connect {
 /// what `Client::new` opens, or `Client::with_store(config, SqliteStore::open_in(root,
 /// agent_id)?)` for a store of your choosing), or in memory when asked for by name.
 pub mod store {
+    pub use pacerelle_core::import::{ImportReport, SessionNotImported};
     pub use pacerelle_core::store::{AgentSnapshot, AgentStore, MemoryStore, StoreChanges};
     #[cfg(feature = "sqlite")]
     pub use pacerelle_runtime_support::durable::{
         default_store_root, open_store as open_default, store_root as configured_store_root,
     };
+    /// Coming over from the official Python SDK: [`import_python`] reads an official agent's
+    /// `signal.db` into a store of ours (identity, prekeys, sessions, keys and receipts).
+    #[cfg(feature = "sqlite")]
+    pub use pacerelle_store_sqlite::{ImportPythonError, import_python};
     #[cfg(feature = "sqlite")]
     pub use pacerelle_store_sqlite::{RowProblem, SqliteStore, StoreError};
 }

@@ -20,7 +20,7 @@ use crate::Error;
 use crate::auth::Authenticator;
 use crate::erasure::{Decoder, Encoder};
 use crate::kdf;
-use crate::kem::{self, EncapsRand, KeySeed};
+use crate::kem::{self, EncapsRand, Encapsulation, KeyPair, KeySeed};
 use crate::wire::Payload;
 
 /// MAC length appended to the header and to ct2.
@@ -37,13 +37,13 @@ pub(crate) enum Phase {
     /// Nothing sampled yet for this epoch.
     KeysUnsampled,
     /// Key pair sampled; sending header chunks.
-    KeysSampled { seed: KeySeed, header_out: Encoder },
+    KeysSampled { seed: KeyPair, header_out: Encoder },
     /// The peer has started sending ct1; sending key chunks and collecting ct1.
-    HeaderSent { seed: KeySeed, ek_out: Encoder, ct1_in: Decoder },
+    HeaderSent { seed: KeyPair, ek_out: Encoder, ct1_in: Decoder },
     /// ct1 complete; still sending key chunks (each one also acknowledges ct1).
-    Ct1Received { seed: KeySeed, ct1: Vec<u8>, ek_out: Encoder },
+    Ct1Received { seed: KeyPair, ct1: Vec<u8>, ek_out: Encoder },
     /// The peer has started sending ct2; acknowledging and collecting it.
-    EkSentCt1Received { seed: KeySeed, ct1: Vec<u8>, ct2_in: Decoder },
+    EkSentCt1Received { seed: KeyPair, ct1: Vec<u8>, ct2_in: Decoder },
 
     // Ciphertext sender.
     /// Collecting the header.
@@ -53,7 +53,7 @@ pub(crate) enum Phase {
     /// Encapsulated; sending ct1 chunks and collecting the key.
     Ct1Sampled { header: Vec<u8>, rand: EncapsRand, ct1_out: Encoder, ek_in: Decoder },
     /// Key complete; still sending ct1 until the peer acknowledges it.
-    EkReceivedCt1Sampled { header: Vec<u8>, rand: EncapsRand, ek: Vec<u8>, ct1_out: Encoder },
+    EkReceivedCt1Sampled { encaps: Encapsulation, ek: Vec<u8>, ct1_out: Encoder },
     /// ct1 acknowledged; collecting the rest of the key.
     Ct1Acknowledged { header: Vec<u8>, rand: EncapsRand, ct1: Vec<u8>, ek_in: Decoder },
     /// Sending ct2 chunks until the peer's next epoch starts.
@@ -128,6 +128,7 @@ impl Braid {
             Phase::KeysUnsampled => {
                 let mut seed: KeySeed = Zeroizing::new([0u8; kem::KEYGEN_SEED_LEN]);
                 rng.fill_bytes(seed.as_mut_slice());
+                let seed = KeyPair::Seed(seed);
                 let (mut header, _) = kem::public_parts(&seed);
                 let mac = self.auth.mac_header(epoch, &header);
                 header.extend_from_slice(&mac);
@@ -169,9 +170,9 @@ impl Braid {
                 let chunk = ct1_out.next_chunk();
                 (Phase::Ct1Sampled { header, rand, ct1_out, ek_in }, Payload::Ct1(chunk), None)
             }
-            Phase::EkReceivedCt1Sampled { header, rand, ek, mut ct1_out } => {
+            Phase::EkReceivedCt1Sampled { encaps, ek, mut ct1_out } => {
                 let chunk = ct1_out.next_chunk();
-                (Phase::EkReceivedCt1Sampled { header, rand, ek, ct1_out }, Payload::Ct1(chunk), None)
+                (Phase::EkReceivedCt1Sampled { encaps, ek, ct1_out }, Payload::Ct1(chunk), None)
             }
             p @ Phase::Ct1Acknowledged { .. } => (p, Payload::None, None),
             Phase::Ct2Sampled { mut ct2_out } => {
@@ -283,10 +284,11 @@ impl Braid {
                         }
                         if acknowledged {
                             tracing::debug!(epoch, "spqr: Ct1Sampled -> Ct2Sampled");
-                            (self.ct2_phase(&header, &rand, &ek, ct1_out.payload())?, None)
+                            (self.ct2_phase(&Encapsulation::Rand { header, rand }, &ek, ct1_out.payload())?, None)
                         } else {
                             tracing::debug!(epoch, "spqr: Ct1Sampled -> EkReceivedCt1Sampled");
-                            (Phase::EkReceivedCt1Sampled { header, rand, ek, ct1_out }, None)
+                            let encaps = Encapsulation::Rand { header, rand };
+                            (Phase::EkReceivedCt1Sampled { encaps, ek, ct1_out }, None)
                         }
                     }
                     None if acknowledged => {
@@ -297,9 +299,9 @@ impl Braid {
                     None => (Phase::Ct1Sampled { header, rand, ct1_out, ek_in }, None),
                 }
             }
-            (Phase::EkReceivedCt1Sampled { header, rand, ek, ct1_out }, Payload::Ct1Ack | Payload::EkCt1Ack(_)) => {
+            (Phase::EkReceivedCt1Sampled { encaps, ek, ct1_out }, Payload::Ct1Ack | Payload::EkCt1Ack(_)) => {
                 tracing::debug!(epoch, "spqr: EkReceivedCt1Sampled -> Ct2Sampled");
-                (self.ct2_phase(&header, &rand, &ek, ct1_out.payload())?, None)
+                (self.ct2_phase(&encaps, &ek, ct1_out.payload())?, None)
             }
             (
                 Phase::Ct1Acknowledged { header, rand, ct1, mut ek_in },
@@ -312,7 +314,7 @@ impl Braid {
                             return Err(Error::ErroneousDataReceived);
                         }
                         tracing::debug!(epoch, "spqr: Ct1Acknowledged -> Ct2Sampled");
-                        (self.ct2_phase(&header, &rand, &ek, &ct1)?, None)
+                        (self.ct2_phase(&Encapsulation::Rand { header, rand }, &ek, &ct1)?, None)
                     }
                     None => (Phase::Ct1Acknowledged { header, rand, ct1, ek_in }, None),
                 }
@@ -323,8 +325,8 @@ impl Braid {
     }
 
     /// Completes the encapsulation and starts sending ct2 || MAC.
-    fn ct2_phase(&self, header: &[u8], rand: &EncapsRand, ek: &[u8], ct1: &[u8]) -> Result<Phase, Error> {
-        let mut ct2 = kem::encapsulate2(header, rand, ek)?;
+    fn ct2_phase(&self, encaps: &Encapsulation, ek: &[u8], ct1: &[u8]) -> Result<Phase, Error> {
+        let mut ct2 = encaps.ct2(ek)?;
         let mac = self.auth.mac_ciphertext(self.epoch, ct1, &ct2);
         ct2.extend_from_slice(&mac);
         Ok(Phase::Ct2Sampled { ct2_out: encoder(ct2)? })

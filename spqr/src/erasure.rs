@@ -85,6 +85,22 @@ fn evaluate(coefficients: &[Gf16], x: Gf16) -> Gf16 {
     coefficients.iter().rev().fold(Gf16::ZERO, |acc, &c| acc * x + c)
 }
 
+/// The `len`-byte payload that `polys` (one polynomial per chunk position, coefficients from
+/// the constant term up, as upstream stores an encoder once it has interpolated) evaluate to at
+/// x = 0, 1, ...; `None` unless there are exactly 16 of them.
+pub(crate) fn payload_from_polys(len: usize, polys: &[Vec<u16>]) -> Option<Vec<u8>> {
+    if polys.len() != POLYS || !len.is_multiple_of(2) {
+        return None;
+    }
+    let mut payload = vec![0u8; len];
+    for (word, out) in payload.chunks_exact_mut(2).enumerate() {
+        let coefficients: Vec<Gf16> = polys.get(word % POLYS)?.iter().map(|&c| Gf16(c)).collect();
+        let x = u16::try_from(word / POLYS).ok()?;
+        out.copy_from_slice(&evaluate(&coefficients, Gf16(x)).0.to_be_bytes());
+    }
+    Some(payload)
+}
+
 /// Produces the chunks of one payload, in index order.
 #[derive(Clone)]
 pub(crate) struct Encoder {
@@ -265,6 +281,15 @@ impl Decoder {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_payload_comes_back_from_its_polynomials() {
+        let payload: Vec<u8> = (0..96u8).map(|b| b.wrapping_mul(37)).collect();
+        let polys: Vec<Vec<u16>> =
+            interpolate_payload(&payload).into_iter().map(|p| p.into_iter().map(|c| c.0).collect()).collect();
+        assert_eq!(payload_from_polys(payload.len(), &polys), Some(payload.clone()));
+        assert_eq!(payload_from_polys(payload.len(), &polys[1..]), None);
+    }
 
     #[test]
     fn first_chunks_are_the_payload() {

@@ -47,7 +47,8 @@
 //! Module map (all private): `gf16` and `erasure` are the erasure code, `kem` wraps incremental
 //! ML-KEM-768, `kdf` holds the HKDF/HMAC labels, `auth` the braid's authenticator, `braid` the
 //! epoch state machine, `chain` the per-message key chains, `wire` the message bytes and
-//! `persist` the state bytes.
+//! `persist` the state bytes (with `persist::upstream`, which reads upstream's own state format
+//! for [`State::from_upstream`]: how sessions of the official runtime come over).
 //!
 //! Dependencies, and why:
 //! - `libcrux-ml-kem`: formally verified ML-KEM-768 with the incremental (header / key /
@@ -542,6 +543,15 @@ impl State {
     /// The state as bytes, in this crate's own versioned format (not upstream's).
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         persist::encode(self)
+    }
+
+    /// A state from upstream's own persisted bytes (spqr 1.5's `PqRatchetState` protobuf, as
+    /// libsignal keeps it in a session record), with `chain_params` for its chains: how a session
+    /// of the official runtime comes over. Everything is checked as [`State::from_bytes`] checks
+    /// our own states, and what upstream keeps in another form is checked against what it
+    /// derives from (the module `persist::upstream` says what and how).
+    pub fn from_upstream(bytes: &[u8], chain_params: ChainParams) -> Result<State, Error> {
+        persist::upstream_decode(bytes, chain_params)
     }
 
     /// A state from [`State::to_bytes`] output. Empty input is a V0 state, as upstream treats

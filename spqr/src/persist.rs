@@ -15,8 +15,10 @@ use crate::auth::Authenticator;
 use crate::braid::{Braid, CT2_PAYLOAD_LEN, HEADER_PAYLOAD_LEN, Phase};
 use crate::chain::{Chain, HalfChain, Key, Link};
 use crate::erasure::{Decoder, Encoder};
-use crate::kem;
+use crate::kem::{self, Encapsulation, KeyPair};
 use crate::{ChainParams, Direction, Error, Negotiation, State, V1State, Version};
+
+mod upstream;
 
 /// The first byte of every state we write; bump it when the layout changes incompatibly.
 const FORMAT_V1: u8 = 1;
@@ -121,6 +123,13 @@ struct BraidPb {
     sending: Option<EncoderPb>,
     #[prost(message, optional, tag = "11")]
     receiving: Option<DecoderPb>,
+    /// An expanded key pair, in place of `key_seed` (a state imported from upstream's format).
+    #[prost(bytes = "vec", tag = "12")]
+    key_pair: Vec<u8>,
+    /// libcrux's encapsulation state, in place of `header` and `encaps_rand` (a state imported
+    /// from upstream's format in phase 9).
+    #[prost(bytes = "vec", tag = "13")]
+    encaps_state: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message, Zeroize)]
@@ -233,6 +242,13 @@ fn decoder_pb(d: &Decoder) -> Option<DecoderPb> {
     Some(DecoderPb { points: d.points_be() })
 }
 
+fn set_keys(pb: &mut BraidPb, keys: &KeyPair) {
+    match keys {
+        KeyPair::Seed(seed) => pb.key_seed = seed.to_vec(),
+        KeyPair::Expanded(pair) => pb.key_pair = pair.to_vec(),
+    }
+}
+
 fn braid_pb(b: &Braid) -> BraidPb {
     let (root, mac) = b.auth.keys();
     let mut pb = BraidPb { epoch: b.epoch, auth_root: root.to_vec(), auth_mac: mac.to_vec(), ..Default::default() };
@@ -240,24 +256,24 @@ fn braid_pb(b: &Braid) -> BraidPb {
         Phase::KeysUnsampled => pb.phase = 1,
         Phase::KeysSampled { seed, header_out } => {
             pb.phase = 2;
-            pb.key_seed = seed.to_vec();
+            set_keys(&mut pb, seed);
             pb.sending = encoder_pb(header_out);
         }
         Phase::HeaderSent { seed, ek_out, ct1_in } => {
             pb.phase = 3;
-            pb.key_seed = seed.to_vec();
+            set_keys(&mut pb, seed);
             pb.sending = encoder_pb(ek_out);
             pb.receiving = decoder_pb(ct1_in);
         }
         Phase::Ct1Received { seed, ct1, ek_out } => {
             pb.phase = 4;
-            pb.key_seed = seed.to_vec();
+            set_keys(&mut pb, seed);
             pb.ct1 = ct1.clone();
             pb.sending = encoder_pb(ek_out);
         }
         Phase::EkSentCt1Received { seed, ct1, ct2_in } => {
             pb.phase = 5;
-            pb.key_seed = seed.to_vec();
+            set_keys(&mut pb, seed);
             pb.ct1 = ct1.clone();
             pb.receiving = decoder_pb(ct2_in);
         }
@@ -277,10 +293,15 @@ fn braid_pb(b: &Braid) -> BraidPb {
             pb.sending = encoder_pb(ct1_out);
             pb.receiving = decoder_pb(ek_in);
         }
-        Phase::EkReceivedCt1Sampled { header, rand, ek, ct1_out } => {
+        Phase::EkReceivedCt1Sampled { encaps, ek, ct1_out } => {
             pb.phase = 9;
-            pb.header = header.clone();
-            pb.encaps_rand = rand.to_vec();
+            match encaps {
+                Encapsulation::Rand { header, rand } => {
+                    pb.header = header.clone();
+                    pb.encaps_rand = rand.to_vec();
+                }
+                Encapsulation::State(state) => pb.encaps_state = state.to_vec(),
+            }
             pb.ek = ek.clone();
             pb.sending = encoder_pb(ct1_out);
         }
@@ -297,6 +318,11 @@ fn braid_pb(b: &Braid) -> BraidPb {
         }
     }
     pb
+}
+
+/// Parses upstream's state bytes (see [`upstream`]).
+pub(crate) fn upstream_decode(bytes: &[u8], params: ChainParams) -> Result<State, Error> {
+    upstream::decode(bytes, params)
 }
 
 /// Parses state bytes.
@@ -433,7 +459,12 @@ fn braid_from(pb: &BraidPb) -> Result<Braid, Error> {
         return Err(Error::StateDecode);
     }
     let auth = Authenticator::from_keys(*exact::<32>(&pb.auth_root)?, *exact::<32>(&pb.auth_mac)?);
-    let seed = || exact::<{ kem::KEYGEN_SEED_LEN }>(&pb.key_seed);
+    let seed = || match (pb.key_seed.is_empty(), pb.key_pair.is_empty()) {
+        (false, true) => Ok(KeyPair::Seed(exact::<{ kem::KEYGEN_SEED_LEN }>(&pb.key_seed)?)),
+        // The pair goes to libcrux later: it is checked first, as a received key would be.
+        (true, false) => KeyPair::expanded(&pb.key_pair).ok_or(Error::StateDecode),
+        _ => Err(Error::StateDecode),
+    };
     let rand = || exact::<{ kem::ENCAPS_RAND_LEN }>(&pb.encaps_rand);
     let header = || exact_vec(&pb.header, kem::HEADER_LEN);
     let ct1 = || exact_vec(&pb.ct1, kem::CT1_LEN);
@@ -454,13 +485,22 @@ fn braid_from(pb: &BraidPb) -> Result<Braid, Error> {
             ek_in: receiving(kem::EK_LEN)?,
         },
         9 => {
-            let header = header()?;
             let ek = exact_vec(&pb.ek, kem::EK_LEN)?;
-            // The key goes to libcrux unchecked later; check it now as it was checked on receipt.
-            if !kem::ek_matches_header(&header, &ek) {
-                return Err(Error::StateDecode);
-            }
-            Phase::EkReceivedCt1Sampled { header, rand: rand()?, ek, ct1_out: sending(kem::CT1_LEN)? }
+            // The key goes to libcrux unchecked later; check it now as it was checked on
+            // receipt (without a header, as far as the key alone can be).
+            let encaps = if pb.encaps_state.is_empty() {
+                let header = header()?;
+                if !kem::ek_matches_header(&header, &ek) {
+                    return Err(Error::StateDecode);
+                }
+                Encapsulation::Rand { header, rand: rand()? }
+            } else {
+                if !pb.header.is_empty() || !pb.encaps_rand.is_empty() || !kem::ek_well_formed(&ek) {
+                    return Err(Error::StateDecode);
+                }
+                Encapsulation::State(kem::normalized_state(&pb.encaps_state).ok_or(Error::StateDecode)?)
+            };
+            Phase::EkReceivedCt1Sampled { encaps, ek, ct1_out: sending(kem::CT1_LEN)? }
         }
         10 => Phase::Ct1Acknowledged { header: header()?, rand: rand()?, ct1: ct1()?, ek_in: receiving(kem::EK_LEN)? },
         11 => Phase::Ct2Sampled { ct2_out: sending(CT2_PAYLOAD_LEN)? },

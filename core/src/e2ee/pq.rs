@@ -176,13 +176,20 @@ impl PqRatchet {
             Role::Initiator => spqr::Direction::A2B,
             Role::Responder => spqr::Direction::B2A,
         };
-        // Our bounds rather than upstream's: no message derives more keys than this SDK allows.
-        let chain_params = spqr::ChainParams {
-            max_jump: MAX_PQ_KEYS_PER_MESSAGE,
-            max_ooo_keys: super::ratchet::MAX_SKIPPED_KEYS as u32,
-        };
-        let params = spqr::Params { direction, version, min_version, auth_key, chain_params };
+        let params = spqr::Params { direction, version, min_version, auth_key, chain_params: Self::chain_params() };
         Ok(PqRatchet(spqr::State::new(params)?))
+    }
+
+    /// The state of a session of the official runtime, from upstream's persisted bytes (a
+    /// libsignal session's `pq_ratchet_state`), with this SDK's chain limits (see
+    /// [`crate::import`]).
+    pub fn from_upstream(bytes: &[u8]) -> Result<Self, PqError> {
+        Ok(PqRatchet(spqr::State::from_upstream(bytes, Self::chain_params())?))
+    }
+
+    /// Our bounds rather than upstream's: no message derives more keys than this SDK allows.
+    fn chain_params() -> spqr::ChainParams {
+        spqr::ChainParams { max_jump: MAX_PQ_KEYS_PER_MESSAGE, max_ooo_keys: super::ratchet::MAX_SKIPPED_KEYS as u32 }
     }
 
     /// SPQR version 1, peers without it refused (the default policy).

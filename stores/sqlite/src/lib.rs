@@ -80,10 +80,12 @@
 
 mod error;
 mod files;
+mod import;
 mod load;
 mod schema;
 
 pub use error::{RowProblem, StoreError};
+pub use import::{ImportPythonError, OFFICIAL_FILE_NAME, import_python};
 
 use pacerelle_core::Timestamp;
 use pacerelle_core::store::{AgentSnapshot, AgentStore, PeerId, ReceiptState, StoreChanges};
