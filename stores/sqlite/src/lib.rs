@@ -81,9 +81,11 @@
 mod error;
 mod files;
 mod load;
+mod read_only;
 mod schema;
 
 pub use error::{RowProblem, StoreError};
+pub use read_only::read_identity;
 
 use pacerelle_core::Timestamp;
 use pacerelle_core::store::{AgentSnapshot, AgentStore, PeerId, ReceiptState, StoreChanges};
