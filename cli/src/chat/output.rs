@@ -173,6 +173,8 @@ fn message_lines(message: &PersonMessage, agent: &str, first_attachment: usize) 
     } else if let Some(update) = &message.widget_update {
         let patch = Value::Object(update.patch.clone()).to_string();
         lines.push(format!("widget-update {} {}", escape(&update.widget_ref), escape(&patch)));
+    } else if message.text.is_empty() && !message.attachments.is_empty() {
+        // A file without a caption: its attachment lines say it all.
     } else if message.from == agent {
         lines.push(format!("agent: {}", escape(&message.text)));
     } else {
@@ -306,6 +308,18 @@ mod tests {
         assert_eq!(shown.lines(), ["widget w1 choice Pick one", "option w1 a Apple pie", "option w1 b Banana"]);
         let object = shown.json();
         assert_eq!((object["event"].as_str(), object["widget"]["kind"].as_str()), (Some("widget"), Some("choice")));
+
+        text.text.clear();
+        let shown = Shown::Message { message: &text, agent: "echo", first_attachment: 1 };
+        assert_eq!(shown.lines(), ["attachment 1 12 application/pdf report q3.pdf"]);
+
+        let mut update = message("echo", "");
+        let mut patch = serde_json::Map::new();
+        patch.insert("spec".into(), json!({"title": "Done"}));
+        update.widget_update = Some(pacerelle_core::WidgetUpdate { id: "u1".into(), widget_ref: "w1".into(), patch });
+        let shown = Shown::Message { message: &update, agent: "echo", first_attachment: 1 };
+        assert_eq!(shown.lines(), [r#"widget-update w1 {"spec":{"title":"Done"}}"#]);
+        assert_eq!(shown.json()["widget_update"]["ref"], "w1");
 
         let other = message("bob", "hello");
         assert_eq!(
