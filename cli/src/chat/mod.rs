@@ -14,8 +14,9 @@
 //! When stdin is not a terminal the chat is a script: lines run in order, and a line naming a
 //! widget or an attachment by number (`#1`, `/fetch 1 ...`) waits (`--timeout`) until that
 //! many have arrived, so a script can answer a widget it has not seen yet; `/wait <text>` waits
-//! for a reply, so a script needs no sleeps. At the end of the
-//! input it waits `--wait-after-eof` for replies, then exits: 0, or 8 when a line failed.
+//! for a reply, so a script needs no sleeps. At the end of the input it waits (at most
+//! `--timeout`) until the agent has read every message sent, then `--wait-after-eof` for
+//! replies, and exits: 0, or 8 when a line failed.
 
 mod command;
 mod output;
@@ -30,6 +31,7 @@ use pacerelle_core::wire::http::{HttpMethod, HttpRequest, RequestId};
 use pacerelle_core::wire::person::{ConversationCreated, CreateConversation};
 use pacerelle_runtime_support::{ClientError, HttpExecutor};
 use pacerelle_tokio::{PersonClient, PersonClientConfig};
+use std::collections::HashSet;
 use std::io::IsTerminal as _;
 use std::path::Path;
 use std::time::Duration;
@@ -63,10 +65,12 @@ pub struct ChatArgs {
     /// Print one JSON object per event instead of text lines.
     #[arg(long)]
     pub json: bool,
-    /// In a script, how long to wait for replies once the input has ended.
+    /// In a script, how long to wait for replies once the input has ended (and the agent has
+    /// read what was sent).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration::parse)]
     pub wait_after_eof: Duration,
-    /// In a script, how long a line naming a widget or attachment by number waits for it.
+    /// In a script, how long a line waits for the widget, attachment or reply it names, and the
+    /// end of the input for the agent to read what was sent.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration::parse)]
     pub timeout: Duration,
 }
@@ -126,6 +130,7 @@ async fn chat(args: ChatArgs, scripted: bool) -> Result<(), CliError> {
         attachments: Vec::new(),
         texts: Vec::new(),
         waited: 0,
+        unread: HashSet::new(),
         failures: 0,
     };
     session.show(&Shown::Conversation { conversation_id: &session.conversation_id.clone() })?;
@@ -203,6 +208,29 @@ fn stdin_lines() -> Result<mpsc::UnboundedReceiver<String>, CliError> {
     Ok(receiver)
 }
 
+/// Where a script stands once its input has ended.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    /// Waiting for the agent to read what was sent.
+    Unread {
+        /// At most until then.
+        until: Instant,
+    },
+    /// Waiting for replies (`--wait-after-eof`).
+    Replies {
+        /// Until then.
+        until: Instant,
+    },
+}
+
+impl Ending {
+    fn until(&self) -> Instant {
+        match self {
+            Ending::Unread { until } | Ending::Replies { until } => *until,
+        }
+    }
+}
+
 /// What a command did to the session.
 #[derive(Debug, PartialEq, Eq)]
 enum Flow {
@@ -224,6 +252,8 @@ struct Session {
     /// The agent's texts in the order received, and how many of them `/wait` has used up.
     texts: Vec<String>,
     waited: usize,
+    /// Messages sent that the agent has not read yet (nor the relay refused).
+    unread: HashSet<String>,
     /// Failed lines, in a script.
     failures: usize,
 }
@@ -241,7 +271,7 @@ impl Session {
     ) -> Result<(), CliError> {
         // A scripted line waiting for the widget or attachment it names, and until when.
         let mut blocked: Option<(Line, Instant)> = None;
-        let mut input_ended: Option<Instant> = None;
+        let mut ending: Option<Ending> = None;
         loop {
             self.report_refused(client)?;
             if let Some((line, until)) = blocked.take() {
@@ -253,8 +283,11 @@ impl Session {
                     blocked = Some((line, until));
                 }
             }
-            let reading = blocked.is_none() && input_ended.is_none();
-            let deadline = blocked.as_ref().map(|(_, until)| *until).or(input_ended);
+            if matches!(ending, Some(Ending::Unread { .. })) && self.unread.is_empty() {
+                ending = Some(Ending::Replies { until: Instant::now() + wait_after_eof });
+            }
+            let reading = blocked.is_none() && ending.is_none();
+            let deadline = blocked.as_ref().map(|(_, until)| *until).or(ending.as_ref().map(Ending::until));
             tokio::select! {
                 event = client.next_event(EVENT_POLL) => match event {
                     Ok(event) => self.on_event(event)?,
@@ -273,12 +306,25 @@ impl Session {
                         }
                         Err(message) => self.fail(&message),
                     },
-                    None if self.scripted => input_ended = Some(Instant::now() + wait_after_eof),
+                    // An encrypted message may still be on its way (its session starts from a
+                    // bundle fetched first): leaving now could drop it, so the agent's read
+                    // receipts are awaited before the wait for replies.
+                    None if self.scripted => ending = Some(Ending::Unread { until: Instant::now() + timeout }),
                     None => return self.finish(),
                 },
-                () = sleep_until(deadline), if deadline.is_some() => match blocked.take() {
-                    Some((line, _)) => self.fail(&format!("{} did not arrive within {timeout:?}", missing(&line))),
-                    None => {
+                () = sleep_until(deadline), if deadline.is_some() => match (blocked.take(), ending.take()) {
+                    (Some((line, _)), kept) => {
+                        ending = kept;
+                        self.fail(&format!("{} did not arrive within {timeout:?}", missing(&line)));
+                    }
+                    (None, Some(Ending::Unread { .. })) => {
+                        eprintln!(
+                            "warning: {} message(s) not read by the agent within {timeout:?} (the relay keeps what reached it)",
+                            self.unread.len()
+                        );
+                        ending = Some(Ending::Replies { until: Instant::now() + wait_after_eof });
+                    }
+                    (None, _) => {
                         self.report_refused(client)?;
                         return self.finish();
                     }
@@ -319,19 +365,19 @@ impl Session {
             Line::Help => eprintln!("{}", command::HELP),
             Line::Quit => return Ok(Flow::Quit),
             Line::Text(text) => match client.send_text(&conversation, &agent, &text) {
-                Ok(id) => self.show(&Shown::Sent { message_id: &id })?,
+                Ok(id) => self.sent(id)?,
                 Err(error) => self.fail(&format!("message not sent: {error}")),
             },
             Line::Answer { widget, value } => match self.widget_id(&widget) {
                 Some(id) => match client.answer_widget(&conversation, &agent, &id, value) {
-                    Ok(id) => self.show(&Shown::Sent { message_id: &id })?,
+                    Ok(id) => self.sent(id)?,
                     Err(error) => self.fail(&format!("answer not sent: {error}")),
                 },
                 None => self.fail(&format!("no widget {widget} has been shown")),
             },
             Line::Cancel { widget } => match self.widget_id(&widget) {
                 Some(id) => match client.cancel_widget(&conversation, &agent, &id) {
-                    Ok(id) => self.show(&Shown::Sent { message_id: &id })?,
+                    Ok(id) => self.sent(id)?,
                     Err(error) => self.fail(&format!("dismissal not sent: {error}")),
                 },
                 None => self.fail(&format!("no widget {widget} has been shown")),
@@ -357,7 +403,11 @@ impl Session {
         let name = Path::new(path).file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
         let metadata = FileMetadata { name: name.clone(), mime: mime_of(&name).to_owned(), ..FileMetadata::default() };
         match client.send_file(&self.conversation_id, &self.agent, "", &bytes, metadata).await {
-            Ok(id) => self.show(&Shown::FileSent { message_id: &id, bytes: bytes.len(), name: &name }),
+            Ok(id) => {
+                self.show(&Shown::FileSent { message_id: &id, bytes: bytes.len(), name: &name })?;
+                self.unread.insert(id);
+                Ok(())
+            }
             Err(error) => {
                 self.fail(&format!("file not sent: {error}"));
                 Ok(())
@@ -402,16 +452,23 @@ impl Session {
                 self.attachments.extend(message.attachments.iter().cloned());
                 self.show(&Shown::Message { message: &message, agent: &self.agent, first_attachment })
             }
-            PersonEvent::Read(receipt) => self.show(&Shown::Read { message_id: &receipt.message_id }),
+            PersonEvent::Read(receipt) => {
+                self.unread.remove(&receipt.message_id);
+                self.show(&Shown::Read { message_id: &receipt.message_id })
+            }
             PersonEvent::IdentityChanged { agent_id } => {
                 eprintln!("warning: {agent_id}'s identity key changed: compare its verification code again");
                 self.show(&Shown::IdentityChanged { agent_id: &agent_id })
             }
             PersonEvent::Refused(frame) => {
+                if let Some(id) = &frame.message_id {
+                    self.unread.remove(id);
+                }
                 self.count_failure();
                 self.show(&Shown::Refused { message_id: frame.message_id.as_deref(), error: &frame.error })
             }
             PersonEvent::NotSent { message_id, error } => {
+                self.unread.remove(&message_id);
                 self.count_failure();
                 self.show(&Shown::NotSent { message_id: &message_id, error: &error })
             }
@@ -423,6 +480,13 @@ impl Session {
                 Ok(())
             }
         }
+    }
+
+    /// Shows and remembers a message sent.
+    fn sent(&mut self, message_id: String) -> Result<(), CliError> {
+        self.show(&Shown::Sent { message_id: &message_id })?;
+        self.unread.insert(message_id);
+        Ok(())
     }
 
     /// Shows messages the client could not read (they are not events of their own).
@@ -516,6 +580,7 @@ mod tests {
             attachments: Vec::new(),
             texts: Vec::new(),
             waited: 0,
+            unread: HashSet::new(),
             failures: 0,
         };
         let answer = command::parse("/answer #1 true").unwrap();

@@ -142,3 +142,43 @@ fn a_missing_token_is_bad_usage() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("--token <TOKEN>"), "{}", stderr(&output));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_the_input_waits_until_the_agent_read_what_was_sent() {
+    let dir = scratch("chat-eof");
+    let relay = relay().await;
+    let agent = Agent::start(&relay, &dir.join("store")).await;
+    // No /wait: the script ends right after its line, before the encrypted session is set up.
+    let output = run_async(chat(&relay.base_url(), &["--json"]), "last words\n").await;
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    let events: Vec<Value> = out.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let sent = events.iter().find(|event| event["event"] == "sent").expect("a sent event");
+    assert!(
+        events.iter().any(|event| event["event"] == "read" && event["message_id"] == sent["message_id"]),
+        "the agent read it before the chat left: {out}"
+    );
+    assert!(err.is_empty(), "{err}");
+    agent.stop().await;
+    relay.shutdown().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_agent_a_plaintext_message_waits_at_the_relay_and_an_encrypted_one_is_not_sent() {
+    let relay = relay().await;
+    let output = run_async(chat(&relay.base_url(), &["--plaintext", "--timeout", "1s"]), "anyone?\n").await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output).trim_end(),
+        "warning: 1 message(s) not read by the agent within 1s (the relay keeps what reached it)"
+    );
+    assert_eq!(relay.pending_for_agent(AGENT), 1, "the message waits at the relay");
+
+    // The agent never published its prekeys: no session can start, so nothing is sent.
+    let output = run_async(chat(&relay.base_url(), &["--timeout", "5s"]), "secret\n").await;
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(8), "stdout:\n{out}\nstderr:\n{}", stderr(&output));
+    assert!(out.lines().any(|line| line.starts_with("not-sent ")), "{out}");
+    relay.shutdown().await;
+}
