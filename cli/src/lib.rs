@@ -28,6 +28,7 @@ pub mod relay;
 pub mod verify;
 
 mod duration;
+mod escape;
 
 pub use error::{CliError, exit};
 
@@ -82,7 +83,7 @@ pub fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(error) => {
-            eprintln!("pacerelle: {error}");
+            eprintln!("pacerelle: {}", escape::one_line(&error.to_string()));
             ExitCode::from(error.exit_code())
         }
     }

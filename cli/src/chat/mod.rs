@@ -176,11 +176,15 @@ async fn open_conversation(args: &ChatArgs) -> Result<String, CliError> {
     Ok(created.conversation_id)
 }
 
+/// How many lines of stdin are read ahead of the one being run: a script piped from a large file
+/// is read as it runs, not all at once.
+const READ_AHEAD: usize = 16;
+
 /// Stdin's lines, read on a thread of their own (a blocking read has no place on the runtime).
 /// The channel closes at the end of the input; bytes that are not UTF-8 are replaced, not fatal.
-fn stdin_lines() -> Result<mpsc::UnboundedReceiver<String>, CliError> {
+fn stdin_lines() -> Result<mpsc::Receiver<String>, CliError> {
     use std::io::BufRead as _;
-    let (sender, receiver) = mpsc::unbounded_channel();
+    let (sender, receiver) = mpsc::channel(READ_AHEAD);
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
@@ -193,7 +197,7 @@ fn stdin_lines() -> Result<mpsc::UnboundedReceiver<String>, CliError> {
                     Ok(_) => {
                         let line = String::from_utf8_lossy(&buffer);
                         let line = line.strip_suffix('\n').unwrap_or(&line).to_owned();
-                        if sender.send(line).is_err() {
+                        if sender.blocking_send(line).is_err() {
                             break;
                         }
                     }
@@ -265,7 +269,7 @@ impl Session {
     async fn run(
         &mut self,
         client: &PersonClient,
-        mut lines: mpsc::UnboundedReceiver<String>,
+        mut lines: mpsc::Receiver<String>,
         wait_after_eof: Duration,
         timeout: Duration,
     ) -> Result<(), CliError> {
@@ -440,7 +444,8 @@ impl Session {
         match event {
             PersonEvent::Message(message) => {
                 if self.e2ee && !message.encrypted {
-                    eprintln!("warning: message {} from {} arrived unencrypted", message.id, message.from);
+                    let (id, from) = (crate::escape::one_line(&message.id), crate::escape::one_line(&message.from));
+                    eprintln!("warning: message {id} from {from} arrived unencrypted");
                 }
                 if let Some(widget) = &message.widget {
                     self.widgets.push(widget.id.clone());
@@ -457,7 +462,8 @@ impl Session {
                 self.show(&Shown::Read { message_id: &receipt.message_id })
             }
             PersonEvent::IdentityChanged { agent_id } => {
-                eprintln!("warning: {agent_id}'s identity key changed: compare its verification code again");
+                let agent = crate::escape::one_line(&agent_id);
+                eprintln!("warning: {agent}'s identity key changed: compare its verification code again");
                 self.show(&Shown::IdentityChanged { agent_id: &agent_id })
             }
             PersonEvent::Refused(frame) => {
@@ -512,7 +518,7 @@ impl Session {
     }
 
     fn fail(&mut self, message: &str) {
-        eprintln!("error: {message}");
+        eprintln!("error: {}", crate::escape::one_line(message));
         self.count_failure();
     }
 

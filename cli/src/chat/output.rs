@@ -7,6 +7,7 @@
 //! line, and a hostile agent cannot move the cursor, recolour the terminal or reorder what
 //! follows. JSON strings are escaped by serde_json.
 
+use crate::escape::escape;
 use pacerelle_core::human::PersonMessage;
 use serde_json::{Value, json};
 
@@ -234,24 +235,6 @@ fn message_json(message: &PersonMessage, first_attachment: usize) -> Value {
     object
 }
 
-/// `text` on one line, with nothing a terminal would act on.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') => {
-                out.push_str(&format!("\\u{{{:04x}}}", u32::from(c)));
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,14 +260,6 @@ mod tests {
             attachments: Vec::new(),
             frame,
         }
-    }
-
-    #[test]
-    fn escaping_keeps_one_event_on_one_line() {
-        assert_eq!(escape("a\nb\\c\td\r"), "a\\nb\\\\c\\td\\r");
-        assert_eq!(escape("\u{1b}[31mred"), "\\u{001b}[31mred");
-        assert_eq!(escape("abc\u{202e}def"), "abc\\u{202e}def");
-        assert_eq!(escape("don't \"quote\" é"), "don't \"quote\" é");
     }
 
     #[test]
