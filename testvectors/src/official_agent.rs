@@ -2,7 +2,8 @@
 //! tests that converse with it through our relay.
 //!
 //! Each agent keeps its Signal state under a folder of its own, removed when the agent is
-//! dropped. Left to its default, the official SDK would keep it in `~/.myagents/<agent_id>/`,
+//! dropped (or under a folder the test names and keeps, to read it afterwards). Left to its
+//! default, the official SDK would keep it in `~/.myagents/<agent_id>/`,
 //! shared by every run on the machine: its state then grows from run to run, and since the
 //! official agent rewrites the whole of it for every message, each run gets slower than the
 //! last until a test's deadline passes.
@@ -28,17 +29,32 @@ pub struct OfficialAgentConfig {
     agent_id: String,
     token: String,
     e2ee: bool,
+    store_root: Option<PathBuf>,
 }
 
 impl OfficialAgentConfig {
     /// The agent `agent_id`, connecting with `token` to the relay at `base_url`, plaintext.
     pub fn new(base_url: &str, agent_id: &str, token: &str) -> Self {
-        OfficialAgentConfig { base_url: base_url.into(), agent_id: agent_id.into(), token: token.into(), e2ee: false }
+        OfficialAgentConfig {
+            base_url: base_url.into(),
+            agent_id: agent_id.into(),
+            token: token.into(),
+            e2ee: false,
+            store_root: None,
+        }
     }
 
     /// With end-to-end encryption (`e2ee=True`).
     pub fn encrypted(mut self) -> Self {
         self.e2ee = true;
+        self
+    }
+
+    /// Keeps its state under `store_root` (the official SDK's `store_root`: the agent's
+    /// `signal.db` is `<store_root>/<agent_id>/signal.db`), which the test owns and which
+    /// outlives the agent.
+    pub fn store_root(mut self, store_root: &Path) -> Self {
+        self.store_root = Some(store_root.to_owned());
         self
     }
 }
@@ -49,6 +65,8 @@ pub struct OfficialAgent {
     lines: mpsc::Receiver<String>,
     handled: Vec<Value>,
     store_root: PathBuf,
+    /// Whether the store root is this harness's own, removed with it.
+    owns_store: bool,
 }
 
 impl OfficialAgent {
@@ -58,12 +76,16 @@ impl OfficialAgent {
     /// When python3 cannot run it or it does not report ready within a minute.
     pub fn start(config: &OfficialAgentConfig) -> Self {
         static STARTED: AtomicU32 = AtomicU32::new(0);
-        let store_root = std::env::temp_dir().join(format!(
-            "pacerelle-official-agent-{}-{}",
-            std::process::id(),
-            STARTED.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&store_root);
+        let owns_store = config.store_root.is_none();
+        let store_root = config.store_root.clone().unwrap_or_else(|| {
+            let own = std::env::temp_dir().join(format!(
+                "pacerelle-official-agent-{}-{}",
+                std::process::id(),
+                STARTED.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&own);
+            own
+        });
         std::fs::create_dir_all(&store_root)
             .unwrap_or_else(|error| panic!("creating {}: {error}", store_root.display()));
 
@@ -90,7 +112,7 @@ impl OfficialAgent {
                 }
             }
         });
-        let agent = OfficialAgent { child, lines, handled: Vec::new(), store_root };
+        let agent = OfficialAgent { child, lines, handled: Vec::new(), store_root, owns_store };
         let ready = agent.lines.recv_timeout(START_WAIT).expect("the official agent starts");
         assert_eq!(ready, "READY", "the official agent's first line");
         agent
@@ -142,6 +164,8 @@ impl Drop for OfficialAgent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.store_root);
+        if self.owns_store {
+            let _ = std::fs::remove_dir_all(&self.store_root);
+        }
     }
 }

@@ -211,6 +211,7 @@ mod official_agent {
 
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
+    use pacerelle_conformance::official_agent::{OfficialAgent, OfficialAgentConfig};
     use pacerelle_conformance::peers::runtime;
     use pacerelle_core::config::ClientConfig;
     use pacerelle_core::e2ee::bundle::verification_code;
@@ -223,22 +224,12 @@ mod official_agent {
     use pacerelle_tokio::{Client, PersonClient, PersonClientConfig};
     use rand::SeedableRng as _;
     use std::collections::BTreeMap;
-    use std::io::{BufRead as _, BufReader};
     use std::path::Path;
-    use std::process::{Child, Stdio};
-    use std::sync::mpsc;
     use std::time::Duration;
 
     const AGENT: &str = "py-agent";
     const AGENT_TOKEN: &str = "py-agent-token";
     const WAIT: Duration = Duration::from_secs(20);
-
-    /// The official agent as a child process, killed (by its own pid) when dropped; its output
-    /// lines are kept read (a closed pipe would end it at its next line).
-    struct OfficialAgent {
-        child: Child,
-        _lines: mpsc::Receiver<String>,
-    }
 
     /// One device of a person whose Signal is the official runtime, in a conversation with the
     /// agent.
@@ -248,41 +239,6 @@ mod official_agent {
         name: &'static str,
         /// Ids of messages sent and not yet acknowledged by the agent (its READ receipt).
         unread: Vec<String>,
-    }
-
-    impl OfficialAgent {
-        fn start(base_url: &str, store_root: &Path) -> Self {
-            let script = pacerelle_conformance::vectors_dir().join("oracle").join("official_agent.py");
-            let mut child = pacerelle_conformance::python()
-                .arg(script)
-                .args(["--base-url", base_url, "--agent-id", AGENT, "--token", AGENT_TOKEN])
-                .args(["--deadline-seconds", "300", "--e2ee", "--store-root"])
-                .arg(store_root)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("python3 runs the official agent");
-            let stdout = child.stdout.take().expect("piped stdout");
-            let (sender, lines) = mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if sender.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-            let ready = lines.recv_timeout(Duration::from_secs(60)).expect("the official agent starts");
-            let agent = OfficialAgent { child, _lines: lines };
-            assert_eq!(ready, "READY", "the official agent's first line");
-            agent
-        }
-    }
-
-    impl Drop for OfficialAgent {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 
     impl Person {
@@ -373,8 +329,12 @@ mod official_agent {
         // The official agent converses: Alice from her phone (long enough for SPQR epochs to
         // turn) and her tablet, each in its own conversation, Bob from his laptop.
         let (base_url, official_root) = (relay.base_url(), root.clone());
-        let official =
-            tokio::task::spawn_blocking(move || OfficialAgent::start(&base_url, &official_root)).await.unwrap();
+        let official = tokio::task::spawn_blocking(move || {
+            let config = OfficialAgentConfig::new(&base_url, AGENT, AGENT_TOKEN).encrypted().store_root(&official_root);
+            OfficialAgent::start(&config)
+        })
+        .await
+        .unwrap();
         let official_code = published_code(&relay).await;
         let mut people = vec![
             person(&relay, "alice", "phone", 1).await,

@@ -82,10 +82,12 @@ mod error;
 mod files;
 mod import;
 mod load;
+mod read_only;
 mod schema;
 
 pub use error::{RowProblem, StoreError};
 pub use import::{ImportPythonError, OFFICIAL_FILE_NAME, import_python};
+pub use read_only::read_identity;
 
 use pacerelle_core::Timestamp;
 use pacerelle_core::store::{AgentSnapshot, AgentStore, PeerId, ReceiptState, StoreChanges};

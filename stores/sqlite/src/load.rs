@@ -10,6 +10,26 @@ use pacerelle_core::store::{
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
+/// Reads the agent's identity alone, checked as [`snapshot`] checks it; `None` before the
+/// agent first ran with end-to-end encryption.
+pub(crate) fn identity(connection: &Connection) -> Result<Option<StoredIdentity>, StoreError> {
+    let mut identity = None;
+    each_row(
+        connection,
+        "identity",
+        "SELECT singleton, private_key, registration_id FROM identity",
+        |row| key_text(row, 0),
+        |row| {
+            identity = Some(StoredIdentity {
+                private_key: SecretBytes::new(row.blob(1, "private_key")?),
+                registration_id: row.u32(2, "registration_id")?,
+            });
+            Ok(())
+        },
+    )?;
+    Ok(identity)
+}
+
 /// Reads everything the store holds.
 pub(crate) fn snapshot(connection: &Connection) -> Result<AgentSnapshot, StoreError> {
     let mut snapshot = AgentSnapshot::default();
@@ -121,19 +141,7 @@ pub(crate) fn snapshot(connection: &Connection) -> Result<AgentSnapshot, StoreEr
         },
     )?;
     let e2ee = &mut snapshot.e2ee;
-    each_row(
-        connection,
-        "identity",
-        "SELECT singleton, private_key, registration_id FROM identity",
-        |row| key_text(row, 0),
-        |row| {
-            e2ee.identity = Some(StoredIdentity {
-                private_key: SecretBytes::new(row.blob(1, "private_key")?),
-                registration_id: row.u32(2, "registration_id")?,
-            });
-            Ok(())
-        },
-    )?;
+    e2ee.identity = identity(connection)?;
     each_row(
         connection,
         "prekey_state",
