@@ -76,6 +76,21 @@ pub fn python() -> Command {
     command
 }
 
+/// The lines a child process writes to `stdout`, read on a thread of their own so the child
+/// never blocks on a full pipe (nor dies of a closed one while the receiver lives).
+pub fn read_lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead as _;
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 /// Reads the vector file `name` (e.g. `parse_payload.json`).
 ///
 /// # Panics

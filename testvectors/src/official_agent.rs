@@ -9,7 +9,6 @@
 //! last until a test's deadline passes.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -104,14 +103,7 @@ impl OfficialAgent {
         }
         let mut child = command.spawn().expect("python3 runs the official agent");
         let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = crate::read_lines(stdout);
         let agent = OfficialAgent { child, lines, handled: Vec::new(), store_root, owns_store };
         let ready = agent.lines.recv_timeout(START_WAIT).expect("the official agent starts");
         assert_eq!(ready, "READY", "the official agent's first line");

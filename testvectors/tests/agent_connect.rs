@@ -13,7 +13,7 @@ use pacerelle_relay::{BackgroundRelay, ConnectClient, RecordedRequest, RelayConf
 use pacerelle_runtime_support::connect::AgentConnect;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -50,14 +50,7 @@ impl Official {
             .expect("python3 runs the official functions");
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = pacerelle_conformance::read_lines(stdout);
         Official { child, stdin, lines }
     }
 
