@@ -75,6 +75,27 @@ impl fmt::Display for AgentKind {
     }
 }
 
+/// How to start our agent: a program, with the arguments that come before the runtime's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentProgram {
+    program: PathBuf,
+    leading: Vec<String>,
+}
+
+impl AgentProgram {
+    /// The agent binary `pacerelle-load-agent` at `path`.
+    pub fn binary(path: impl Into<PathBuf>) -> Self {
+        AgentProgram { program: path.into(), leading: Vec::new() }
+    }
+
+    /// The running program itself with `--serve-agent`: the load tool's own copy of the agent,
+    /// always built with it (`cargo run` builds only the tool, so a separate agent binary
+    /// beside it could be stale or missing).
+    pub fn this_program() -> std::io::Result<Self> {
+        Ok(AgentProgram { program: std::env::current_exe()?, leading: vec!["--serve-agent".into()] })
+    }
+}
+
 /// A folder removed, with everything in it, when dropped.
 #[derive(Debug)]
 pub struct ScratchDir(PathBuf);
@@ -127,31 +148,31 @@ pub struct RunningAgent {
 }
 
 impl RunningAgent {
-    /// Starts `kind` as agent `agent_id` with `token` against `relay` (ours from
-    /// `agent_binary`) and waits until the relay holds its socket and its one-time prekeys.
+    /// Starts `kind` as agent `agent_id` with `token` against `relay` (ours from `ours`) and waits until the relay holds its socket and its one-time prekeys.
     /// Its stderr goes to ours, so its warnings are seen.
     pub async fn start(
         kind: AgentKind,
         relay: &RelayHandle,
         agent_id: &str,
         token: &str,
-        agent_binary: &Path,
+        ours: &AgentProgram,
     ) -> Result<Self, LoadError> {
         let store = ScratchDir::new(kind.name())?;
         let base_url = relay.base_url();
         let (program, mut command) = if kind.is_ours() {
-            if !agent_binary.is_file() {
-                return Err(LoadError::AgentBinaryMissing(agent_binary.to_owned()));
+            if !ours.program.is_file() {
+                return Err(LoadError::AgentBinaryMissing(ours.program.clone()));
             }
-            let mut command = Command::new(agent_binary);
+            let mut command = Command::new(&ours.program);
             command
+                .args(&ours.leading)
                 .arg(kind.name())
                 .env("PACERELLE_AGENT_ID", agent_id)
                 .env("PACERELLE_AGENT_TOKEN", token)
                 .env("PACERELLE_BASE_URL", &base_url)
                 .env("PACERELLE_E2EE", "1")
                 .env("PACERELLE_STORE_ROOT", store.path());
-            (agent_binary.to_owned(), command)
+            (ours.program.clone(), command)
         } else {
             let script = pacerelle_conformance::vectors_dir().join("oracle").join("official_agent.py");
             let mut command = pacerelle_conformance::python();

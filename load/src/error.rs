@@ -30,8 +30,8 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
-    /// The agent's binary is not where the tool looked for it.
-    #[error("no agent binary at {0} (build it: cargo build --release -p pacerelle-load)")]
+    /// Our agent's program is not where it was said to be.
+    #[error("no agent program at {0} (build it: cargo build --release -p pacerelle-load)")]
     AgentBinaryMissing(PathBuf),
     /// The agent did not open its socket and publish its prekeys in time.
     #[error("the {agent} agent was not ready within {waited:?}{exit}")]

@@ -19,8 +19,9 @@ pub mod drive;
 pub mod error;
 pub mod procfs;
 pub mod report;
+pub mod serve;
 
-pub use agents::AgentKind;
+pub use agents::{AgentKind, AgentProgram};
 pub use drive::Pacing;
 pub use error::LoadError;
 pub use report::{Percentiles, RunReport};
@@ -28,7 +29,6 @@ pub use report::{Percentiles, RunReport};
 use agents::RunningAgent;
 use drive::People;
 use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
-use std::path::Path;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -52,11 +52,11 @@ pub struct Plan {
 }
 
 /// Runs `kind` through `plan` on a relay of its own and reports what it measured. Ours is
-/// started from `agent_binary` (`pacerelle-load-agent`); for the official agent call
-/// [`agents::prepare_official`] first, outside async code.
-pub async fn measure(kind: AgentKind, plan: &Plan, agent_binary: &Path) -> Result<RunReport, LoadError> {
+/// started with `ours` ([`serve`]); for the official agent call [`agents::prepare_official`]
+/// first, outside async code.
+pub async fn measure(kind: AgentKind, plan: &Plan, ours: &AgentProgram) -> Result<RunReport, LoadError> {
     let relay = Relay::spawn(RelayConfig::loopback_ephemeral().agent(AGENT_ID, AGENT_TOKEN)).await?;
-    let result = measure_on(&relay, kind, plan, agent_binary).await;
+    let result = measure_on(&relay, kind, plan, ours).await;
     relay.shutdown().await;
     result
 }
@@ -65,9 +65,9 @@ async fn measure_on(
     relay: &RelayHandle,
     kind: AgentKind,
     plan: &Plan,
-    agent_binary: &Path,
+    ours: &AgentProgram,
 ) -> Result<RunReport, LoadError> {
-    let mut agent = RunningAgent::start(kind, relay, AGENT_ID, AGENT_TOKEN, agent_binary).await?;
+    let mut agent = RunningAgent::start(kind, relay, AGENT_ID, AGENT_TOKEN, ours).await?;
     let people = People::connect(relay, AGENT_ID, plan.conversations).await?;
     let outcome = async {
         people.warm_up().await?;

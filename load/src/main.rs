@@ -2,14 +2,17 @@
 //! prints the figures and ratios as Markdown, and draws the offered-load chart.
 //!
 //! ```text
-//! cargo build --release -p pacerelle-load   # both binaries: the tool and its agent
-//! target/release/pacerelle-load --conversations 10 --messages 100 --window 4 \
+//! cargo run --release -p pacerelle-load -- --conversations 10 --messages 100 --window 4 \
 //!     --sweep 25,50,100,200,400 --sweep-seconds 4 --chart docs/load-sweep.png
 //! ```
+//!
+//! Our agent runs as this same program (`--serve-agent <runtime>`, see
+//! `pacerelle_load::serve`), so it is always the build being run; `--agent-binary` takes the
+//! separate `pacerelle-load-agent` instead.
 
 #![forbid(unsafe_code)]
 
-use pacerelle_load::agents::{self, AgentKind};
+use pacerelle_load::agents::{self, AgentKind, AgentProgram};
 use pacerelle_load::{LoadError, Pacing, Plan, RunReport, chart, report};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,7 +31,7 @@ usage: pacerelle-load [options]
   --sweep-agents LIST    agents in the sweep (default: --agents)
   --chart PATH           write the sweep's chart (throughput and p99 against offered load)
   --font PATH            TrueType font for the chart (default: a system DejaVu or Liberation)
-  --agent-binary PATH    our agent (default: pacerelle-load-agent beside this program)
+  --agent-binary PATH    our agent, pacerelle-load-agent (default: this program, --serve-agent)
 
 Every reply must arrive, decrypt and echo its message, or the tool fails.";
 
@@ -130,17 +133,12 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, CliError> {
     Ok(options)
 }
 
-async fn run_all(
-    agents: &[AgentKind],
-    plan: &Plan,
-    agent_binary: &std::path::Path,
-) -> Result<Vec<RunReport>, CliError> {
+async fn run_all(agents: &[AgentKind], plan: &Plan, ours: &AgentProgram) -> Result<Vec<RunReport>, CliError> {
     let mut reports = Vec::new();
     for &agent in agents {
         eprintln!("{agent}: {} conversations, {:?}", plan.conversations, plan.pacing);
-        let report = pacerelle_load::measure(agent, plan, agent_binary)
-            .await
-            .map_err(|source| CliError::Run { agent, source })?;
+        let report =
+            pacerelle_load::measure(agent, plan, ours).await.map_err(|source| CliError::Run { agent, source })?;
         eprintln!(
             "{agent}: {} replies in {:.2} s, {:.0}/s, p99 {:?}",
             report.messages,
@@ -154,11 +152,9 @@ async fn run_all(
 }
 
 fn run(options: Options) -> Result<(), CliError> {
-    let agent_binary = match options.agent_binary {
-        Some(path) => path,
-        None => std::env::current_exe()
-            .map_err(CliError::CurrentExe)?
-            .with_file_name(format!("pacerelle-load-agent{}", std::env::consts::EXE_SUFFIX)),
+    let ours = match options.agent_binary {
+        Some(path) => AgentProgram::binary(path),
+        None => AgentProgram::this_program().map_err(CliError::CurrentExe)?,
     };
     let sweep_agents = options.sweep_agents.clone().unwrap_or_else(|| options.agents.clone());
     let official_wanted = options.agents.contains(&AgentKind::Official) && options.messages > 0
@@ -182,7 +178,7 @@ fn run(options: Options) -> Result<(), CliError> {
                 None => Pacing::Window { messages: options.messages, window: options.window },
             };
             let plan = Plan { conversations: options.conversations, pacing };
-            let reports = run_all(&options.agents, &plan, &agent_binary).await?;
+            let reports = run_all(&options.agents, &plan, &ours).await?;
             println!(
                 "## {} conversations x {} messages, {}\n",
                 options.conversations,
@@ -199,7 +195,7 @@ fn run(options: Options) -> Result<(), CliError> {
             for &per_second in &options.sweep {
                 let total = ((per_second * options.sweep_seconds).round() as usize).max(options.conversations);
                 let plan = Plan { conversations: options.conversations, pacing: Pacing::Rate { per_second, total } };
-                let reports = run_all(&sweep_agents, &plan, &agent_binary).await?;
+                let reports = run_all(&sweep_agents, &plan, &ours).await?;
                 println!(
                     "## open loop at {per_second} msg/s, {total} messages in {} conversations\n",
                     options.conversations
@@ -228,7 +224,18 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
-    let result = parse(std::env::args().skip(1)).and_then(run);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("--serve-agent") {
+        // This program as the agent under load (see AgentProgram::this_program).
+        return match pacerelle_load::serve::serve(args.nth(1)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(%error, "load agent stopped");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let result = parse(args).and_then(run);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Usage(message)) => {

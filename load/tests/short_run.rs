@@ -4,10 +4,11 @@
 //! and echoed its message (the tool fails otherwise) and that the agent's figures were read;
 //! it never asserts speed, which is measured by the release tool (see BENCHMARKS.md).
 
-use pacerelle_load::{AgentKind, LoadError, Pacing, Plan, RunReport, agents, measure};
-use std::path::Path;
+use pacerelle_load::{AgentKind, AgentProgram, LoadError, Pacing, Plan, RunReport, agents, measure};
 
-const AGENT_BINARY: &str = env!("CARGO_BIN_EXE_pacerelle-load-agent");
+fn our_agent() -> AgentProgram {
+    AgentProgram::binary(env!("CARGO_BIN_EXE_pacerelle-load-agent"))
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -25,12 +26,12 @@ fn check(report: &RunReport, agent: AgentKind, messages: usize) {
 fn our_agent_answers_every_message_closed_and_open_loop() {
     runtime().block_on(async {
         let closed = Plan { conversations: 3, pacing: Pacing::Window { messages: 40, window: 4 } };
-        let report = measure(AgentKind::Tokio, &closed, Path::new(AGENT_BINARY)).await.expect("a tokio run");
+        let report = measure(AgentKind::Tokio, &closed, &our_agent()).await.expect("a tokio run");
         check(&report, AgentKind::Tokio, 120);
         assert_eq!(report.offered, None);
 
         let open = Plan { conversations: 2, pacing: Pacing::Rate { per_second: 100.0, total: 60 } };
-        let report = measure(AgentKind::Blocking, &open, Path::new(AGENT_BINARY)).await.expect("a blocking run");
+        let report = measure(AgentKind::Blocking, &open, &our_agent()).await.expect("a blocking run");
         check(&report, AgentKind::Blocking, 60);
         assert_eq!(report.offered, Some(100.0));
     });
@@ -42,7 +43,7 @@ fn the_official_agent_answers_every_message() {
     agents::prepare_official();
     runtime().block_on(async {
         let plan = Plan { conversations: 2, pacing: Pacing::Window { messages: 40, window: 4 } };
-        let report = measure(AgentKind::Official, &plan, Path::new(AGENT_BINARY)).await.expect("an official run");
+        let report = measure(AgentKind::Official, &plan, &our_agent()).await.expect("an official run");
         check(&report, AgentKind::Official, 80);
     });
 }
@@ -51,7 +52,7 @@ fn the_official_agent_answers_every_message() {
 fn a_missing_agent_binary_fails_the_run() {
     runtime().block_on(async {
         let plan = Plan { conversations: 1, pacing: Pacing::Window { messages: 1, window: 1 } };
-        let result = measure(AgentKind::Smol, &plan, Path::new("/nonexistent/pacerelle-load-agent")).await;
+        let result = measure(AgentKind::Smol, &plan, &AgentProgram::binary("/nonexistent/pacerelle-load-agent")).await;
         assert!(matches!(result, Err(LoadError::AgentBinaryMissing(_))), "{result:?}");
     });
 }

@@ -1,110 +1,18 @@
-//! The agent the load tool measures: an encrypted echo agent on its SQLite store, made the way
-//! a user makes one (`Client::new` from the SDK's environment), on the runtime named by its one
-//! argument (`tokio`, `smol`, `async-std` or `blocking`).
-//!
-//! It answers every message with a reply whose text is `Received: <text>`, as the official
-//! agent's script does, so both agents do the same work per message. It runs as a child process
-//! of the load tool so that its memory and CPU time, read from `/proc`, are its own.
-//!
-//! Configuration is the SDK's own environment (`PACERELLE_AGENT_ID`, `PACERELLE_AGENT_TOKEN`,
-//! `PACERELLE_BASE_URL`, `PACERELLE_E2EE`, `PACERELLE_STORE_ROOT`). Logs (warnings and worse
+//! The agent the load tool measures, as a program of its own: `pacerelle-load-agent <runtime>`
+//! (`tokio`, `smol`, `async-std` or `blocking`), an encrypted echo agent on its SQLite store,
+//! configured by the SDK's environment (see `pacerelle_load::serve`). Logs (warnings and worse
 //! unless `RUST_LOG` says otherwise) go to stderr.
 
 #![forbid(unsafe_code)]
 
-use pacerelle_core::config::{ClientConfig, ConfigError};
 use std::process::ExitCode;
-
-/// Why the agent could not run.
-#[derive(Debug, thiserror::Error)]
-enum LoadAgentError {
-    /// The first argument is not a runtime this agent knows.
-    #[error("unknown runtime {0:?}: expected tokio, smol, async-std or blocking")]
-    UnknownRuntime(String),
-    /// No runtime was named.
-    #[error("usage: pacerelle-load-agent <tokio|smol|async-std|blocking>")]
-    Usage,
-    /// The SDK's environment is malformed.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The SDK's client failed.
-    #[error(transparent)]
-    Client(#[from] pacerelle_tokio::ClientError),
-    /// The tokio runtime could not start.
-    #[error("cannot start tokio: {0}")]
-    Runtime(std::io::Error),
-}
-
-/// The reply the official agent's script gives to a plain text.
-fn echo(text: &str) -> String {
-    format!("Received: {text}")
-}
-
-fn run_tokio(config: ClientConfig) -> Result<(), LoadAgentError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(LoadAgentError::Runtime)?;
-    runtime.block_on(async move {
-        let mut client = pacerelle_tokio::Client::new(config)?;
-        client.on_message(|message, agent| async move {
-            agent.reply(&message, echo(&message.text)).await?;
-            Ok(())
-        });
-        client.connect().await?;
-        Ok(())
-    })
-}
-
-fn run_smol(config: ClientConfig) -> Result<(), LoadAgentError> {
-    smol::block_on(async move {
-        let mut client = pacerelle_smol::Client::new(config)?;
-        client.on_message(|message, agent| async move {
-            agent.reply(&message, echo(&message.text)).await?;
-            Ok(())
-        });
-        client.connect().await?;
-        Ok(())
-    })
-}
-
-fn run_async_std(config: ClientConfig) -> Result<(), LoadAgentError> {
-    async_std::task::block_on(async move {
-        let mut client = pacerelle_async_std::Client::new(config)?;
-        client.on_message(|message, agent| async move {
-            agent.reply(&message, echo(&message.text)).await?;
-            Ok(())
-        });
-        client.connect().await?;
-        Ok(())
-    })
-}
-
-fn run_blocking(config: ClientConfig) -> Result<(), LoadAgentError> {
-    let mut client = pacerelle_blocking::Client::new(config)?;
-    client.on_message(|message, agent| {
-        agent.reply(&message, echo(&message.text))?;
-        Ok(())
-    });
-    client.connect()?;
-    Ok(())
-}
-
-fn run() -> Result<(), LoadAgentError> {
-    let runtime = std::env::args().nth(1).ok_or(LoadAgentError::Usage)?;
-    let config = ClientConfig::from_env()?;
-    match runtime.as_str() {
-        "tokio" => run_tokio(config),
-        "smol" => run_smol(config),
-        "async-std" => run_async_std(config),
-        "blocking" => run_blocking(config),
-        _ => Err(LoadAgentError::UnknownRuntime(runtime)),
-    }
-}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
-    match run() {
+    match pacerelle_load::serve::serve(std::env::args().nth(1)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "load agent stopped");
