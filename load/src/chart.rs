@@ -74,7 +74,7 @@ pub fn draw(runs: &[RunReport], path: &Path, font: Option<&Path>, title: &str) -
     }
     register_font(font)?;
     let offered_max = runs.iter().filter_map(|run| run.offered).fold(1.0, f64::max) * 1.05;
-    let throughput_max = runs.iter().map(RunReport::throughput).fold(1.0, f64::max) * 1.1;
+    let throughput_max = runs.iter().map(RunReport::throughput).fold(offered_max, f64::max) * 1.1;
     let p99s = || runs.iter().filter(|run| run.offered.is_some()).map(|run| run.latency.p99.as_secs_f64() * 1000.0);
     let p99_min = p99s().fold(f64::INFINITY, f64::min).max(0.01) / 2.0;
     let p99_max = p99s().fold(0.0, f64::max).max(p99_min * 4.0) * 2.0;
@@ -112,10 +112,19 @@ pub fn draw(runs: &[RunReport], path: &Path, font: Option<&Path>, title: &str) -
             .configure_mesh()
             .x_desc("offered load (messages per second)")
             .y_desc("p99 (ms)")
+            .y_labels(12)
+            .y_label_formatter(&|ms| if *ms >= 10.0 { format!("{ms:.0}") } else { format!("{ms:.1}") })
             .label_style((FONT, 14))
             .draw()
             .map_err(chart_error)?;
 
+        // Where every offered message is answered as fast as it comes.
+        let offered = ShapeStyle::from(&RGBColor(170, 170, 170)).stroke_width(1);
+        throughput
+            .draw_series(LineSeries::new([(0.0, 0.0), (offered_max, offered_max)], offered))
+            .map_err(chart_error)?
+            .label("replies = offered")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], offered));
         for (kind, points) in &by_agent {
             let color = color(*kind);
             let style = ShapeStyle::from(&color).stroke_width(2);
