@@ -103,8 +103,13 @@ pub struct ScratchDir(PathBuf);
 impl ScratchDir {
     /// A new empty folder under the system's temporary folder, named after `label`.
     pub fn new(label: &str) -> Result<Self, LoadError> {
+        Self::new_in(&std::env::temp_dir(), label)
+    }
+
+    /// A new empty folder under `parent`, named after `label`.
+    pub fn new_in(parent: &Path, label: &str) -> Result<Self, LoadError> {
         static MADE: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
+        let path = parent.join(format!(
             "pacerelle-load-{label}-{}-{}",
             std::process::id(),
             MADE.fetch_add(1, Ordering::Relaxed)
@@ -148,7 +153,8 @@ pub struct RunningAgent {
 }
 
 impl RunningAgent {
-    /// Starts `kind` as agent `agent_id` with `token` against `relay` (ours from `ours`) and waits until the relay holds its socket and its one-time prekeys.
+    /// Starts `kind` as agent `agent_id` with `token` against `relay` (ours from `ours`), its
+    /// store in a new folder under `stores`, and waits until the relay holds its socket and its one-time prekeys.
     /// Its stderr goes to ours, so its warnings are seen.
     pub async fn start(
         kind: AgentKind,
@@ -156,8 +162,9 @@ impl RunningAgent {
         agent_id: &str,
         token: &str,
         ours: &AgentProgram,
+        stores: &Path,
     ) -> Result<Self, LoadError> {
-        let store = ScratchDir::new(kind.name())?;
+        let store = ScratchDir::new_in(stores, kind.name())?;
         let base_url = relay.base_url();
         let (program, mut command) = if kind.is_ours() {
             if !ours.program.is_file() {

@@ -29,6 +29,7 @@ pub use report::{Percentiles, RunReport};
 use agents::RunningAgent;
 use drive::People;
 use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -51,23 +52,34 @@ pub struct Plan {
     pub pacing: Pacing,
 }
 
-/// Runs `kind` through `plan` on a relay of its own and reports what it measured. Ours is
-/// started with `ours` ([`serve`]); for the official agent call [`agents::prepare_official`]
-/// first, outside async code.
-pub async fn measure(kind: AgentKind, plan: &Plan, ours: &AgentProgram) -> Result<RunReport, LoadError> {
+/// Where runs take our agent from and keep the agents' stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    /// How to start our agent ([`serve`]).
+    pub ours: AgentProgram,
+    /// The folder each run's store is made in (and removed from): the system's temporary
+    /// folder by default. Its filesystem decides what a durable write costs.
+    pub stores: PathBuf,
+}
+
+impl Setup {
+    /// Our agent from `ours`, stores under the system's temporary folder.
+    pub fn new(ours: AgentProgram) -> Self {
+        Setup { ours, stores: std::env::temp_dir() }
+    }
+}
+
+/// Runs `kind` through `plan` on a relay of its own and reports what it measured. For the
+/// official agent call [`agents::prepare_official`] first, outside async code.
+pub async fn measure(kind: AgentKind, plan: &Plan, setup: &Setup) -> Result<RunReport, LoadError> {
     let relay = Relay::spawn(RelayConfig::loopback_ephemeral().agent(AGENT_ID, AGENT_TOKEN)).await?;
-    let result = measure_on(&relay, kind, plan, ours).await;
+    let result = measure_on(&relay, kind, plan, setup).await;
     relay.shutdown().await;
     result
 }
 
-async fn measure_on(
-    relay: &RelayHandle,
-    kind: AgentKind,
-    plan: &Plan,
-    ours: &AgentProgram,
-) -> Result<RunReport, LoadError> {
-    let mut agent = RunningAgent::start(kind, relay, AGENT_ID, AGENT_TOKEN, ours).await?;
+async fn measure_on(relay: &RelayHandle, kind: AgentKind, plan: &Plan, setup: &Setup) -> Result<RunReport, LoadError> {
+    let mut agent = RunningAgent::start(kind, relay, AGENT_ID, AGENT_TOKEN, &setup.ours, &setup.stores).await?;
     let people = People::connect(relay, AGENT_ID, plan.conversations).await?;
     let outcome = async {
         people.warm_up().await?;

@@ -13,7 +13,7 @@
 #![forbid(unsafe_code)]
 
 use pacerelle_load::agents::{self, AgentKind, AgentProgram};
-use pacerelle_load::{LoadError, Pacing, Plan, RunReport, chart, report};
+use pacerelle_load::{LoadError, Pacing, Plan, RunReport, Setup, chart, report};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,6 +31,7 @@ usage: pacerelle-load [options]
   --sweep-agents LIST    agents in the sweep (default: --agents)
   --chart PATH           write the sweep's chart (throughput and p99 against offered load)
   --font PATH            TrueType font for the chart (default: a system DejaVu or Liberation)
+  --stores DIR           where each run's agent store is made (default: the system's temp folder)
   --agent-binary PATH    our agent, pacerelle-load-agent (default: this program, --serve-agent)
 
 Every reply must arrive, decrypt and echo its message, or the tool fails.";
@@ -74,6 +75,7 @@ struct Options {
     chart: Option<PathBuf>,
     font: Option<PathBuf>,
     agent_binary: Option<PathBuf>,
+    stores: Option<PathBuf>,
 }
 
 fn parse_agents(list: &str) -> Result<Vec<AgentKind>, CliError> {
@@ -99,6 +101,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, CliError> {
         chart: None,
         font: None,
         agent_binary: None,
+        stores: None,
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -121,6 +124,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, CliError> {
             "--chart" => options.chart = Some(PathBuf::from(value)),
             "--font" => options.font = Some(PathBuf::from(value)),
             "--agent-binary" => options.agent_binary = Some(PathBuf::from(value)),
+            "--stores" => options.stores = Some(PathBuf::from(value)),
             _ => return Err(CliError::Usage(format!("unknown option {flag}"))),
         }
     }
@@ -133,12 +137,12 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, CliError> {
     Ok(options)
 }
 
-async fn run_all(agents: &[AgentKind], plan: &Plan, ours: &AgentProgram) -> Result<Vec<RunReport>, CliError> {
+async fn run_all(agents: &[AgentKind], plan: &Plan, setup: &Setup) -> Result<Vec<RunReport>, CliError> {
     let mut reports = Vec::new();
     for &agent in agents {
         eprintln!("{agent}: {} conversations, {:?}", plan.conversations, plan.pacing);
         let report =
-            pacerelle_load::measure(agent, plan, ours).await.map_err(|source| CliError::Run { agent, source })?;
+            pacerelle_load::measure(agent, plan, setup).await.map_err(|source| CliError::Run { agent, source })?;
         eprintln!(
             "{agent}: {} replies in {:.2} s, {:.0}/s, p99 {:?}",
             report.messages,
@@ -156,6 +160,10 @@ fn run(options: Options) -> Result<(), CliError> {
         Some(path) => AgentProgram::binary(path),
         None => AgentProgram::this_program().map_err(CliError::CurrentExe)?,
     };
+    let mut setup = Setup::new(ours);
+    if let Some(stores) = options.stores.clone() {
+        setup.stores = stores;
+    }
     let sweep_agents = options.sweep_agents.clone().unwrap_or_else(|| options.agents.clone());
     let official_wanted = options.agents.contains(&AgentKind::Official) && options.messages > 0
         || sweep_agents.contains(&AgentKind::Official) && !options.sweep.is_empty();
@@ -178,7 +186,7 @@ fn run(options: Options) -> Result<(), CliError> {
                 None => Pacing::Window { messages: options.messages, window: options.window },
             };
             let plan = Plan { conversations: options.conversations, pacing };
-            let reports = run_all(&options.agents, &plan, &ours).await?;
+            let reports = run_all(&options.agents, &plan, &setup).await?;
             println!(
                 "## {} conversations x {} messages, {}\n",
                 options.conversations,
@@ -195,7 +203,7 @@ fn run(options: Options) -> Result<(), CliError> {
             for &per_second in &options.sweep {
                 let total = ((per_second * options.sweep_seconds).round() as usize).max(options.conversations);
                 let plan = Plan { conversations: options.conversations, pacing: Pacing::Rate { per_second, total } };
-                let reports = run_all(&sweep_agents, &plan, &ours).await?;
+                let reports = run_all(&sweep_agents, &plan, &setup).await?;
                 println!(
                     "## open loop at {per_second} msg/s, {total} messages in {} conversations\n",
                     options.conversations

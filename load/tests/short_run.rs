@@ -4,10 +4,10 @@
 //! and echoed its message (the tool fails otherwise) and that the agent's figures were read;
 //! it never asserts speed, which is measured by the release tool (see BENCHMARKS.md).
 
-use pacerelle_load::{AgentKind, AgentProgram, LoadError, Pacing, Plan, RunReport, agents, measure};
+use pacerelle_load::{AgentKind, AgentProgram, LoadError, Pacing, Plan, RunReport, Setup, agents, measure};
 
-fn our_agent() -> AgentProgram {
-    AgentProgram::binary(env!("CARGO_BIN_EXE_pacerelle-load-agent"))
+fn our_agent() -> Setup {
+    Setup::new(AgentProgram::binary(env!("CARGO_BIN_EXE_pacerelle-load-agent")))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -52,7 +52,9 @@ fn the_official_agent_answers_every_message() {
 fn a_missing_agent_binary_fails_the_run() {
     runtime().block_on(async {
         let plan = Plan { conversations: 1, pacing: Pacing::Window { messages: 1, window: 1 } };
-        let result = measure(AgentKind::Smol, &plan, &AgentProgram::binary("/nonexistent/pacerelle-load-agent")).await;
+        let result =
+            measure(AgentKind::Smol, &plan, &Setup::new(AgentProgram::binary("/nonexistent/pacerelle-load-agent")))
+                .await;
         assert!(matches!(result, Err(LoadError::AgentBinaryMissing(_))), "{result:?}");
     });
 }
