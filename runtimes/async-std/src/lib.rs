@@ -38,8 +38,6 @@
 
 use async_std::net::TcpStream;
 use async_tungstenite::smol::ClientStream;
-use async_tungstenite::tungstenite::client::IntoClientRequest as _;
-use async_tungstenite::tungstenite::error::UrlError;
 use pacerelle_runtime_support::driver::{self, WsError};
 use std::future::Future;
 use std::time::Duration;
@@ -71,12 +69,7 @@ impl driver::Runtime for AsyncStd {
     type Socket = async_tungstenite::WebSocketStream<ClientStream<TcpStream>>;
 
     async fn connect(url: &str) -> Result<Self::Socket, WsError> {
-        let request = url.into_client_request()?;
-        let uri = request.uri();
-        let host = uri.host().ok_or(WsError::Url(UrlError::NoHostName))?;
-        // An IPv6 literal comes bracketed in the URL, bare in a socket address.
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-        let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("wss") { 443 } else { 80 });
+        let (request, host, port) = driver::socket_address(url)?;
         // async-tungstenite's own async-std client offers TLS only through native-tls or
         // async-tls; its futures-io client (named for smol, generic over the stream) adds
         // rustls to async-std's TCP stream instead.

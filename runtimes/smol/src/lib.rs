@@ -66,7 +66,11 @@ impl driver::Runtime for Smol {
     type Socket = async_tungstenite::WebSocketStream<ConnectStream>;
 
     async fn connect(url: &str) -> Result<Self::Socket, WsError> {
-        let (socket, _response) = async_tungstenite::smol::connect_async(url).await?;
+        let (request, host, port) = driver::socket_address(url)?;
+        let tcp = smol::net::TcpStream::connect((host.as_str(), port)).await?;
+        // Without Nagle's algorithm: a reply is not held back waiting for an acknowledgement.
+        let _ = tcp.set_nodelay(true);
+        let (socket, _response) = async_tungstenite::smol::client_async_tls(request, tcp).await?;
         Ok(socket)
     }
 

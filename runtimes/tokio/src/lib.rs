@@ -63,7 +63,9 @@ impl driver::Runtime for Tokio {
     type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
     async fn connect(url: &str) -> Result<Self::Socket, WsError> {
-        let (socket, _response) = tokio_tungstenite::connect_async(url).await?;
+        // Without Nagle's algorithm (`true`): a reply is not held back waiting for an
+        // acknowledgement.
+        let (socket, _response) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
         Ok(socket)
     }
 

@@ -71,6 +71,23 @@ pub use person::{PersonClient, PersonClientConfig};
 pub use tungstenite::Error as WsError;
 /// A WebSocket message (tungstenite's, shared by every executor's WebSocket client).
 pub use tungstenite::Message;
+/// A WebSocket handshake request.
+pub use tungstenite::handshake::client::Request as WsRequest;
+
+/// The handshake request for a `ws://` or `wss://` URL, and the host and port its TCP stream
+/// goes to: for runtimes that open that stream themselves, to turn Nagle's algorithm off. (Left
+/// on, a small frame written right after another waits for the peer's delayed acknowledgement:
+/// tens of milliseconds per reply.)
+pub fn socket_address(url: &str) -> Result<(WsRequest, String, u16), WsError> {
+    use tungstenite::client::IntoClientRequest as _;
+    let request = url.into_client_request()?;
+    let uri = request.uri();
+    let host = uri.host().ok_or(WsError::Url(tungstenite::error::UrlError::NoHostName))?;
+    // An IPv6 literal comes bracketed in the URL, bare in a socket address.
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("wss") { 443 } else { 80 });
+    Ok((request, host, port))
+}
 
 use crate::{CONNECT_TIMEOUT, ClientError};
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
