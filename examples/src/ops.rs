@@ -8,8 +8,8 @@
 //! is refused, and a session grant lets the same command run again without asking.
 
 use pacerelle::permissions::{
-    Decision, GrantState, PermissionAction, PermissionContext, PermissionPolicy, PermissionRequest, PermissionSession,
-    SessionError,
+    AuthorizationStatus, Decision, GrantState, PermissionAction, PermissionContext, PermissionPolicy,
+    PermissionRequest, PermissionSession, SessionError,
 };
 use pacerelle::tokio::AgentHandle;
 use pacerelle::widget::{PermissionScope, Progress, WidgetPatch};
@@ -130,7 +130,13 @@ impl OpsAgent {
         )
         .body(format!("It shows {}. The output comes back to you as an encrypted file.", command.about))
         .scopes([PermissionScope::Once, PermissionScope::Session]);
-        let widget = self.policy()?.create_request(now(), request, &mut *os_rng())?;
+        let widget = {
+            let mut policy = self.policy()?;
+            let at = now();
+            // Questions nobody answered in time are dropped, so the map holds live ones only.
+            self.pending()?.retain(|id, _| policy.status(at, id) == Ok(AuthorizationStatus::Requested));
+            policy.create_request(at, request, &mut *os_rng())?
+        };
         self.pending()?.insert(widget.id().to_owned(), command);
         agent.send_text(&message.conversation_id, &message.from, widget.text()).await?;
         Ok(())
@@ -141,6 +147,8 @@ impl OpsAgent {
         let decision = self.policy()?.receive_response(now(), message);
         match decision {
             Ok(Decision::Granted(grant)) => {
+                // A handler run again after a failure finds its answer a duplicate (below), so a
+                // grant never starts a command twice.
                 let Some(command) = self.pending()?.remove(&grant.request_id) else {
                     return Ok(());
                 };
@@ -228,6 +236,13 @@ impl OpsAgent {
                 return Ok(());
             }
         };
+        tracing::info!(
+            command = command.name,
+            person = %person,
+            conversation = %conversation,
+            exit_code = ?output.status.code(),
+            "ran an allowlisted command"
+        );
         let done = progress_spec(format!("`{}` finished", command.command_line()), 100);
         agent.send_widget_update(conversation, person, WidgetPatch::new(&progress).spec(done)).await?;
 
