@@ -12,7 +12,7 @@ use pacerelle::widget::{Confirm, DateTime, Form, FormField, Widget, WidgetPatch}
 use pacerelle::{AgentMessage, HandlerResult, WidgetResponse, now};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// The largest party the restaurant seats.
 pub const MAX_PARTY: u64 = 12;
@@ -20,6 +20,9 @@ pub const MAX_PARTY: u64 = 12;
 pub const OPENS: &str = "12:00";
 /// The last table, as `HH:MM`.
 pub const LAST_TABLE: &str = "22:00";
+
+/// Whose booking: the conversation and the person.
+type Key = (String, String);
 
 /// A booking in progress: what is known so far, and which widget the next answer must answer.
 #[derive(Debug, Default)]
@@ -34,7 +37,7 @@ struct Booking {
 /// The booking agent's state: the bookings in progress, by conversation and person.
 #[derive(Debug, Default)]
 pub struct BookingAgent {
-    bookings: Mutex<HashMap<(String, String), Booking>>,
+    bookings: Mutex<HashMap<Key, Booking>>,
     confirmed: Mutex<u32>,
 }
 
@@ -72,7 +75,7 @@ impl BookingAgent {
         &self,
         message: &AgentMessage,
         answer: &WidgetResponse,
-        key: (String, String),
+        key: Key,
         agent: &AgentHandle,
     ) -> HandlerResult {
         // Only the answer to the widget this booking waits for moves it on.
@@ -166,7 +169,7 @@ impl BookingAgent {
     }
 
     /// The booking at `key`, taken out, if it waits for an answer to `widget_ref`.
-    fn take_if_waiting(&self, key: &(String, String), widget_ref: &str) -> Result<Option<Booking>, &'static str> {
+    fn take_if_waiting(&self, key: &Key, widget_ref: &str) -> Result<Option<Booking>, &'static str> {
         let mut bookings = self.bookings()?;
         if bookings.get(key).is_some_and(|booking| booking.waiting_for == widget_ref) {
             return Ok(bookings.remove(key));
@@ -174,7 +177,7 @@ impl BookingAgent {
         Ok(None)
     }
 
-    fn bookings(&self) -> Result<std::sync::MutexGuard<'_, HashMap<(String, String), Booking>>, &'static str> {
+    fn bookings(&self) -> Result<MutexGuard<'_, HashMap<Key, Booking>>, &'static str> {
         self.bookings.lock().map_err(|_| "the bookings' lock is poisoned")
     }
 }
