@@ -78,7 +78,8 @@ impl BookingAgent {
         key: Key,
         agent: &AgentHandle,
     ) -> HandlerResult {
-        // Only the answer to the widget this booking waits for moves it on.
+        // Only the answer to the widget this booking waits for moves it on. The booking is taken
+        // out while the answer is handled, so a second answer to the same widget finds nothing.
         let Some(mut booking) = self.take_if_waiting(&key, &answer.widget_ref)? else {
             return Ok(());
         };

@@ -104,7 +104,7 @@ impl OpsAgent {
             return Ok(());
         }
         let Some(command) = AllowedCommand::named(text) else {
-            let refusal = format!("I don't run \"{text}\": it is not on my allowlist.\n{}", help());
+            let refusal = format!("I don't run \"{}\": it is not on my allowlist.\n{}", quoted(text), help());
             agent.reply(&message, refusal).await?;
             return Ok(());
         };
@@ -147,8 +147,8 @@ impl OpsAgent {
         let decision = self.policy()?.receive_response(now(), message);
         match decision {
             Ok(Decision::Granted(grant)) => {
-                // A handler run again after a failure finds its answer a duplicate (below), so a
-                // grant never starts a command twice.
+                // Only questions asked here are pending. A handler run again after a failure
+                // finds its answer a duplicate instead (below): a grant starts one run at most.
                 let Some(command) = self.pending()?.remove(&grant.request_id) else {
                     return Ok(());
                 };
@@ -311,6 +311,15 @@ pub fn help() -> String {
         text.push_str(&format!("\n- {} (`{}`): {}", command.name, command.command_line(), command.about));
     }
     text
+}
+
+/// A person's text to quote back, cut short if long: they know what they wrote.
+fn quoted(text: &str) -> String {
+    const LONGEST: usize = 60;
+    match text.char_indices().nth(LONGEST) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
 }
 
 fn progress_spec(title: String, value: u8) -> Map<String, serde_json::Value> {

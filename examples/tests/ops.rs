@@ -131,6 +131,11 @@ async fn a_command_not_on_the_allowlist_is_refused_without_asking() {
         assert!(refusal.contains("- disk (`df -h`)"), "the refusal lists what it can run: {refusal}");
     }
 
+    let long = "x".repeat(100);
+    alice.says(&long);
+    let refusal = alice.hears_text().await;
+    assert!(refusal.starts_with(&format!("I don't run \"{}…\": it is not", "x".repeat(60))), "{refusal}");
+
     scene.finish(vec![alice]).await;
 }
 
