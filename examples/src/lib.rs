@@ -1,9 +1,14 @@
-//! What the examples share: the echo agent's behaviour (the same on every runtime), an
-//! embedded relay, and the scripted person who talks to the agent.
+//! What the examples share: the agents' behaviour (echo, the same on every runtime; the
+//! operations, booking and poll agents, on tokio), an embedded relay, and the scripted people
+//! who talk to the agents.
 
 #![forbid(unsafe_code)]
 
+pub mod booking;
+pub mod demo;
 pub mod echo;
+pub mod ops;
+pub mod poll;
 pub mod script;
 
 /// Any error, for the examples' `main`s.
@@ -33,16 +38,26 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
+/// What a serving echo example prints at start: [`serving_banner_for`] the echo agent.
+pub fn serving_banner(runtime: &str, config: &pacerelle::ClientConfig, verification_code: Option<&str>) -> String {
+    serving_banner_for("echo", runtime, config, verification_code)
+}
+
 /// What a serving example prints at start: the agent, the relay, the runtime, where its state
 /// lives, and with end-to-end encryption its verification code, which the person compares with
 /// the one their app shows for the agent before trusting it.
-pub fn serving_banner(runtime: &str, config: &pacerelle::ClientConfig, verification_code: Option<&str>) -> String {
+pub fn serving_banner_for(
+    agent: &str,
+    runtime: &str,
+    config: &pacerelle::ClientConfig,
+    verification_code: Option<&str>,
+) -> String {
     let store = match pacerelle_runtime_support::durable::store_root(config) {
         Ok(root) => root.join(&config.agent_id).display().to_string(),
         Err(error) => error.to_string(),
     };
     let mut banner = format!(
-        "echo agent {} serving {} on {runtime} (Ctrl-C to stop)\nstore: {store}",
+        "{agent} agent {} serving {} on {runtime} (Ctrl-C to stop)\nstore: {store}",
         config.agent_id, config.base_url
     );
     match verification_code {
