@@ -8,6 +8,8 @@
 //!   written to a private file.
 //! - `pacerelle import-python` ([`import_python`]): an official Python agent's store made ours,
 //!   keeping its identity, sessions and conversations.
+//! - `pacerelle mcp` (`mcp`, default feature `mcp`): an MCP server over stdio, so that an MCP host
+//!   (a coding agent, an assistant) reaches a person through the agent.
 //!
 //! Each subcommand is one module with its clap `Args` and a `run(args) -> Result<(), CliError>`;
 //! failures are [`CliError`]s, whose [`CliError::exit_code`] is the process's exit code (all codes
@@ -30,6 +32,8 @@ pub mod chat;
 pub mod connect;
 pub mod error;
 pub mod import_python;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod relay;
 pub mod verify;
 
@@ -86,6 +90,11 @@ pub enum Command {
     /// Make an official Python agent's store ours: same identity, sessions and conversations.
     #[command(name = "import-python", after_help = EXIT_CODES)]
     ImportPython(import_python::ImportPythonArgs),
+    /// Serve the Model Context Protocol on stdio as the agent of the environment: an MCP host
+    /// sends messages, asks and waits for answers, reads the person's messages.
+    #[cfg(feature = "mcp")]
+    #[command(after_help = mcp::after_help())]
+    Mcp(mcp::McpArgs),
 }
 
 /// Runs the process: parses the arguments (clap exits with 0 for `--help` and 2 for bad
@@ -110,6 +119,8 @@ pub fn run(command: Command) -> Result<(), CliError> {
         Command::Verify(args) => verify::run(args),
         Command::Connect(args) => connect::run(args),
         Command::ImportPython(args) => import_python::run(args),
+        #[cfg(feature = "mcp")]
+        Command::Mcp(args) => mcp::run(args),
     }
 }
 
