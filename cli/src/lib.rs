@@ -155,6 +155,11 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    #[cfg(feature = "mcp")]
+    let filter = match mcp::RMCP_LOG_CAP.parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    };
     // A second subscriber (a test calling `main` twice) is not an error worth a panic.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -34,6 +34,11 @@ use pacerelle_tokio::{Client, ClientError};
 use rmcp::ServiceExt as _;
 use std::sync::Arc;
 
+/// The most rmcp may log, whatever `RUST_LOG` or `-v` ask: at debug it prints every request
+/// and response, tool arguments and results included (message texts), which must not reach a
+/// log. At info it logs the session's start and end, cancellations and errors.
+pub(crate) const RMCP_LOG_CAP: &str = "rmcp=info";
+
 /// `pacerelle mcp`'s options: everything else comes from the environment, as for any agent.
 #[derive(Debug, clap::Args)]
 pub struct McpArgs {
@@ -99,8 +104,13 @@ async fn serve(config: ClientConfig) -> Result<(), CliError> {
     let mut connected = tokio::spawn(client.connect());
     tracing::info!(agent = %agent.agent_id(), e2ee, "MCP server starting on stdio");
     let server = tools::Server::new(agent.clone(), conversations);
-    let service =
-        server.serve(rmcp::transport::stdio_pipes()).await.map_err(|error| CliError::Mcp(error.to_string()))?;
+    // The agent may stop for good (a refused token) before the host even initializes.
+    let service = tokio::select! {
+        service = server.serve(rmcp::transport::stdio_pipes()) => {
+            service.map_err(|error| CliError::Mcp(error.to_string()))?
+        }
+        ended = &mut connected => return agent_ended(ended),
+    };
     let cancel = service.cancellation_token();
     let outcome = tokio::select! {
         quit = service.waiting() => {
@@ -148,6 +158,11 @@ mod tests {
 
     fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |name| pairs.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned())
+    }
+
+    #[test]
+    fn the_rmcp_cap_is_a_directive() {
+        assert!(RMCP_LOG_CAP.parse::<tracing_subscriber::filter::Directive>().is_ok());
     }
 
     #[test]

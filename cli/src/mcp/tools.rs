@@ -148,10 +148,26 @@ fn finish(outcome: Result<Value, ToolError>) -> Result<CallToolResult, ErrorData
     })
 }
 
-/// The arguments as `T`, or a bad-arguments error naming what does not fit.
-fn parse<T: DeserializeOwned>(tool: &'static str, arguments: JsonObject) -> Result<T, ToolError> {
-    serde_json::from_value(Value::Object(arguments))
-        .map_err(|error| ToolError::BadArguments { tool, reason: error.to_string() })
+/// The arguments as `T`, or a bad-arguments error naming what does not fit and the arguments
+/// the tool takes (serde names the wrong type, not always the field).
+fn parse<T: DeserializeOwned + JsonSchema + 'static>(
+    tool: &'static str,
+    arguments: JsonObject,
+) -> Result<T, ToolError> {
+    serde_json::from_value(Value::Object(arguments)).map_err(|error| {
+        let schema = schema::<T>();
+        let required: Vec<&str> =
+            schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let takes: Vec<String> = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|properties| properties.keys())
+            .map(|name| if required.contains(&name.as_str()) { format!("{name} (required)") } else { name.clone() })
+            .collect();
+        let takes = if takes.is_empty() { "no arguments".to_owned() } else { takes.join(", ") };
+        ToolError::BadArguments { tool, reason: format!("{error}; {tool} takes {takes}") }
+    })
 }
 
 fn bad(tool: &'static str, reason: impl Into<String>) -> ToolError {
@@ -455,8 +471,8 @@ enum Ending {
 pub struct Server {
     agent: AgentHandle,
     conversations: Arc<Conversations>,
-    /// Progress widgets by id: where they were shown and their spec, to update them.
-    progress: Arc<Mutex<HashMap<String, (Target, serde_json::Map<String, Value>)>>>,
+    /// Progress widgets by id: where they were shown, to update them there.
+    progress: Arc<Mutex<HashMap<String, Target>>>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -723,15 +739,14 @@ impl Server {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .get(&widget_id)
-                .map(|(target, _)| target.clone())
+                .cloned()
                 .ok_or_else(|| ToolError::UnknownProgress(widget_id.clone()))?;
-            let patch = WidgetPatch::new(&widget_id).spec(spec.clone());
+            let patch = WidgetPatch::new(&widget_id).spec(spec);
             let update_id = self
                 .agent
                 .send_widget_update(&target.conversation_id, &target.to, patch)
                 .await
                 .map_err(|source| ToolError::Agent { what: "update the progress", source })?;
-            self.remember_progress(&widget_id, &target, spec);
             tracing::info!(widget = %widget_id, update = %update_id, "progress updated");
             return Ok(json!({"widget_id": widget_id, "conversation_id": target.conversation_id, "updated": true}));
         }
@@ -743,14 +758,14 @@ impl Server {
             .map_err(|source| ToolError::Agent { what: "show the progress", source })?;
         let shown = Some((widget_id.clone(), "progress"));
         self.conversations.sent(&target, &agent_id, &widget_id, &args.title, self.encrypted(), Vec::new(), shown);
-        self.remember_progress(&widget_id, &target, spec);
+        self.remember_progress(&widget_id, &target);
         tracing::info!(widget = %widget_id, conversation = %target.conversation_id, "progress shown");
         Ok(json!({"widget_id": widget_id, "conversation_id": target.conversation_id, "updated": false}))
     }
 
-    fn remember_progress(&self, widget_id: &str, target: &Target, spec: serde_json::Map<String, Value>) {
+    fn remember_progress(&self, widget_id: &str, target: &Target) {
         let mut progress = self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        progress.insert(widget_id.to_owned(), (target.clone(), spec));
+        progress.insert(widget_id.to_owned(), target.clone());
     }
 
     fn read(&self, arguments: JsonObject) -> Result<Value, ToolError> {
