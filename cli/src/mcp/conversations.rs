@@ -13,10 +13,16 @@
 //!
 //! Attachments keep their keys here (in memory only) so that `save_attachment` can download
 //! them; what the tools show of them is name, type and size.
+//!
+//! The conversations themselves (ids, addressees, devices, the last one: no text) are kept
+//! across restarts in `mcp-conversations.json` in the agent's store folder, readable by its
+//! owner only, so that a restarted server still writes to the person it last talked with.
 
 use pacerelle_core::{AgentMessage, Attachment, WidgetResponse};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tokio::sync::{oneshot, watch};
 
@@ -152,6 +158,25 @@ pub struct Conversations {
     state: Mutex<State>,
     /// The last cursor, for waiters.
     cursor: watch::Sender<u64>,
+    /// Where the conversations are kept across restarts (none in tests).
+    file: Option<PathBuf>,
+}
+
+/// The file the conversations are kept in, in the agent's store folder.
+pub const FILE_NAME: &str = "mcp-conversations.json";
+
+/// What the file holds: no text, no cursor (cursors start again at each start).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    last: Option<String>,
+    conversations: Vec<SavedConversation>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedConversation {
+    id: String,
+    to: String,
+    device: Option<String>,
 }
 
 impl Default for Conversations {
@@ -161,9 +186,57 @@ impl Default for Conversations {
 }
 
 impl Conversations {
-    /// Nothing heard yet.
+    /// Nothing heard yet, and nothing kept across restarts.
     pub fn new() -> Self {
-        Conversations { state: Mutex::new(State::default()), cursor: watch::Sender::new(0) }
+        Conversations { state: Mutex::new(State::default()), cursor: watch::Sender::new(0), file: None }
+    }
+
+    /// The conversations kept in `folder` by an earlier run (none if it kept none), kept there
+    /// from now on. A file that cannot be read is reported and started afresh: it holds only
+    /// where to write by default.
+    pub fn kept_in(folder: &Path) -> Self {
+        let file = folder.join(FILE_NAME);
+        let saved: Saved = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+                tracing::warn!(file = %file.display(), %error, "conversations file unreadable: starting afresh");
+                Saved::default()
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Saved::default(),
+            Err(error) => {
+                tracing::warn!(file = %file.display(), %error, "conversations file unreadable: starting afresh");
+                Saved::default()
+            }
+        };
+        let mut state = State::default();
+        for conversation in saved.conversations {
+            let kept = Conversation {
+                id: conversation.id.clone(),
+                to: conversation.to,
+                device: conversation.device,
+                last_cursor: 0,
+                messages: 0,
+            };
+            state.conversations.insert(conversation.id, kept);
+        }
+        state.last_conversation = saved.last.filter(|id| state.conversations.contains_key(id));
+        Conversations { state: Mutex::new(state), cursor: watch::Sender::new(0), file: Some(file) }
+    }
+
+    /// Writes the conversations to the file, whole (a temporary file renamed over it), when
+    /// they changed.
+    fn save(&self, state: &State) {
+        let Some(file) = &self.file else { return };
+        let saved = Saved {
+            last: state.last_conversation.clone(),
+            conversations: state
+                .conversations
+                .values()
+                .map(|c| SavedConversation { id: c.id.clone(), to: c.to.clone(), device: c.device.clone() })
+                .collect(),
+        };
+        if let Err(error) = write_private(file, &serde_json::to_vec(&saved).unwrap_or_default()) {
+            tracing::warn!(file = %file.display(), %error, "conversations not kept for the next start");
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -212,7 +285,10 @@ impl Conversations {
             answered_ask,
         };
         let device = message.from_device_id;
-        let cursor = push(&mut state, entry, to, device);
+        let (cursor, changed) = push(&mut state, entry, to, device);
+        if changed {
+            self.save(&state);
+        }
         drop(state);
         self.cursor.send_replace(cursor);
     }
@@ -245,7 +321,10 @@ impl Conversations {
             widget_response: None,
             answered_ask: false,
         };
-        let cursor = push(&mut state, entry, target.to.clone(), target.device.clone());
+        let (cursor, changed) = push(&mut state, entry, target.to.clone(), target.device.clone());
+        if changed {
+            self.save(&state);
+        }
         drop(state);
         self.cursor.send_replace(cursor);
     }
@@ -340,11 +419,13 @@ impl Conversations {
     }
 }
 
-/// Appends `entry` under the next cursor and updates its conversation; returns the cursor.
-fn push(state: &mut State, mut entry: Entry, to: String, device: Option<String>) -> u64 {
+/// Appends `entry` under the next cursor and updates its conversation; returns the cursor, and
+/// whether what is kept across restarts changed.
+fn push(state: &mut State, mut entry: Entry, to: String, device: Option<String>) -> (u64, bool) {
     state.last_cursor += 1;
     entry.cursor = state.last_cursor;
     let conversation_id = entry.conversation_id.clone();
+    let mut changed = state.last_conversation.as_ref() != Some(&conversation_id);
     let conversation = state.conversations.entry(conversation_id.clone()).or_insert_with(|| Conversation {
         id: conversation_id.clone(),
         to: to.clone(),
@@ -352,6 +433,7 @@ fn push(state: &mut State, mut entry: Entry, to: String, device: Option<String>)
         last_cursor: 0,
         messages: 0,
     });
+    changed |= conversation.to != to || (device.is_some() && conversation.device != device);
     conversation.to = to;
     if device.is_some() {
         conversation.device = device;
@@ -367,7 +449,25 @@ fn push(state: &mut State, mut entry: Entry, to: String, device: Option<String>)
             conversation.messages = conversation.messages.saturating_sub(1);
         }
     }
-    state.last_cursor
+    (state.last_cursor, changed)
+}
+
+/// Writes `bytes` to `file` through a temporary file renamed over it, readable by its owner
+/// only, in a folder created for its owner only if missing.
+fn write_private(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(folder) = file.parent() {
+        crate::create_private_folder(folder)?;
+    }
+    let temporary = file.with_extension("json.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut out = options.open(&temporary)?;
+    out.write_all(bytes)?;
+    out.sync_all()?;
+    std::fs::rename(&temporary, file)
 }
 
 /// Where a tool writes.
@@ -486,6 +586,34 @@ mod tests {
         assert_eq!(kept.recent("c1", 10).unwrap().1.len(), 2, "the answer stays in the conversation");
         assert_eq!(kept.conversations()[0].id, "c1", "most recent first");
         assert_eq!(kept.last_cursor(), 3);
+    }
+
+    #[test]
+    fn conversations_outlive_a_restart_without_their_texts() {
+        let folder = std::env::temp_dir().join(format!("pacerelle-mcp-kept-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&folder);
+        let kept = Conversations::kept_in(&folder);
+        assert_eq!(kept.target(None), Err(TargetError::NoConversationYet));
+        kept.received(message("m1", "c1", "a secret plan"));
+        kept.received(message("m2", "c2", "another"));
+        kept.received(message("m3", "c1", "more"));
+        let file = std::fs::read_to_string(folder.join(FILE_NAME)).unwrap();
+        assert!(!file.contains("secret") && !file.contains("more"), "{file}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(folder.join(FILE_NAME)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = Conversations::kept_in(&folder);
+        let target = again.target(None).unwrap();
+        assert_eq!((target.conversation_id.as_str(), target.to.as_str()), ("c1", "alice"));
+        assert_eq!(target.device.as_deref(), Some("phone"));
+        assert!(again.target(Some("c2")).is_ok());
+        assert!(again.read(0, None, 10).0.is_empty(), "texts are not kept");
+        std::fs::write(folder.join(FILE_NAME), "not json").unwrap();
+        assert_eq!(Conversations::kept_in(&folder).target(None), Err(TargetError::NoConversationYet));
+        std::fs::remove_dir_all(&folder).ok();
     }
 
     #[test]

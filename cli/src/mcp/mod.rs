@@ -90,8 +90,10 @@ pub fn run(args: McpArgs) -> Result<(), CliError> {
 
 async fn serve(config: ClientConfig) -> Result<(), CliError> {
     let e2ee = config.e2ee;
+    let folder = pacerelle_runtime_support::durable::store_root(&config).map_err(store_error)?.join(&config.agent_id);
     let mut client = Client::new(config).map_err(store_error)?;
-    let conversations = Arc::new(Conversations::new());
+    // Opened after the store, whose lock says no other process runs this agent.
+    let conversations = Arc::new(Conversations::kept_in(&folder));
     let kept = conversations.clone();
     client.on_message(move |message, _agent| {
         let kept = kept.clone();

@@ -1,7 +1,8 @@
 //! `pacerelle mcp` as a process, driven by rmcp's own client over the child's stdio, against an
 //! in-process relay and a scripted, end-to-end encrypted person: every tool, the resources, a
 //! confirm answered yes, a choice, a form and a date, an ask that times out, one cancelled by
-//! the host (the person sees both withdrawn), progress, a file each way; then the logs.
+//! the host (the person sees both withdrawn), progress, a file each way; then the logs, and a
+//! restart that still knows the conversation.
 
 use crate::support::{AGENT, AGENT_TOKEN, PERSON, PERSON_TOKEN, pacerelle, relay, run, scratch, stderr, stdout};
 use pacerelle_core::attachment::FileMetadata;
@@ -364,6 +365,20 @@ async fn an_mcp_host_reaches_an_encrypted_person_through_every_tool() {
     let verify = pacerelle(&["verify", "--store"]).arg(&store_root).args(["--agent", AGENT]).output().unwrap();
     assert_eq!(verify.status.code(), Some(0), "the server let go of its store: {}", stderr(&verify));
     assert!(stdout(&verify).contains(&code), "{} vs {code}", stdout(&verify));
+
+    // Restarted on its store, the server still knows whom it last talked with.
+    let (transport, _) = TokioChildProcess::builder(server(&relay.base_url(), &store_root))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pacerelle mcp starts again");
+    let (progress, _progress_seen) = mpsc::unbounded_channel();
+    let mcp = Host { progress }.serve(transport).await.expect("the MCP handshake");
+    let sent = ok(&mcp, "send_message", json!({"text": "back again"})).await;
+    assert_eq!(sent["conversation_id"], json!(conversation));
+    person_sees(&person, |message| message.text == "back again").await;
+    let code_again = ok(&mcp, "verification_code", json!({})).await;
+    assert_eq!(code_again["verification_code"], json!(code), "the same identity after a restart");
+    mcp.cancel().await.unwrap();
 
     // Stderr held logs (at debug level) but nothing of a message or a file.
     assert!(logs.contains("ask sent") && logs.contains("message kept"), "{logs}");
