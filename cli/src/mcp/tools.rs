@@ -47,6 +47,12 @@ pub const MAX_WAIT: Duration = Duration::from_secs(86_400);
 pub const DEFAULT_MESSAGE_WAIT: Duration = Duration::from_secs(60);
 /// How often a waiting tool sends a progress notification (when asked for them).
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How long a tool that sends waits for the agent's connection (at start, or while it
+/// reconnects) before it reports that the relay cannot be reached.
+pub const CONNECT_WAIT: Duration = Duration::from_secs(30);
+/// How often that wait looks again: the SDK's handle tells whether the socket is open, not when
+/// it opens.
+const CONNECT_POLL: Duration = Duration::from_millis(50);
 /// The largest file `send_message` reads (the development relay's default blob limit).
 pub const MAX_FILE_BYTES: u64 = 25 * 1024 * 1024;
 
@@ -101,6 +107,9 @@ pub enum ToolError {
         /// How many it has.
         count: usize,
     },
+    /// The agent has no connection to the relay (it keeps retrying).
+    #[error("the agent is not connected to the relay (waited {}s; it keeps retrying)", CONNECT_WAIT.as_secs())]
+    NotConnected,
     /// A progress widget this server did not send.
     #[error("no progress widget {0:?} was started by this server")]
     UnknownProgress(String),
@@ -127,6 +136,7 @@ impl ToolError {
             ToolError::UnknownMessage(_) => "unknown_message",
             ToolError::UnknownAttachment { .. } => "unknown_attachment",
             ToolError::UnknownProgress(_) => "unknown_progress",
+            ToolError::NotConnected => "not_connected",
             ToolError::Agent { .. } => "agent_failed",
         }
     }
@@ -552,6 +562,19 @@ impl Server {
 }
 
 impl Server {
+    /// Waits (at most [`CONNECT_WAIT`]) until the agent can send: a host may call right after
+    /// the server started, before the prekeys are published and the socket open.
+    async fn connected(&self) -> Result<(), ToolError> {
+        let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+        while !self.agent.is_connected() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ToolError::NotConnected);
+            }
+            tokio::time::sleep(CONNECT_POLL).await;
+        }
+        Ok(())
+    }
+
     fn encrypted(&self) -> bool {
         self.agent.identity_key().is_some()
     }
@@ -567,6 +590,7 @@ impl Server {
         }
         let target = self.conversations.target(args.conversation_id.as_deref())?;
         let agent_id = self.agent.agent_id();
+        self.connected().await?;
         let Some(path) = args.file_path.map(PathBuf::from) else {
             let message = OutgoingMessage::new(&target.conversation_id, &target.to, args.text.clone());
             let message_id = self
@@ -618,6 +642,7 @@ impl Server {
         let widget = widget.with_id(&widget_id).with_expires_at(expires_at);
         let (kind, spec) = (widget.kind().as_str(), widget.spec().clone());
         // Registered before the widget leaves: the answer cannot come first unheard.
+        self.connected().await?;
         let answer = self.conversations.expect_answer(&widget_id);
         if let Err(source) = self.agent.send_widget(&target.conversation_id, &target.to, widget).await {
             self.conversations.forget_ask(&widget_id);
@@ -730,6 +755,7 @@ impl Server {
         let widget: Widget = progress.into();
         let spec = widget.spec().clone();
         let agent_id = self.agent.agent_id();
+        self.connected().await?;
         if let Some(widget_id) = args.widget_id {
             if args.conversation_id.is_some() {
                 return Err(bad(TOOL, "an update goes where its widget is: give widget_id or conversation_id"));

@@ -417,6 +417,17 @@ async fn read_resource(mcp: &Mcp, uri: &str) -> Value {
 }
 
 #[test]
+fn help_lists_the_environment_and_the_tools() {
+    let output = run(pacerelle(&["mcp", "--help"]), "");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let help = stdout(&output);
+    assert!(help.contains("Usage: pacerelle mcp [OPTIONS]"), "{help}");
+    for expected in ["PACERELLE_AGENT_TOKEN", "send_message", "wait_for_message", "verification_code", "Exit codes:"] {
+        assert!(help.contains(expected), "{expected} missing: {help}");
+    }
+}
+
+#[test]
 fn missing_configuration_is_bad_usage_and_stdout_stays_empty() {
     let mut command = pacerelle(&["mcp"]);
     command.env("PACERELLE_AGENT_ID", AGENT);
