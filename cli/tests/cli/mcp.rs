@@ -4,7 +4,7 @@
 //! the host (the person sees both withdrawn), progress, a file each way; then the logs, and a
 //! restart that still knows the conversation.
 
-use crate::support::{AGENT, AGENT_TOKEN, PERSON, PERSON_TOKEN, pacerelle, relay, run, scratch, stderr, stdout};
+use crate::support::{AGENT, AGENT_TOKEN, Agent, PERSON, PERSON_TOKEN, pacerelle, relay, run, scratch, stderr, stdout};
 use pacerelle_core::attachment::FileMetadata;
 use pacerelle_core::human::PersonMessage;
 use pacerelle_tokio::{PersonClient, PersonClientConfig};
@@ -435,6 +435,26 @@ fn missing_configuration_is_bad_usage_and_stdout_stays_empty() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert_eq!(stderr(&output).trim_end(), "pacerelle: environment variable PACERELLE_AGENT_TOKEN is not set");
     assert!(stdout(&output).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_in_use_by_a_running_agent_exits_6() {
+    let dir = scratch("mcp-in-use");
+    let relay = relay().await;
+    let running = Agent::start(&relay, &dir.join("store")).await;
+    let mut command = pacerelle(&["mcp"]);
+    command
+        .env("PACERELLE_AGENT_ID", AGENT)
+        .env("PACERELLE_AGENT_TOKEN", AGENT_TOKEN)
+        .env("PACERELLE_BASE_URL", relay.base_url())
+        .env("PACERELLE_STORE_ROOT", dir.join("store"));
+    let output = tokio::task::spawn_blocking(move || run(command, "")).await.unwrap();
+    assert_eq!(output.status.code(), Some(6), "{}", stderr(&output));
+    assert!(stderr(&output).contains("in use by a running agent"), "{}", stderr(&output));
+    assert!(stdout(&output).is_empty());
+    running.stop().await;
+    relay.shutdown().await;
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
