@@ -24,7 +24,9 @@
 //! `PACERELLE_PERSON_TOKEN`; without colours, to keep the build small) parses the command line.
 //! Everything else is already in the workspace: tokio runs the relay and the person client,
 //! serde and serde_json read the relay's configuration file and write `--json` events, rand makes
-//! the tokens of identities the relay creates, tracing-subscriber prints the logs.
+//! the tokens of identities the relay creates, tracing-subscriber prints the logs. `pacerelle mcp`
+//! (default feature `mcp`) adds rmcp, the MCP project's Rust SDK, and schemars for its tools'
+//! schemas ([`mcp`] lists what they bring).
 
 #![forbid(unsafe_code)]
 
