@@ -706,24 +706,14 @@ impl Server {
         timeout: Duration,
         context: &RequestContext<RoleServer>,
     ) -> Ending {
-        let token = context.meta.get_progress_token();
-        let started = tokio::time::Instant::now();
-        let deadline = started + timeout;
-        let mut ticker = tokio::time::interval(PROGRESS_EVERY);
+        let mut heartbeat = Heartbeat::new(context, timeout, "waiting for the person's answer");
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             tokio::select! {
                 got = &mut answer => return got.map_or(Ending::Closed, Ending::Answered),
                 () = tokio::time::sleep_until(deadline) => return Ending::TimedOut,
                 () = context.ct.cancelled() => return Ending::Cancelled,
-                _ = ticker.tick(), if token.is_some() => {
-                    if let Some(token) = &token {
-                        let progress = ProgressNotificationParam::new(token.clone(), started.elapsed().as_secs_f64())
-                            .with_total(timeout.as_secs_f64())
-                            .with_message("waiting for the person's answer");
-                        // A host that left is noticed by the service; nothing to do here.
-                        let _ = context.peer.notify_progress(progress).await;
-                    }
-                }
+                () = heartbeat.beat() => {}
             }
         }
     }
@@ -812,6 +802,7 @@ impl Server {
         let mut watch = self.conversations.watch();
         let mut since = args.since.unwrap_or_else(|| self.conversations.last_cursor());
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut heartbeat = Heartbeat::new(&context, timeout, "waiting for the person's message");
         loop {
             let (messages, cursor) = self.conversations.read(since, args.conversation_id.as_deref(), 500);
             if !messages.is_empty() {
@@ -820,6 +811,7 @@ impl Server {
             }
             since = cursor;
             tokio::select! {
+                () = heartbeat.beat() => {}
                 changed = watch.wait_for(|last| *last > since) => if changed.is_err() {
                     return Ok(json!({"status": "closed", "messages": [], "cursor": since}));
                 },
@@ -899,6 +891,41 @@ async fn write_file(path: &std::path::Path, bytes: Vec<u8>, overwrite: bool) -> 
     .await
     .unwrap_or_else(|error| Err(std::io::Error::other(error)))
     .map_err(|source| ToolError::FileWrite { path: path.to_owned(), source })
+}
+
+/// MCP progress notifications while a tool waits, every [`PROGRESS_EVERY`] from the start, when
+/// the request carried a progress token: seconds waited out of the timeout.
+struct Heartbeat<'a> {
+    context: &'a RequestContext<RoleServer>,
+    token: Option<rmcp::model::ProgressToken>,
+    started: tokio::time::Instant,
+    total: f64,
+    message: &'static str,
+    ticker: tokio::time::Interval,
+}
+
+impl<'a> Heartbeat<'a> {
+    fn new(context: &'a RequestContext<RoleServer>, timeout: Duration, message: &'static str) -> Self {
+        Heartbeat {
+            context,
+            token: context.meta.get_progress_token(),
+            started: tokio::time::Instant::now(),
+            total: timeout.as_secs_f64(),
+            message,
+            ticker: tokio::time::interval(PROGRESS_EVERY),
+        }
+    }
+
+    /// Sends the next notification when it is due; never returns without a token.
+    async fn beat(&mut self) {
+        let Some(token) = self.token.clone() else { return std::future::pending().await };
+        self.ticker.tick().await;
+        let progress = ProgressNotificationParam::new(token, self.started.elapsed().as_secs_f64())
+            .with_total(self.total)
+            .with_message(self.message);
+        // A host that left is noticed by the service; nothing to do here.
+        let _ = self.context.peer.notify_progress(progress).await;
+    }
 }
 
 /// A fresh UUID v4 for a widget, so that its answer can be expected before it is sent.

@@ -183,6 +183,13 @@ async fn an_mcp_host_reaches_an_encrypted_person_through_every_tool() {
     assert_eq!(ok(&mcp, "read_messages", json!({})).await["messages"][0]["text"], "please deploy to staging");
     let quiet = ok(&mcp, "wait_for_message", json!({"since": cursor, "timeout_seconds": 0.2})).await;
     assert_eq!(quiet["status"], "timed_out");
+    // Each wait told the host how long it had waited, out of its timeout.
+    for total in [30.0, 0.2] {
+        let heartbeat =
+            tokio::time::timeout(WAIT, progress_seen.recv()).await.expect("progress while waiting").unwrap();
+        assert_eq!(heartbeat.message.as_deref(), Some("waiting for the person's message"));
+        assert_eq!(heartbeat.total, Some(total));
+    }
 
     // Sending: to the person last talked with by default.
     let sent = ok(&mcp, "send_message", json!({"text": "Starting the deploy"})).await;
