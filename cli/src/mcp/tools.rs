@@ -10,8 +10,8 @@
 //! An ask sends its widget, then waits for the person's answer, its timeout, or the MCP
 //! request's cancellation (`notifications/cancelled`). Timed out or cancelled, it updates the
 //! widget (`status` `expired` or `withdrawn`, `expires_at` now), so the person's app stops
-//! offering it. While it waits, it sends MCP progress notifications when the request carried a
-//! progress token.
+//! offering it. While it (or `wait_for_message`) waits, it sends MCP progress notifications when
+//! the request carried a progress token. An ask also ends `closed` when the agent stops.
 
 use super::conversations::{Answer, Conversations, Target, TargetError, now_rfc3339, rfc3339};
 use pacerelle_core::agent::OutgoingFile;
