@@ -123,6 +123,9 @@ pub enum CliError {
     /// ours could not take it (it already holds an identity, or failed).
     #[error(transparent)]
     Import(pacerelle_store_sqlite::ImportPythonError),
+    /// The MCP server could not start on stdio.
+    #[error("cannot serve MCP on stdio: {0}")]
+    Mcp(String),
     /// A scripted chat ran to its end with failed lines (each already reported on stderr).
     #[error("{0} line(s) of the script failed")]
     ScriptFailed(usize),
@@ -150,7 +153,8 @@ impl CliError {
             | CliError::Stdout(_)
             | CliError::Stdin(_)
             | CliError::Runtime(_)
-            | CliError::Connect(_) => exit::FAILURE,
+            | CliError::Connect(_)
+            | CliError::Mcp(_) => exit::FAILURE,
             CliError::ScriptFailed(_) => exit::SCRIPT,
         }
     }

@@ -8,6 +8,8 @@
 //!   written to a private file.
 //! - `pacerelle import-python` ([`import_python`]): an official Python agent's store made ours,
 //!   keeping its identity, sessions and conversations.
+//! - `pacerelle mcp` (`mcp`, default feature `mcp`): an MCP server over stdio, so that an MCP host
+//!   (a coding agent, an assistant) reaches a person through the agent.
 //!
 //! Each subcommand is one module with its clap `Args` and a `run(args) -> Result<(), CliError>`;
 //! failures are [`CliError`]s, whose [`CliError::exit_code`] is the process's exit code (all codes
@@ -22,7 +24,9 @@
 //! `PACERELLE_PERSON_TOKEN`; without colours, to keep the build small) parses the command line.
 //! Everything else is already in the workspace: tokio runs the relay and the person client,
 //! serde and serde_json read the relay's configuration file and write `--json` events, rand makes
-//! the tokens of identities the relay creates, tracing-subscriber prints the logs.
+//! the tokens of identities the relay creates, tracing-subscriber prints the logs. `pacerelle mcp`
+//! (default feature `mcp`) adds rmcp, the MCP project's Rust SDK, and schemars for its tools'
+//! schemas ([`mcp`] lists what they bring).
 
 #![forbid(unsafe_code)]
 
@@ -30,6 +34,8 @@ pub mod chat;
 pub mod connect;
 pub mod error;
 pub mod import_python;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod relay;
 pub mod verify;
 
@@ -86,6 +92,11 @@ pub enum Command {
     /// Make an official Python agent's store ours: same identity, sessions and conversations.
     #[command(name = "import-python", after_help = EXIT_CODES)]
     ImportPython(import_python::ImportPythonArgs),
+    /// Serve the Model Context Protocol on stdio as the agent of the environment: an MCP host
+    /// sends messages, asks and waits for answers, reads the person's messages.
+    #[cfg(feature = "mcp")]
+    #[command(after_help = mcp::after_help())]
+    Mcp(mcp::McpArgs),
 }
 
 /// Runs the process: parses the arguments (clap exits with 0 for `--help` and 2 for bad
@@ -110,6 +121,8 @@ pub fn run(command: Command) -> Result<(), CliError> {
         Command::Verify(args) => verify::run(args),
         Command::Connect(args) => connect::run(args),
         Command::ImportPython(args) => import_python::run(args),
+        #[cfg(feature = "mcp")]
+        Command::Mcp(args) => mcp::run(args),
     }
 }
 
@@ -144,6 +157,11 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    #[cfg(feature = "mcp")]
+    let filter = match mcp::RMCP_LOG_CAP.parse() {
+        Ok(cap) => filter.add_directive(cap),
+        Err(_) => filter,
+    };
     // A second subscriber (a test calling `main` twice) is not an error worth a panic.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -546,7 +546,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// A MIME type from a file name's extension, for the few types apps preview; anything else is
 /// `application/octet-stream`.
-fn mime_of(name: &str) -> &'static str {
+pub(crate) fn mime_of(name: &str) -> &'static str {
     let extension = name.rsplit_once('.').map(|(_, extension)| extension.to_ascii_lowercase()).unwrap_or_default();
     match extension.as_str() {
         "txt" | "log" | "md" => "text/plain",

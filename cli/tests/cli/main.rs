@@ -5,6 +5,8 @@ mod chat;
 mod connect;
 mod help;
 mod import_python;
+#[cfg(feature = "mcp")]
+mod mcp;
 mod relay;
 mod support;
 mod verify;
