@@ -118,7 +118,9 @@ pub use pacerelle_core::store::PeerId;
 pub use pacerelle_core::{AgentMessage, Attachment, WidgetResponse, WidgetUpdate, permissions, widget};
 /// The metrics every runtime reports (names, types, labels), through the `metrics` facade.
 pub use pacerelle_runtime_support::metrics;
-pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult, now, os_rng};
+pub use pacerelle_runtime_support::{
+    ClientError, Clock, HandlerError, HandlerResult, SharedClock, SystemClock, now, os_rng,
+};
 
 /// Agent Connect (the official `begin_agent_connect`, `exchange_agent_connect_code`,
 /// `request_agent_runtime_token`): a third-party app installs an agent for a user, who approves
