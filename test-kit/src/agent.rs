@@ -210,7 +210,9 @@ impl TestAgent {
         match self.finished.recv_timeout(DEADLINE) {
             Ok(Ok(())) => {}
             Ok(Err(error)) => panic!("pacerelle-test: the {} agent's connect returned {error}", self.runtime),
-            Err(_) => panic!("pacerelle-test: the {} agent's connect had not returned {DEADLINE:?} after close", self.runtime),
+            Err(_) => {
+                panic!("pacerelle-test: the {} agent's connect had not returned {DEADLINE:?} after close", self.runtime)
+            }
         }
     }
 
@@ -222,8 +224,13 @@ impl TestAgent {
     pub fn expect_stopped(self) -> ClientError {
         match self.finished.recv_timeout(DEADLINE) {
             Ok(Err(error)) => error,
-            Ok(Ok(())) => panic!("pacerelle-test: the {} agent was expected to fail, connect returned Ok", self.runtime),
-            Err(_) => panic!("pacerelle-test: the {} agent was expected to stop, still serving after {DEADLINE:?}", self.runtime),
+            Ok(Ok(())) => {
+                panic!("pacerelle-test: the {} agent was expected to fail, connect returned Ok", self.runtime)
+            }
+            Err(_) => panic!(
+                "pacerelle-test: the {} agent was expected to stop, still serving after {DEADLINE:?}",
+                self.runtime
+            ),
         }
     }
 }

@@ -34,8 +34,11 @@ pub struct ManualClock {
 #[derive(Debug)]
 struct State {
     now: Timestamp,
-    /// Deadlines waiting for the clock to move; woken (and forgotten) at every advance.
-    waiting: Vec<Waker>,
+    /// Deadlines waiting for the clock to move, by id: woken (and forgotten) at every advance,
+    /// forgotten when dropped (a timer the agent replaced).
+    waiting: Vec<(u64, Timestamp, Waker)>,
+    /// The next deadline's id.
+    next_id: u64,
 }
 
 impl Default for ManualClock {
@@ -52,7 +55,7 @@ impl ManualClock {
 
     /// A clock standing at `at`.
     pub fn starting_at(at: Timestamp) -> Self {
-        ManualClock { state: Arc::new(Mutex::new(State { now: at, waiting: Vec::new() })) }
+        ManualClock { state: Arc::new(Mutex::new(State { now: at, waiting: Vec::new(), next_id: 0 })) }
     }
 
     /// The time it shows.
@@ -68,9 +71,38 @@ impl ManualClock {
             std::mem::take(&mut state.waiting)
         };
         // Woken outside the lock: a woken deadline polls the clock at once.
-        for waker in waiting {
+        for (_, _, waker) in waiting {
             waker.wake();
         }
+    }
+
+    /// The earliest deadline an agent on this clock is waiting for (its next reconnection,
+    /// ping, handler retry), if any. Async runtimes only: the blocking runtime looks at the
+    /// clock every tick instead of waiting on it.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.lock().waiting.iter().map(|(_, at, _)| *at).min()
+    }
+
+    /// Waits (in real time, briefly) until an agent on this clock waits for a deadline at most
+    /// `limit` from now, and returns how far it is: then [`ManualClock::advance`] by that much
+    /// runs it, without racing the agent scheduling it. Async runtimes only (see
+    /// [`ManualClock::next_deadline`]).
+    ///
+    /// # Panics
+    /// When no such deadline is waited for within the kit's deadline.
+    pub fn expect_deadline_within(&self, limit: Duration) -> Duration {
+        let mut found = Duration::ZERO;
+        crate::wait_until(&format!("the agent to wait for a deadline within {limit:?} on the manual clock"), || {
+            let now = self.now();
+            match self.next_deadline() {
+                Some(at) if at.saturating_since(now) <= limit => {
+                    found = at.saturating_since(now);
+                    true
+                }
+                _ => false,
+            }
+        });
+        found
     }
 
     /// This clock as the agent takes it (`Client::set_clock(clock.shared())`); it shares the
@@ -91,7 +123,12 @@ impl Clock for ManualClock {
     }
 
     fn wake_at(&self, at: Timestamp) -> Option<Wake> {
-        Some(Box::pin(Deadline { clock: self.clone(), at }))
+        let id = {
+            let mut state = self.lock();
+            state.next_id += 1;
+            state.next_id
+        };
+        Some(Box::pin(Deadline { clock: self.clone(), at, id }))
     }
 }
 
@@ -99,6 +136,13 @@ impl Clock for ManualClock {
 struct Deadline {
     clock: ManualClock,
     at: Timestamp,
+    id: u64,
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        self.clock.lock().waiting.retain(|(id, ..)| *id != self.id);
+    }
 }
 
 impl Future for Deadline {
@@ -106,10 +150,11 @@ impl Future for Deadline {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = self.clock.lock();
+        state.waiting.retain(|(id, ..)| *id != self.id);
         if state.now >= self.at {
             return Poll::Ready(());
         }
-        state.waiting.push(cx.waker().clone());
+        state.waiting.push((self.id, self.at, cx.waker().clone()));
         Poll::Pending
     }
 }
@@ -135,11 +180,14 @@ mod tests {
         let waker = Waker::from(flag.clone());
         let mut cx = Context::from_waker(&waker);
         assert!(deadline.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(clock.next_deadline(), Some(Timestamp::from_millis(61_000)));
         clock.advance(Duration::from_secs(59));
         assert!(flag.0.load(Ordering::SeqCst), "an advance wakes the waiting deadline");
         assert!(deadline.as_mut().poll(&mut cx).is_pending(), "59 s is not 60 s");
         clock.advance(Duration::from_secs(1));
         assert!(deadline.as_mut().poll(&mut cx).is_ready());
         assert_eq!(Clock::until(&clock, Timestamp::from_millis(61_000)), Duration::ZERO);
+        drop(deadline);
+        assert_eq!(clock.next_deadline(), None, "a dropped deadline is forgotten");
     }
 }

@@ -52,8 +52,9 @@ impl<'r> PersonBuilder<'r> {
     pub fn talks_to(self, agent_id: &str) -> Person {
         let who = format!("{} ({})", self.id, self.device);
         let (link, client) = self.connect();
-        let conversation = block_on(&link.0, client.create_conversation(&[agent_id], false))
-            .unwrap_or_else(|error| panic!("pacerelle-test: {who} could not open a conversation with {agent_id}: {error}"));
+        let conversation = block_on(&link.0, client.create_conversation(&[agent_id], false)).unwrap_or_else(|error| {
+            panic!("pacerelle-test: {who} could not open a conversation with {agent_id}: {error}")
+        });
         Person::new(link, who, client, agent_id, conversation, agent_id.to_owned())
     }
 
@@ -199,7 +200,14 @@ impl Person {
             .block_on(PersonClient::connect(config))
             .unwrap_or_else(|error| panic!("pacerelle-test: {id} ({device}) could not connect: {error}"));
         let who = format!("{id} ({device})");
-        Person::new((self.runtime.clone(), self.base_url.clone()), who, client, &self.agent, self.conversation.clone(), self.to.clone())
+        Person::new(
+            (self.runtime.clone(), self.base_url.clone()),
+            who,
+            client,
+            &self.agent,
+            self.conversation.clone(),
+            self.to.clone(),
+        )
     }
 
     /// Says `text` in the conversation (to the whole group, in a group); returns the message's
@@ -230,7 +238,10 @@ impl Person {
     /// message could not be sent or read: each says what happened.
     pub fn next_message(&self) -> PersonMessage {
         self.next_message_within(self.deadline).unwrap_or_else(|| {
-            panic!("pacerelle-test: {} expected a message from {}, nothing came within {:?}", self.who, self.agent, self.deadline)
+            panic!(
+                "pacerelle-test: {} expected a message from {}, nothing came within {:?}",
+                self.who, self.agent, self.deadline
+            )
         })
     }
 
@@ -248,7 +259,10 @@ impl Person {
     /// Like [`Person::next_message`].
     pub fn next_message_from_people(&self) -> PersonMessage {
         self.wait(self.deadline, |inbox| inbox.from_others.pop_front()).unwrap_or_else(|| {
-            panic!("pacerelle-test: {} expected a message from another person, nothing came within {:?}", self.who, self.deadline)
+            panic!(
+                "pacerelle-test: {} expected a message from another person, nothing came within {:?}",
+                self.who, self.deadline
+            )
         })
     }
 
@@ -302,7 +316,11 @@ impl Person {
         let message = self.next_message();
         match &message.widget_update {
             Some(update) if update.widget_ref == widget_id => update.patch.clone(),
-            _ => panic!("pacerelle-test: {} expected an update of widget {widget_id}, got {}", self.who, describe(&message)),
+            _ => panic!(
+                "pacerelle-test: {} expected an update of widget {widget_id}, got {}",
+                self.who,
+                describe(&message)
+            ),
         }
     }
 
@@ -325,7 +343,10 @@ impl Person {
     pub fn expect_read(&self, message_id: &str) {
         let read = self.wait(self.deadline, |inbox| inbox.read.remove(message_id).then_some(()));
         if read.is_none() {
-            panic!("pacerelle-test: {} expected {} to read {message_id} within {:?}", self.who, self.agent, self.deadline);
+            panic!(
+                "pacerelle-test: {} expected {} to read {message_id} within {:?}",
+                self.who, self.agent, self.deadline
+            );
         }
     }
 
@@ -364,12 +385,17 @@ impl Person {
             PersonEvent::Read(receipt) => {
                 inbox.read.insert(receipt.message_id);
             }
-            PersonEvent::Refused(refusal) => panic!("pacerelle-test: {}: the relay refused a frame: {refusal:?}", self.who),
+            PersonEvent::Refused(refusal) => {
+                panic!("pacerelle-test: {}: the relay refused a frame: {refusal:?}", self.who)
+            }
             PersonEvent::RequestFailed { status, error, .. } => {
                 panic!("pacerelle-test: {}: a call to the relay failed (HTTP {status}): {error}", self.who)
             }
             PersonEvent::NotSent { message_id, error } => {
-                panic!("pacerelle-test: {}: message {message_id} could not be sent: {error} (is the encrypted agent running?)", self.who)
+                panic!(
+                    "pacerelle-test: {}: message {message_id} could not be sent: {error} (is the encrypted agent running?)",
+                    self.who
+                )
             }
             PersonEvent::Unreadable { message_id, error, .. } => {
                 panic!("pacerelle-test: {}: message {message_id} could not be read: {error}", self.who)
@@ -472,10 +498,9 @@ impl Widget<'_> {
     /// When the person's client refuses it.
     pub fn answer(&self, value: Value) -> String {
         let person = self.person;
-        person
-            .client
-            .answer_widget(&person.conversation, &person.to, &self.widget.id, value)
-            .unwrap_or_else(|error| panic!("pacerelle-test: {} could not answer widget {}: {error}", person.who, self.widget.id))
+        person.client.answer_widget(&person.conversation, &person.to, &self.widget.id, value).unwrap_or_else(|error| {
+            panic!("pacerelle-test: {} could not answer widget {}: {error}", person.who, self.widget.id)
+        })
     }
 
     /// Dismisses it without an answer (the agent receives a cancelled response).
@@ -484,9 +509,8 @@ impl Widget<'_> {
     /// When the person's client refuses it.
     pub fn dismiss(&self) -> String {
         let person = self.person;
-        person
-            .client
-            .cancel_widget(&person.conversation, &person.to, &self.widget.id)
-            .unwrap_or_else(|error| panic!("pacerelle-test: {} could not dismiss widget {}: {error}", person.who, self.widget.id))
+        person.client.cancel_widget(&person.conversation, &person.to, &self.widget.id).unwrap_or_else(|error| {
+            panic!("pacerelle-test: {} could not dismiss widget {}: {error}", person.who, self.widget.id)
+        })
     }
 }

@@ -116,7 +116,11 @@ impl TestRelay {
     ///
     /// # Panics
     /// With no people, or when the relay refuses the group.
-    pub fn group<'r>(&'r self, agent_id: &str, people: impl IntoIterator<Item = PersonBuilder<'r>>) -> Vec<crate::Person> {
+    pub fn group<'r>(
+        &'r self,
+        agent_id: &str,
+        people: impl IntoIterator<Item = PersonBuilder<'r>>,
+    ) -> Vec<crate::Person> {
         crate::person::group(agent_id, people.into_iter().collect())
     }
 
@@ -240,10 +244,9 @@ impl TestRelay {
     }
 
     fn proxy(&self, id: &str) -> Arc<Proxy> {
-        self.proxies()
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| panic!("pacerelle-test: no agent {id:?}: make its configuration with relay.agent({id:?})"))
+        self.proxies().get(id).cloned().unwrap_or_else(|| {
+            panic!("pacerelle-test: no agent {id:?}: make its configuration with relay.agent({id:?})")
+        })
     }
 
     fn proxies(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Proxy>>> {
