@@ -216,8 +216,7 @@ impl Person {
     /// # Panics
     /// When the person's client refuses it (its socket is not open).
     pub fn say(&self, text: &str) -> String {
-        self.client
-            .send_text(&self.conversation, &self.to, text)
+        self.sync(|client| client.send_text(&self.conversation, &self.to, text))
             .unwrap_or_else(|error| panic!("pacerelle-test: {} could not say {text:?}: {error}", self.who))
     }
 
@@ -226,8 +225,7 @@ impl Person {
     /// # Panics
     /// When the person's client refuses it.
     pub fn reply(&self, message: &PersonMessage, text: &str) -> String {
-        self.client
-            .reply_text(&self.conversation, &self.to, &message.id, text)
+        self.sync(|client| client.reply_text(&self.conversation, &self.to, &message.id, text))
             .unwrap_or_else(|error| panic!("pacerelle-test: {} could not reply {text:?}: {error}", self.who))
     }
 
@@ -410,6 +408,13 @@ impl Person {
 
     fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
+    }
+
+    /// Runs a command of the client inside the relay's runtime: a send may start work of its
+    /// own there (fetching an agent's bundle, a group's keys).
+    fn sync<T>(&self, command: impl FnOnce(&PersonClient) -> T) -> T {
+        let _entered = self.runtime.enter();
+        command(&self.client)
     }
 }
 
