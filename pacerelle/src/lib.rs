@@ -189,6 +189,13 @@ pub mod blocking {
     pub use pacerelle_blocking::{AgentConnect, AgentHandle, Client};
 }
 
+/// The test kit (feature `test-kit`, for dev-dependencies): an in-process relay, people who say
+/// things and answer widgets, expectations on what the agent sent, faults on demand and a
+/// manual clock, on any runtime. See the README's "Testing your agent" and
+/// [`pacerelle_test`]'s docs.
+#[cfg(feature = "test-kit")]
+pub use pacerelle_test as test;
+
 /// The README's code blocks, compiled as doctests so the front page never drifts from the API.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
