@@ -90,6 +90,7 @@ pub use clock::ManualClock;
 pub use pacerelle_core::human::PersonMessage;
 pub use pacerelle_core::widget::WidgetKind;
 pub use person::{Person, PersonBuilder, Widget};
+pub use proxy::FaultProxy;
 pub use relay::TestRelay;
 pub use store::{FailSwitch, FailingStore, FailingStoreError, SharedStore};
 

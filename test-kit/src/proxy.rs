@@ -64,23 +64,31 @@ impl Shared {
     }
 }
 
-/// A proxy in front of the relay for one agent.
-pub(crate) struct Proxy {
+/// A TCP proxy on loopback in front of a relay, whose WebSocket connections can be frozen
+/// (half-open), cut, delayed or reordered: what [`crate::TestRelay`] puts in front of each
+/// agent. Public for harnesses that run their own relay inside a tokio runtime (the behaviour
+/// suite); tests of agents use [`crate::TestRelay`]'s faults instead. Dropping it cuts every
+/// connection.
+pub struct FaultProxy {
     addr: SocketAddr,
     shared: Arc<Shared>,
     accept: AbortHandle,
 }
 
-impl Drop for Proxy {
+impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.accept.abort();
         self.cut_all();
     }
 }
 
-impl Proxy {
-    /// Listens on a loopback port and forwards to `upstream`. Call inside the kit's runtime.
-    pub(crate) async fn start(upstream: SocketAddr) -> std::io::Result<Proxy> {
+impl FaultProxy {
+    /// Listens on a loopback port and forwards to `upstream`. Call it inside a tokio runtime,
+    /// which runs the proxy's tasks.
+    ///
+    /// # Errors
+    /// When no loopback port can be had.
+    pub async fn start(upstream: SocketAddr) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
@@ -111,22 +119,22 @@ impl Proxy {
                 connections.push(Connection { socket, frozen, tasks: [up.abort_handle(), down.abort_handle()] });
             }
         });
-        Ok(Proxy { addr, shared, accept: accept.abort_handle() })
+        Ok(FaultProxy { addr, shared, accept: accept.abort_handle() })
     }
 
-    /// `http://{addr}`: the agent's base URL.
-    pub(crate) fn base_url(&self) -> String {
+    /// `http://{addr}`: the base URL to give the agent instead of the relay's.
+    pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    /// WebSocket connections accepted so far.
-    pub(crate) fn sockets(&self) -> usize {
+    /// WebSocket connections made through it so far (HTTP calls not counted).
+    pub fn sockets(&self) -> usize {
         self.shared.sockets.load(Ordering::SeqCst)
     }
 
     /// Freezes (or thaws) every WebSocket open now: frozen, it forwards nothing either way and
     /// never closes. Connections made later forward normally.
-    pub(crate) fn set_frozen(&self, frozen: bool) {
+    pub fn set_frozen(&self, frozen: bool) {
         for connection in self.shared.connections().iter() {
             if connection.socket.load(Ordering::SeqCst) {
                 connection.frozen.store(frozen, Ordering::SeqCst);
@@ -135,7 +143,7 @@ impl Proxy {
     }
 
     /// Down: every connection cut, new ones closed at once. Up: connections forwarded again.
-    pub(crate) fn set_down(&self, down: bool) {
+    pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
         if down {
             self.cut_all();
@@ -143,12 +151,12 @@ impl Proxy {
     }
 
     /// Delays every frame to the agent by `delay` (zero: none).
-    pub(crate) fn set_delay(&self, delay: Duration) {
+    pub fn set_delay(&self, delay: Duration) {
         self.shared.shaping().delay = delay;
     }
 
     /// Holds the next `frames` data frames to the agent, then writes them in reverse order.
-    pub(crate) fn reorder_next(&self, frames: usize) {
+    pub fn reorder_next(&self, frames: usize) {
         self.shared.shaping().reorder = frames;
     }
 

@@ -7,7 +7,7 @@
 //! (see `proxy.rs`), which is where the network faults happen.
 
 use crate::person::PersonBuilder;
-use crate::proxy::Proxy;
+use crate::proxy::FaultProxy;
 use crate::{DEADLINE, wait_until};
 use pacerelle_core::config::ClientConfig;
 use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
@@ -36,7 +36,7 @@ pub struct TestRelay {
     /// `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
     relay: Option<RelayHandle>,
-    proxies: Mutex<BTreeMap<String, Arc<Proxy>>>,
+    proxies: Mutex<BTreeMap<String, Arc<FaultProxy>>>,
 }
 
 impl std::fmt::Debug for TestRelay {
@@ -232,24 +232,24 @@ impl TestRelay {
         self.runtime.as_ref().expect("pacerelle-test: the relay runs until dropped").handle().clone()
     }
 
-    fn proxy_or_start(&self, id: &str) -> Arc<Proxy> {
+    fn proxy_or_start(&self, id: &str) -> Arc<FaultProxy> {
         if let Some(proxy) = self.proxies().get(id) {
             return proxy.clone();
         }
         let upstream = self.handle().addr();
-        let proxy = self.block_on(Proxy::start(upstream)).expect("pacerelle-test: a loopback port for the proxy");
+        let proxy = self.block_on(FaultProxy::start(upstream)).expect("pacerelle-test: a loopback port for the proxy");
         let proxy = Arc::new(proxy);
         self.proxies().insert(id.to_owned(), proxy.clone());
         proxy
     }
 
-    fn proxy(&self, id: &str) -> Arc<Proxy> {
+    fn proxy(&self, id: &str) -> Arc<FaultProxy> {
         self.proxies().get(id).cloned().unwrap_or_else(|| {
             panic!("pacerelle-test: no agent {id:?}: make its configuration with relay.agent({id:?})")
         })
     }
 
-    fn proxies(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Proxy>>> {
+    fn proxies(&self) -> MutexGuard<'_, BTreeMap<String, Arc<FaultProxy>>> {
         self.proxies.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
