@@ -118,3 +118,46 @@ fn a_permission_expires_when_the_clock_passes_it() {
     alice.expect_text("granted");
     agent.stop();
 }
+
+/// The blocking runtime looks at the clock every tick rather than waiting on it: a retry an hour
+/// away runs once the manual clock has moved an hour, within a tick.
+#[cfg(feature = "blocking")]
+#[test]
+fn a_handler_retry_on_the_blocking_runtime_waits_for_the_clock() {
+    use pacerelle_core::agent::{AgentConfig, HandlerRetry};
+
+    let relay = TestRelay::start();
+    let clock = ManualClock::new();
+    let hour = Duration::from_secs(3600);
+    let core = AgentConfig {
+        handler_retry: HandlerRetry { max_attempts: 2, initial: hour, max: hour },
+        ..AgentConfig::new("flaky")
+    };
+    let store = Box::new(pacerelle_test::SharedStore::new());
+    let mut client =
+        pacerelle_blocking::Client::with_parts(relay.agent("flaky"), core, store, os_rng()).expect("the agent");
+    client.set_clock(clock.shared());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    client.on_message(move |message, agent| {
+        if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err("the first call fails".into());
+        }
+        agent.reply(&message, "second time lucky")?;
+        Ok(())
+    });
+    let agent = TestAgent::start(client);
+    let alice = relay.person("alice").talks_to("flaky");
+
+    let sent = alice.say("hello");
+    pacerelle_test::wait_until("the first call", || calls.load(Ordering::SeqCst) == 1);
+    alice.expect_nothing_for(Duration::from_millis(100));
+    // The failure is settled an instant after the call: advancing until the retry comes covers
+    // an advance made just before it was scheduled.
+    pacerelle_test::wait_until("the retry after an hour on the manual clock", || {
+        clock.advance(hour);
+        calls.load(Ordering::SeqCst) == 2
+    });
+    alice.expect_reply(&sent, "second time lucky");
+    agent.stop();
+}
