@@ -118,7 +118,9 @@ pub use pacerelle_core::store::PeerId;
 pub use pacerelle_core::{AgentMessage, Attachment, WidgetResponse, WidgetUpdate, permissions, widget};
 /// The metrics every runtime reports (names, types, labels), through the `metrics` facade.
 pub use pacerelle_runtime_support::metrics;
-pub use pacerelle_runtime_support::{ClientError, HandlerError, HandlerResult, now, os_rng};
+pub use pacerelle_runtime_support::{
+    ClientError, Clock, HandlerError, HandlerResult, SharedClock, SystemClock, now, os_rng,
+};
 
 /// Agent Connect (the official `begin_agent_connect`, `exchange_agent_connect_code`,
 /// `request_agent_runtime_token`): a third-party app installs an agent for a user, who approves
@@ -186,6 +188,13 @@ pub mod official_runtime {
 pub mod blocking {
     pub use pacerelle_blocking::{AgentConnect, AgentHandle, Client};
 }
+
+/// The test kit (feature `test-kit`, for dev-dependencies): an in-process relay, people who say
+/// things and answer widgets, expectations on what the agent sent, faults on demand and a
+/// manual clock, on any runtime. See the README's "Testing your agent" and
+/// [`pacerelle_test`]'s docs.
+#[cfg(feature = "test-kit")]
+pub use pacerelle_test as test;
 
 /// The README's code blocks, compiled as doctests so the front page never drifts from the API.
 #[cfg(doctest)]

@@ -188,6 +188,13 @@ impl AgentHandle {
         self.lock().state.agent().agent_id().to_owned()
     }
 
+    /// The time on the agent's clock: the system's, or the one given to [`Client::set_clock`].
+    /// Handlers that compare times (a permission's or a widget's expiry) read it here, so a test
+    /// with a manual clock controls them too.
+    pub fn now(&self) -> Timestamp {
+        self.lock().state.now()
+    }
+
     /// Whether the socket is open.
     pub fn is_connected(&self) -> bool {
         self.lock().state.agent().is_connected()
@@ -393,6 +400,14 @@ impl Client {
         self.handle.clone()
     }
 
+    /// Reads the time from `clock` instead of the system's: the core's `now`, every deadline
+    /// the agent waits for (reconnect backoff, keepalive, handler retries) and
+    /// [`AgentHandle::now`]. For tests that move time themselves (`pacerelle_test::ManualClock`,
+    /// noticed within a tick of 20 ms); set it before [`Client::connect`].
+    pub fn set_clock(&mut self, clock: support::SharedClock) {
+        self.handle.lock().state.set_clock(clock);
+    }
+
     /// Sets the message handler. `Ok` accepts the message (it is acknowledged); an error (or a
     /// panic) leaves it unacknowledged and calls the handler again after a backoff, on the same
     /// connection ([`AgentConfig::handler_retry`]), then gives up: the message stays pending at
@@ -446,7 +461,8 @@ impl Client {
         // Built at each connection: the token may have changed since the last one.
         let url = || handle.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).agent_socket_url();
         // A failure of the first write stops the agent at once: the loop below ends on it.
-        let _ = handle.with_agent(|agent| agent.start(support::now()));
+        let clock = handle.lock().state.clock().clone();
+        let _ = handle.with_agent(|agent| agent.start(clock.now()));
         let mut socket: Option<Socket> = None;
         let mut wake: Option<Timestamp> = None;
         'serve: loop {
@@ -502,7 +518,7 @@ impl Client {
                     None => tracing::warn!("frame dropped: socket closed"),
                 }
             }
-            if wake.is_some_and(|at| support::now() >= at) {
+            if wake.is_some_and(|at| clock.now() >= at) {
                 wake = None;
                 handle.feed(Input::Timeout);
             }
@@ -530,7 +546,8 @@ impl Client {
                         handle.feed(Input::Disconnected);
                     }
                 },
-                None => std::thread::sleep(wake.map_or(TICK, |at| support::until(at).min(TICK))),
+                // A tick at most: a manual clock moved meanwhile is noticed at the next one.
+                None => std::thread::sleep(wake.map_or(TICK, |at| clock.until(at).min(TICK))),
             }
         }
         if let Some(mut open) = socket {

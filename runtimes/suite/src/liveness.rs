@@ -11,13 +11,10 @@ use pacerelle_core::config::ClientConfig;
 use pacerelle_core::connection::{Backoff, Keepalive};
 use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
 use pacerelle_runtime_support::ClientError;
+// The test kit's proxy: it freezes WebSocket connections without closing them.
+use pacerelle_test::FaultProxy as Proxy;
 use pacerelle_tokio::{PersonClient, PersonClientConfig};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
 
 const AGENT: &str = "liveness-agent";
 const AGENT_TOKEN: &str = "liveness-agent-token";
@@ -110,79 +107,6 @@ pub fn a_refused_token_ends_connect_and_a_new_one_is_used<H: Harness>() {
     });
 }
 
-/// A TCP proxy on loopback whose connections can be frozen: a frozen connection forwards
-/// nothing in either direction and never closes (a half-open connection, as a NAT or proxy
-/// that silently dropped it leaves). Connections made after a freeze forward normally.
-struct Proxy {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-    /// Each connection's frozen flag.
-    connections: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("the proxy listens");
-        let addr = listener.local_addr().expect("its address");
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let connections: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
-        let (count, list) = (accepted.clone(), connections.clone());
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = TcpStream::connect(upstream).await else { continue };
-                let frozen = Arc::new(AtomicBool::new(false));
-                list.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(frozen.clone());
-                count.fetch_add(1, Ordering::SeqCst);
-                let (client_read, client_write) = client.into_split();
-                let (server_read, server_write) = server.into_split();
-                tokio::spawn(forward(client_read, server_write, frozen.clone()));
-                tokio::spawn(forward(server_read, client_write, frozen));
-            }
-        });
-        Proxy { addr, accepted, connections }
-    }
-
-    fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-
-    /// Sets the frozen flag of every connection open now.
-    fn set_frozen(&self, frozen: bool) {
-        for connection in self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter() {
-            connection.store(frozen, Ordering::SeqCst);
-        }
-    }
-}
-
-/// Copies `from` to `to` while not frozen; frozen, it neither reads nor writes nor closes.
-async fn forward(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: Arc<AtomicBool>,
-) {
-    let mut buffer = vec![0u8; 16 * 1024];
-    loop {
-        while frozen.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let read = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => read,
-        };
-        while frozen.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        if to.write_all(&buffer[..read]).await.is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown().await;
-}
-
 /// The agent reaches the relay through a proxy that then stops forwarding without closing;
 /// the person writes meanwhile. With a short keepalive the agent notices the silence,
 /// reconnects (through the proxy, whose new connections forward), and the message is handled
@@ -191,7 +115,7 @@ pub fn a_half_open_connection_is_noticed_and_replaced<H: Harness>() {
     run(async {
         let name = H::NAME;
         let relay = relay().await;
-        let proxy = Proxy::start(relay.addr()).await;
+        let proxy = Proxy::start(relay.addr()).await.expect("the proxy listens");
         let (person, conversation) = person(&relay).await;
         let behaviour = Behaviour::new();
         let agent = agent::<H>(proxy.base_url(), AGENT_TOKEN, false, &behaviour);
@@ -201,12 +125,12 @@ pub fn a_half_open_connection_is_noticed_and_replaced<H: Harness>() {
         let reply = message(&person, "the first reply").await;
         assert_eq!(reply.reply_to_message_id.as_deref(), Some(sent[0].as_str()));
         // (That pongs keep a live connection is the core's test; timing is not asserted here.)
-        let connections = proxy.accepted();
+        let connections = proxy.sockets();
         proxy.set_frozen(true);
         sent.push(person.send_text(&conversation, AGENT, "while half-open").expect("the person sends"));
         // The relay wrote it into the frozen connection; the agent notices the silence,
         // reconnects, and the relay replays what was not acknowledged.
-        wait_until("the agent to reconnect", || proxy.accepted() > connections).await;
+        wait_until("the agent to reconnect", || proxy.sockets() > connections).await;
         let reply = message(&person, "the reply to the message sent while half-open").await;
         assert_eq!(reply.reply_to_message_id.as_deref(), Some(sent[1].as_str()), "{name}: answered");
         wait_until("the acknowledgement", || relay.pending_for_agent(AGENT) == 0).await;

@@ -19,11 +19,11 @@ use pacerelle_core::agent::{AgentConfig, PublishError};
 use pacerelle_core::config::ClientConfig;
 use pacerelle_core::connection::Backoff;
 use pacerelle_core::e2ee::bundle::ONE_TIME_PREKEYS;
-use pacerelle_core::store::{AgentSnapshot, AgentStore, MemoryStore, StoreChanges};
 use pacerelle_relay::{Relay, RelayConfig, RelayHandle};
 use pacerelle_runtime_support::ClientError;
+/// A store in memory that outlives the agents using it: what a file would be across restarts.
+pub(crate) use pacerelle_test::SharedStore;
 use pacerelle_tokio::{PersonClient, PersonClientConfig};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How many times the agent is restarted: 15 on every runtime (each restart takes a few
@@ -38,29 +38,6 @@ const PERSONS: [(&str, &str); 3] = [("ada", "ada-token"), ("grace", "grace-token
 const WAIT: Duration = Duration::from_secs(10);
 /// How long `connect` may take to return after `close`.
 const PROMPT: Duration = Duration::from_secs(2);
-
-/// A store in memory that outlives the agents using it: what a file would be across restarts.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SharedStore(Arc<Mutex<MemoryStore>>);
-
-impl SharedStore {
-    /// What the store holds now (a case reads what the agent kept).
-    pub(crate) fn snapshot(&self) -> AgentSnapshot {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).snapshot().clone()
-    }
-}
-
-impl AgentStore for SharedStore {
-    type Error = std::convert::Infallible;
-
-    fn load(&mut self) -> Result<AgentSnapshot, Self::Error> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).load()
-    }
-
-    fn apply(&mut self, changes: &StoreChanges) -> Result<(), Self::Error> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).apply(changes)
-    }
-}
 
 /// The encrypted agent on `H`, over `store`, connected.
 async fn start<H: Harness>(relay: &RelayHandle, store: &SharedStore, behaviour: &Behaviour) -> Running {

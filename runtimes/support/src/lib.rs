@@ -1,7 +1,7 @@
 //! What every runtime adapter shares, so that each adapter only does what is specific to its
 //! executor: the agent's core with its store and the rules for carrying out its outputs
 //! ([`state`]), the async driver written once for every executor ([`driver`], feature `async`),
-//! the HTTP executor, Agent Connect's calls ([`connect`]), the clock, OS randomness, and the
+//! the HTTP executor, Agent Connect's calls ([`connect`]), the clock ([`clock`]), OS randomness, and the
 //! common error type.
 //!
 //! # Dependencies
@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod connect;
 #[cfg(feature = "async")]
 pub mod driver;
@@ -22,6 +23,7 @@ pub mod durable;
 pub mod metrics;
 pub mod state;
 
+pub use clock::{Clock, SharedClock, SystemClock};
 use pacerelle_core::config::ConfigError;
 use pacerelle_core::wire::{HttpMethod, HttpRequest, HttpResponse};
 use pacerelle_core::{Rng, Timestamp};
@@ -35,7 +37,8 @@ pub const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long opening the WebSocket may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The current wall-clock time as the core counts it.
+/// The current wall-clock time as the core counts it (the system clock; an agent reads its
+/// own [`Clock`], this one unless one was injected).
 pub fn now() -> Timestamp {
     let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     Timestamp::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))

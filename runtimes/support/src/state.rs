@@ -35,7 +35,8 @@
 //! `connection` span (agent id and connection number) entered while the core handles what a
 //! connection brings, inside which the core opens a `message` span per message (ids only).
 
-use crate::{ClientError, HandlerResult, metrics, now};
+use crate::clock::SharedClock;
+use crate::{ClientError, HandlerResult, metrics};
 use pacerelle_core::Attachment;
 use pacerelle_core::agent::{Agent, AgentConfig, Event, FileError, Input, InputError, Output, SentFile};
 use pacerelle_core::config::ClientConfig;
@@ -104,6 +105,8 @@ pub struct AgentState {
     failed: HashSet<String>,
     /// Whether a message arrived without a message handler (logged once).
     warned_unhandled: bool,
+    /// Where `now` comes from for inputs and settlements: the system's, or one injected.
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for AgentState {
@@ -153,7 +156,23 @@ impl AgentState {
             connection: tracing::Span::none(),
             failed: HashSet::new(),
             warned_unhandled: false,
+            clock: crate::clock::system(),
         }
+    }
+
+    /// Reads the time from `clock` from now on (inputs, settlements, [`AgentState::now`]).
+    pub fn set_clock(&mut self, clock: SharedClock) {
+        self.clock = clock;
+    }
+
+    /// The agent's clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// The time on the agent's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// The core, to read from.
@@ -210,9 +229,10 @@ impl AgentState {
     /// Feeds `input` to the core (logging a refusal), then carries out its outputs. Ignored once
     /// the agent stopped.
     pub fn feed(&mut self, input: Input, effects: impl FnMut(Effect)) {
+        let now = self.clock.now();
         let fed = self.run(
             |agent| {
-                if let Err(error) = agent.handle_input(now(), input) {
+                if let Err(error) = agent.handle_input(now, input) {
                     match &error {
                         InputError::Frame(frame) if frame.is_ignorable() => tracing::debug!(%error, "frame ignored"),
                         _ => tracing::warn!(%error, "input refused"),
@@ -230,8 +250,9 @@ impl AgentState {
     /// the handler succeeded; when it failed, reports that to the agent, which hands the message
     /// out again after a backoff or, after its last attempt, reports it (left unacknowledged).
     pub fn settle(&mut self, message_id: &str, outcome: HandlerResult, effects: impl FnMut(Effect)) {
+        let now = self.clock.now();
         match outcome {
-            Ok(()) => match self.run(|agent| agent.accept(message_id, now()), effects) {
+            Ok(()) => match self.run(|agent| agent.accept(message_id, now), effects) {
                 Ok(Ok(())) => {
                     self.failed.remove(message_id);
                     metrics::message_handled();
@@ -248,7 +269,7 @@ impl AgentState {
                 }
                 tracing::warn!(message_id = %message_id, %error, "handler failed; message left unacknowledged");
                 let error = error.to_string();
-                if let Ok(Err(error)) = self.run(|agent| agent.handler_failed(message_id, &error, now()), effects) {
+                if let Ok(Err(error)) = self.run(|agent| agent.handler_failed(message_id, &error, now), effects) {
                     tracing::warn!(%error, "handler failure not recorded");
                 }
             }

@@ -11,13 +11,14 @@ use crate::state::{
     AgentState, Effect, Waiter, downloaded, file_sent, handler_span, log_identity_outcome, log_undeliverable, panicked,
     prekeys_published, uploaded,
 };
-use crate::{ClientError, HandlerResult, HttpExecutor, now, os_rng};
+use crate::{ClientError, HandlerResult, HttpExecutor, SharedClock, os_rng};
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures_channel::oneshot;
 use futures_util::future::AbortHandle;
 use futures_util::{FutureExt as _, StreamExt as _};
 use pacerelle_core::AgentMessage;
 use pacerelle_core::Rng;
+use pacerelle_core::Timestamp;
 use pacerelle_core::agent::{
     Agent, AgentConfig, Event, FileUpload, GaveUp, IdentityChange, Input, OutgoingFile, OutgoingMessage, SafetyNumber,
     SentFile, Undeliverable,
@@ -205,6 +206,13 @@ impl AgentHandle {
     /// The agent's id.
     pub fn agent_id(&self) -> String {
         self.shared.lock().state.agent().agent_id().to_owned()
+    }
+
+    /// The time on the agent's clock: the system's, or the one given to [`Client::set_clock`].
+    /// Handlers that compare times (a permission's or a widget's expiry) read it here, so a test
+    /// with a manual clock controls them too.
+    pub fn now(&self) -> Timestamp {
+        self.shared.lock().state.now()
     }
 
     /// Whether the socket is open.
@@ -442,6 +450,14 @@ impl<R: Runtime> Client<R> {
         self.handle.clone()
     }
 
+    /// Reads the time from `clock` instead of the system's: the core's `now`, every deadline
+    /// the driver waits for (reconnect backoff, keepalive, handler retries) and
+    /// [`AgentHandle::now`]. For tests that move time themselves (`pacerelle_test::ManualClock`);
+    /// set it before [`Client::connect`].
+    pub fn set_clock(&mut self, clock: SharedClock) {
+        self.handle.shared.lock().state.set_clock(clock);
+    }
+
     /// Sets the message handler. Returning `Ok` accepts the message (it is acknowledged);
     /// returning an error (or panicking) leaves it unacknowledged and calls the handler again
     /// after a backoff, on the same connection ([`AgentConfig::handler_retry`]), then gives up:
@@ -533,10 +549,11 @@ impl<R: Runtime> Client<R> {
         });
 
         // A failure of the first write closes at once: the loop below ends on it.
-        let _ = shared.with_agent(|agent| agent.start(now()));
+        let clock = shared.lock().state.clock().clone();
+        let _ = shared.with_agent(|agent| agent.start(clock.now()));
         drop(config);
         let url = || shared.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).agent_socket_url();
-        let written = socket_loop::<R>(url, &mut control, |event| match event {
+        let written = socket_loop::<R>(&*clock, url, &mut control, |event| match event {
             SocketEvent::Opened(writer) => {
                 shared.lock().writer = Some(writer);
                 shared.feed(Input::Connected);

@@ -198,9 +198,10 @@ pub(crate) enum SocketEvent {
 
 /// One socket, one timer, one control queue: waits for whichever comes first and reports it to
 /// `on`, until told to close (or every control sender is gone). Both the agent and the person
-/// run this loop; each feeds what it hears to its own state machine. Returns the last socket's
-/// [`Written`], if one opened.
+/// run this loop; each feeds what it hears to its own state machine. Deadlines are read on
+/// `clock`. Returns the last socket's [`Written`], if one opened.
 pub(crate) async fn socket_loop<R: Runtime>(
+    clock: &dyn crate::Clock,
     url: impl Fn() -> String,
     control: &mut UnboundedReceiver<Control>,
     mut on: impl FnMut(SocketEvent),
@@ -261,7 +262,11 @@ pub(crate) async fn socket_loop<R: Runtime>(
                     Err(None) => on(SocketEvent::Failed),
                 }
             }
-            Next::Control(Some(Control::WakeAt(at))) => timer = Some(Box::pin(R::sleep(crate::until(at)))),
+            Next::Control(Some(Control::WakeAt(at))) => {
+                // A clock of its own (a test's) wakes the deadline itself; real time waits on
+                // the executor's timer.
+                timer = Some(clock.wake_at(at).unwrap_or_else(|| Box::pin(R::sleep(clock.until(at)))));
+            }
             Next::Control(Some(Control::Abandon)) => {
                 // Dropping the reader here and the writer in `on` closes the TCP connection
                 // without waiting for a peer that no longer answers.

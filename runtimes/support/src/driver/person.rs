@@ -264,6 +264,7 @@ impl<R: Runtime> PersonClient<R> {
         R::spawn(async move {
             let shared = driver_shared;
             let _ = socket_loop::<R>(
+                &crate::SystemClock,
                 || url.clone(),
                 &mut control,
                 |event| match event {
