@@ -128,13 +128,16 @@ impl KeyPair {
 /// observer nothing about the scalar.
 pub fn x25519(scalar: &[u8; 32], u: &[u8; 32]) -> Zeroizing<[u8; 32]> {
     let point = MontgomeryPoint(*u);
-    let Some(edwards) = point.to_edwards(0) else {
-        return Zeroizing::new(point.mul_clamped(*scalar).to_bytes());
+    // Either way the product is the shared secret: wiped once its bytes are out.
+    let mut shared = match point.to_edwards(0) {
+        Some(edwards) => {
+            let mut product = edwards.mul_clamped(*scalar);
+            let shared = product.to_montgomery();
+            product.zeroize();
+            shared
+        }
+        None => point.mul_clamped(*scalar),
     };
-    // The product is the shared secret, in projective form: wiped, as the ladder's output is.
-    let mut product = edwards.mul_clamped(*scalar);
-    let mut shared = product.to_montgomery();
-    product.zeroize();
     let out = Zeroizing::new(shared.to_bytes());
     shared.zeroize();
     out
