@@ -264,6 +264,22 @@ impl Account {
         }
     }
 
+    /// [`Self::index_session`] for the record held under `peer`, reading its base keys in place
+    /// rather than copying the record (sessions, SPQR states) to lend it.
+    fn index_base_keys(&mut self, peer: &str) {
+        let Some(record) = self.sessions.get(peer) else { return };
+        let unknown: Vec<_> = record
+            .current
+            .iter()
+            .chain(record.previous.iter())
+            .map(|state| *state.base_key())
+            .filter(|key| self.base_keys.get(key).is_none_or(|name| name != peer))
+            .collect();
+        for key in unknown {
+            self.base_keys.insert(key, peer.to_owned());
+        }
+    }
+
     fn touch(&mut self, peer: &str) {
         if let Some(position) = self.recency.iter().position(|name| name == peer) {
             let name = self.recency.remove(position);
@@ -479,10 +495,7 @@ impl Account {
             match result {
                 Ok(decrypted) => {
                     let mut changes = self.persist_session(peer, decrypted.consumed_one_time_prekey);
-                    if let Some(record) = self.sessions.get(*peer) {
-                        let record = record.clone();
-                        self.index_session(peer, &record);
-                    }
+                    self.index_base_keys(peer);
                     self.touch(peer);
                     changes.remove_sessions.extend(self.evict_beyond_cap(peer));
                     return Ok((decrypted.plaintext, (*peer).to_owned(), changes));

@@ -176,7 +176,8 @@ impl StateProto {
                         .collect(),
                 })
                 .collect(),
-            pq: state.pq.to_bytes().to_vec(),
+            // Moved out of its wiping wrapper, not copied: the proto wipes it in turn.
+            pq: std::mem::take(&mut *state.pq.to_bytes()),
             pending: state.pending_prekey.as_ref().map(|pending| PendingProto {
                 prekey_id: pending.prekey_id,
                 signed_prekey_id: pending.signed_prekey_id,
