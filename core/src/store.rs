@@ -4,7 +4,9 @@
 //! with history. The core instead emits [`StoreChanges`] (this receipt, that device) which a
 //! store applies in one transaction, and receipts age out after a bounded window. A runtime
 //! applies every change *before* acting on any later output: that ordering is what makes a
-//! message's acknowledgement follow its acceptance commit.
+//! message's acknowledgement follow its acceptance commit. It may gather consecutive changes
+//! into one commit ([`AgentStore::apply_batch`], group commit) as long as it holds back every
+//! output that followed them until that commit is done.
 
 use crate::Timestamp;
 use std::collections::BTreeMap;
@@ -513,6 +515,23 @@ pub trait AgentStore: Send {
 
     /// Applies one batch, all or nothing.
     fn apply(&mut self, changes: &StoreChanges) -> Result<(), Self::Error>;
+
+    /// Applies several changes, in order, as one commit (group commit): afterwards the store
+    /// holds what applying each in turn would make of it, and a failure leaves none of them
+    /// applied. A runtime hands over here every change the core emitted before an effect that
+    /// depends on them (an acknowledgement, a ciphertext, a message for the app), so a burst
+    /// of messages costs one durable commit instead of one each.
+    ///
+    /// The default applies each change in turn with [`AgentStore::apply`]: one commit each,
+    /// and all or nothing across the batch only when `apply` cannot fail part-way through it
+    /// (as in memory). A store that commits durably overrides it with one transaction; the
+    /// store suite (`store_conformance`) checks both halves of the contract. Runtimes stay
+    /// safe even with the default: they carry out nothing that followed a batch's first change
+    /// until the whole batch is applied, and a prefix of a batch is what a crash between two
+    /// commits leaves anyway.
+    fn apply_batch(&mut self, batch: &[StoreChanges]) -> Result<(), Self::Error> {
+        batch.iter().try_for_each(|changes| self.apply(changes))
+    }
 }
 
 /// A store in memory: for tests, and for agents that need no state across restarts.
@@ -544,6 +563,12 @@ impl AgentStore for MemoryStore {
         self.snapshot.apply(changes);
         Ok(())
     }
+
+    fn apply_batch(&mut self, batch: &[StoreChanges]) -> Result<(), Self::Error> {
+        // Nothing here can fail part-way, so applying in turn is all or nothing.
+        batch.iter().for_each(|changes| self.snapshot.apply(changes));
+        Ok(())
+    }
 }
 
 /// An [`AgentStore`] with its error boxed, so runtimes can hold any store behind one type.
@@ -552,6 +577,8 @@ pub trait DynAgentStore: Send {
     fn load(&mut self) -> Result<AgentSnapshot, Box<dyn std::error::Error + Send + Sync>>;
     /// See [`AgentStore::apply`].
     fn apply(&mut self, changes: &StoreChanges) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+    /// See [`AgentStore::apply_batch`].
+    fn apply_batch(&mut self, batch: &[StoreChanges]) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
 impl<S: AgentStore> DynAgentStore for S {
@@ -561,5 +588,9 @@ impl<S: AgentStore> DynAgentStore for S {
 
     fn apply(&mut self, changes: &StoreChanges) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         AgentStore::apply(self, changes).map_err(Into::into)
+    }
+
+    fn apply_batch(&mut self, batch: &[StoreChanges]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        AgentStore::apply_batch(self, batch).map_err(Into::into)
     }
 }

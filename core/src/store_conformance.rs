@@ -8,7 +8,9 @@
 //! conversation, as they land), and every part of the end-to-end state: identity, prekeys of
 //! each kind, sessions, history keys and peer identities; values at their limits (times up to
 //! `i64::MAX` milliseconds, empty and large blobs) included. A case fails to compile when
-//! [`StoreChanges`] gains a field, so the suite cannot silently miss one.
+//! [`StoreChanges`] gains a field, so the suite cannot silently miss one. The same cases run
+//! again through [`AgentStore::apply_batch`] (group commit): whole, in pairs and all at once,
+//! each batch equal to its changes applied one by one, and a refused batch all or nothing.
 //!
 //! Behind the `store-conformance` feature:
 //!
@@ -42,7 +44,7 @@ use crate::store::{
 pub fn run<S: AgentStore>(mut fresh: impl FnMut() -> S, mut reopen: impl FnMut(S) -> S) {
     let cases = cases();
     assert_every_field_is_exercised(&cases);
-    for (name, steps) in cases {
+    for (name, steps) in &cases {
         let mut store = fresh();
         let mut expected = AgentSnapshot::default();
         assert_eq!(store.load().expect("a fresh store loads"), expected, "{name}: a fresh store is empty");
@@ -56,6 +58,64 @@ pub fn run<S: AgentStore>(mut fresh: impl FnMut() -> S, mut reopen: impl FnMut(S
             assert_eq!(loaded, expected, "{name}, step {index}: loaded after reopening");
         }
     }
+    run_batches(&cases, &mut fresh, &mut reopen);
+}
+
+/// Group commit ([`AgentStore::apply_batch`]): a batch leaves what applying its changes one by
+/// one leaves, whether it holds a whole case, a case in pairs of steps, or every case at once
+/// (so a later change meets what earlier ones wrote in the same commit); an empty batch changes
+/// nothing; and a batch the store refuses leaves nothing of itself behind.
+fn run_batches<S: AgentStore>(
+    cases: &[(&str, Vec<StoreChanges>)],
+    fresh: &mut impl FnMut() -> S,
+    reopen: &mut impl FnMut(S) -> S,
+) {
+    let everything: Vec<StoreChanges> = cases.iter().flat_map(|(_, steps)| steps.iter().cloned()).collect();
+    let whole = cases.iter().map(|(name, steps)| (format!("{name}, in one batch"), steps.clone(), steps.len().max(1)));
+    let pairs = cases.iter().map(|(name, steps)| (format!("{name}, two steps a batch"), steps.clone(), 2));
+    let all = std::iter::once(("every case, in one batch".to_owned(), everything.clone(), everything.len()));
+    for (name, steps, size) in whole.chain(pairs).chain(all) {
+        let mut store = fresh();
+        let mut expected = AgentSnapshot::default();
+        for (index, batch) in steps.chunks(size).enumerate() {
+            store.apply_batch(batch).unwrap_or_else(|error| panic!("{name}, batch {index}: apply failed: {error}"));
+            batch.iter().for_each(|changes| expected.apply(changes));
+            let loaded = store.load().unwrap_or_else(|error| panic!("{name}, batch {index}: load failed: {error}"));
+            assert_eq!(loaded, expected, "{name}, batch {index}: loaded after applying");
+            store = reopen(store);
+            let loaded = store.load().unwrap_or_else(|error| panic!("{name}, batch {index}: reload failed: {error}"));
+            assert_eq!(loaded, expected, "{name}, batch {index}: loaded after reopening");
+        }
+        store.apply_batch(&[]).unwrap_or_else(|error| panic!("{name}: an empty batch failed: {error}"));
+        assert_eq!(store.load().expect("loads"), expected, "{name}: an empty batch changes nothing");
+    }
+
+    // A batch whose last change no store that keeps 64-bit signed integers can hold (an outbox
+    // seq beyond `i64::MAX`): a store that refuses it must keep nothing of the batch, its
+    // valid first change included; one that holds it (in memory) must hold all of it.
+    let mut store = fresh();
+    let before =
+        StoreChanges { put_receipts: vec![receipt("m0", None, None, pending("before"))], ..Default::default() };
+    store.apply(&before).expect("a valid change applies");
+    let mut expected = AgentSnapshot::default();
+    expected.apply(&before);
+    let batch = [
+        StoreChanges {
+            put_receipts: vec![receipt("m1", None, None, pending("in the refused batch"))],
+            remove_receipts: vec!["m0".into()],
+            put_outbox: vec![entry(1, "o1")],
+            ..Default::default()
+        },
+        StoreChanges { put_outbox: vec![entry(u64::MAX, "o2")], ..Default::default() },
+    ];
+    let refused = store.apply_batch(&batch).is_err();
+    if !refused {
+        batch.iter().for_each(|changes| expected.apply(changes));
+    }
+    let what = if refused { "a refused batch leaves nothing of itself" } else { "an accepted batch is applied whole" };
+    assert_eq!(store.load().expect("loads after the batch"), expected, "{what}");
+    store = reopen(store);
+    assert_eq!(store.load().expect("reloads after the batch"), expected, "{what}, after reopening");
 }
 
 /// Fails (to compile, when a field is added) unless every field of [`StoreChanges`] is set in

@@ -145,6 +145,16 @@ impl AgentHandle {
         self.start_http();
     }
 
+    /// Feeds inputs that arrived together, with one store commit for all of them.
+    fn feed_all(&self, inputs: impl IntoIterator<Item = Input>) {
+        {
+            let mut inner = self.lock();
+            let Inner { state, queues } = &mut *inner;
+            state.feed_all(inputs, |effect| queues.push(effect));
+        }
+        self.start_http();
+    }
+
     /// Starts the HTTP calls the core asked for, each on a thread of its own, so that neither
     /// the socket loop nor a handler waiting for a file's upload holds them up. None once the
     /// store failed: the agent has stopped, and whoever waited for them was told.
@@ -528,26 +538,44 @@ impl Client {
                 continue;
             }
             // Then wait for the socket (or a tick).
-            match socket.as_mut() {
-                Some(open) => match open.read() {
-                    Ok(Message::Text(text)) => handle.feed(Input::Frame(text.as_str().to_owned())),
-                    Ok(Message::Pong(_)) => handle.feed(Input::Pong),
-                    Ok(Message::Ping(_) | Message::Frame(_)) => handle.feed(Input::Ping),
+            let Some(open) = socket.as_mut() else {
+                // A tick at most: a manual clock moved meanwhile is noticed at the next one.
+                std::thread::sleep(wake.map_or(TICK, |at| clock.until(at).min(TICK)));
+                continue;
+            };
+            let mut read = open.read();
+            // What came after a burst of text frames is handled right after them, in its place.
+            loop {
+                match read {
+                    Ok(Message::Text(text)) => {
+                        // The frames already buffered behind it are fed with it: one commit.
+                        let (frames, next) = read_burst(open, text.as_str().to_owned());
+                        handle.feed_all(frames.into_iter().map(Input::Frame));
+                        match next {
+                            Some(next) => read = next,
+                            None => break,
+                        }
+                    }
+                    Ok(Message::Pong(_)) => break handle.feed(Input::Pong),
+                    Ok(Message::Ping(_) | Message::Frame(_)) => break handle.feed(Input::Ping),
                     Ok(Message::Close(_)) => {
                         socket = None;
                         handle.feed(Input::Disconnected);
+                        break;
                     }
-                    Ok(_) => {}
+                    Ok(_) => break,
                     Err(tungstenite::Error::Io(error))
-                        if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                        if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                    {
+                        break;
+                    }
                     Err(error) => {
                         tracing::info!(%error, "connection lost");
                         socket = None;
                         handle.feed(Input::Disconnected);
+                        break;
                     }
-                },
-                // A tick at most: a manual clock moved meanwhile is noticed at the next one.
-                None => std::thread::sleep(wake.map_or(TICK, |at| clock.until(at).min(TICK))),
+                }
             }
         }
         if let Some(mut open) = socket {
@@ -601,6 +629,48 @@ impl Client {
             },
             other => tracing::debug!(?other, "event without a waiter"),
         }
+    }
+}
+
+/// Reads the text frames already buffered behind `first`, without waiting for more (at most
+/// [`support::state::MAX_BURST`] in all), so that a burst of messages is fed together and
+/// committed once. Returns them with what was read after them that is not a text frame (a
+/// pong, a close, an error), to be handled next.
+fn read_burst(open: &mut Socket, first: String) -> (Vec<String>, Option<tungstenite::Result<Message>>) {
+    let mut frames = vec![first];
+    // Non-blocking for the burst only: tungstenite keeps a frame read in part for the next read.
+    match tcp_stream(open).map(|tcp| tcp.set_nonblocking(true)) {
+        Some(Ok(())) => {}
+        Some(Err(error)) => {
+            tracing::debug!(%error, "cannot read without waiting; one frame at a time");
+            return (frames, None);
+        }
+        None => return (frames, None),
+    }
+    let mut next = None;
+    while frames.len() < support::state::MAX_BURST {
+        match open.read() {
+            Ok(Message::Text(text)) => frames.push(text.as_str().to_owned()),
+            Err(tungstenite::Error::Io(error)) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+            other => {
+                next = Some(other);
+                break;
+            }
+        }
+    }
+    if let Some(Err(error)) = tcp_stream(open).map(|tcp| tcp.set_nonblocking(false)) {
+        // Left non-blocking, the loop would spin on its reads: drop the socket as a lost one.
+        next = Some(Err(tungstenite::Error::Io(error)));
+    }
+    (frames, next)
+}
+
+/// The TCP stream under the socket (under TLS for `wss://`).
+fn tcp_stream(socket: &Socket) -> Option<&TcpStream> {
+    match socket.get_ref() {
+        MaybeTlsStream::Plain(stream) => Some(stream),
+        MaybeTlsStream::Rustls(stream) => Some(stream.get_ref()),
+        _ => None,
     }
 }
 

@@ -20,8 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod burst;
 mod retries;
 mod trust;
+pub use burst::a_burst_is_committed_together;
 pub use retries::{
     a_failing_handler_is_retried_on_the_same_connection, a_handler_that_always_fails_is_given_up_and_left_pending,
     without_a_handler_messages_stay_pending,

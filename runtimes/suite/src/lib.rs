@@ -39,6 +39,10 @@
 //! - `without_a_handler_messages_stay_pending`: an agent with no message handler stores the
 //!   message's pending receipt but never acknowledges it; an agent with a handler, started
 //!   later on the same store, handles it;
+//! - `a_burst_is_committed_together`: messages the relay held while the agent was away arrive
+//!   together when it connects; their receipts are stored in fewer commits than there are
+//!   messages (group commit, never a change committed alone), and each is answered and
+//!   acknowledged once;
 //! - `shutdown_is_prompt_and_clean`: closing returns `Ok` promptly, connected, retrying, or
 //!   while a handshake hangs, and the agent stops consuming;
 //! - `handler_sends_a_burst`: a handler sends several messages and widgets before returning,
@@ -153,7 +157,7 @@ pub use harness::{Harness, Running};
 /// Every case, as named in [`behaviour_suite!`] and [`cases`], [`fail_stop`], [`prekeys`] or
 /// [`durable`], [`liveness`], [`lenient`], [`outbox`], [`groups`], [`files`] or
 /// [`agent_connect`] (keep them in step).
-pub const CASES: [&str; 29] = [
+pub const CASES: [&str; 30] = [
     "echo",
     "every_widget_kind",
     "widget_update",
@@ -170,6 +174,7 @@ pub const CASES: [&str; 29] = [
     "a_failing_handler_is_retried_on_the_same_connection",
     "a_handler_that_always_fails_is_given_up_and_left_pending",
     "without_a_handler_messages_stay_pending",
+    "a_burst_is_committed_together",
     "store_failure_is_fail_stop",
     "prekeys_survive_restarts",
     "publish_prekey_bundle_on_demand",
@@ -211,6 +216,7 @@ macro_rules! behaviour_suite {
             a_failing_handler_is_retried_on_the_same_connection,
             a_handler_that_always_fails_is_given_up_and_left_pending,
             without_a_handler_messages_stay_pending,
+            a_burst_is_committed_together,
         );
         $crate::behaviour_suite!(@in fail_stop, $harness; store_failure_is_fail_stop);
         $crate::behaviour_suite!(@in prekeys, $harness; prekeys_survive_restarts, publish_prekey_bundle_on_demand);

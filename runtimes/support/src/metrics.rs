@@ -33,7 +33,8 @@ pub const MESSAGES_UNDELIVERABLE_TOTAL: &str = "pacerelle_messages_undeliverable
 pub const RECONNECTS_TOTAL: &str = "pacerelle_reconnects_total";
 
 /// `pacerelle_store_commit_seconds` (histogram, no labels, seconds): how long each store
-/// commit took (one transaction: receipts, sessions, keys).
+/// commit took (one transaction: receipts, sessions, keys; with group commit, one per batch of
+/// changes, however many messages it holds).
 pub const STORE_COMMIT_SECONDS: &str = "pacerelle_store_commit_seconds";
 
 /// The label of [`MESSAGES_UNDELIVERABLE_TOTAL`].

@@ -1,7 +1,7 @@
 //! The agent's core together with its store: what every adapter, async or blocking, keeps
 //! behind its lock. Running a command or an input here persists what the core asks to persist
-//! before anything else happens, and hands the remaining outputs to the adapter in order, as
-//! [`Effect`]s.
+//! before anything that followed it happens (one commit for all of it: group commit), and hands
+//! the remaining outputs to the adapter in order, as [`Effect`]s.
 //!
 //! Why here: the rules (persist first, stop on a store failure, accept only after a handler
 //! succeeded, a panicking handler is a failed one) are the same on every executor; only what an
@@ -9,7 +9,8 @@
 //!
 //! # Fail-stop on a store failure
 //! A store write that fails stops the agent for good, in one place for every runtime:
-//! - nothing the core asked for after the failed write is carried out: no frame (message or
+//! - nothing the core asked for after the failed batch's first change is carried out (with
+//!   group commit, a batch fails as a whole): no frame (message or
 //!   acknowledgement), HTTP call, event, connect or wake. The adapter gets one
 //!   [`Effect::Close`] instead, closes its socket and stops serving;
 //! - every later input is ignored, and every later command (a send, an acceptance, a file send
@@ -29,6 +30,27 @@
 //! the write leaves the store the truth: the restarted agent continues from it, and the relay
 //! replays what was not acknowledged.
 //!
+//! # Group commit
+//! The core's outputs are carried out in the order it queued them, but its store changes are
+//! not written one by one: every change queued by one command or by a run of inputs fed
+//! together ([`AgentState::feed_all`]: the frames a socket had buffered) goes to the store in
+//! one [`apply_batch`](pacerelle_core::store::AgentStore::apply_batch), one transaction and one
+//! `fsync` on a durable store. The rule that keeps every guarantee: an output is carried out
+//! only once every change queued before it is durable. Outputs before the first change go out
+//! at once; those after it wait for the batch's commit, then go out in their order. Outputs
+//! are delayed, never reordered, so what held with a commit per change still holds:
+//! - a message reaches the app only after its receipt (and its session's new state) is stored,
+//!   so a crash cannot make the agent hand it out twice nor lose it;
+//! - an acknowledgement goes out only after its acceptance is stored, so the relay never drops
+//!   a message the store does not know was handled;
+//! - a ciphertext goes out only after the session step that made it is stored, so no message
+//!   key is used twice across a restart; nor does a frame of the outbox go out before its
+//!   entry.
+//!
+//! A crash before the batch's commit loses the whole batch, and nothing that depended on any
+//! of it has left the process: the restarted agent is where it would be had those inputs never
+//! arrived, and the relay delivers them again.
+//!
 //! # Observability
 //! Every runtime reports through here, so they all report the same: the [`crate::metrics`]
 //! (messages handled, failed, retried, undeliverable; reconnects; store commit time) and a
@@ -40,7 +62,7 @@ use crate::{ClientError, HandlerResult, metrics};
 use pacerelle_core::Attachment;
 use pacerelle_core::agent::{Agent, AgentConfig, Event, FileError, Input, InputError, Output, SentFile};
 use pacerelle_core::config::ClientConfig;
-use pacerelle_core::store::DynAgentStore;
+use pacerelle_core::store::{DynAgentStore, StoreChanges};
 use pacerelle_core::wire::http::{HttpRequest, RequestId};
 use pacerelle_core::{Rng, Timestamp};
 use std::collections::{HashMap, HashSet};
@@ -50,6 +72,11 @@ use std::time::Instant;
 /// ([`metrics::MESSAGES_RETRIED_TOTAL`]); past it, a retry goes uncounted rather than memory
 /// growing with messages that never come back.
 const MAX_FAILED_TRACKED: usize = 4096;
+
+/// The most inputs an adapter feeds together ([`AgentState::feed_all`]) when a socket has a
+/// burst of frames buffered: enough for a burst of messages to share one store commit, few
+/// enough that the adapter soon looks at its controls and timers again.
+pub const MAX_BURST: usize = 64;
 
 /// An output of the core that the adapter carries out (store writes are already done).
 // Moved once from the core to a queue, like the core's own `Event`: boxing the large variant
@@ -185,8 +212,8 @@ impl AgentState {
         self.stopped.is_some()
     }
 
-    /// Runs `command` on the core, then carries out its outputs: persists now, passes the rest
-    /// to `effects` in order.
+    /// Runs `command` on the core, then carries out its outputs: persists its changes in one
+    /// commit, passes the rest to `effects` in order.
     ///
     /// Refused with [`ClientError::Store`] (and `command` not run) once the agent stopped, and
     /// when a write of `command` itself failed: what it asked for was not carried out.
@@ -229,13 +256,25 @@ impl AgentState {
     /// Feeds `input` to the core (logging a refusal), then carries out its outputs. Ignored once
     /// the agent stopped.
     pub fn feed(&mut self, input: Input, effects: impl FnMut(Effect)) {
-        let now = self.clock.now();
+        self.feed_all([input], effects);
+    }
+
+    /// Feeds `inputs` to the core one after the other (what arrived together: frames already
+    /// buffered on the socket), then carries out the outputs of all of them, with every store
+    /// change among them in one commit (see the [module docs](self#group-commit)). Ignored once
+    /// the agent stopped.
+    pub fn feed_all(&mut self, inputs: impl IntoIterator<Item = Input>, effects: impl FnMut(Effect)) {
+        let clock = self.clock.clone();
         let fed = self.run(
             |agent| {
-                if let Err(error) = agent.handle_input(now, input) {
-                    match &error {
-                        InputError::Frame(frame) if frame.is_ignorable() => tracing::debug!(%error, "frame ignored"),
-                        _ => tracing::warn!(%error, "input refused"),
+                for input in inputs {
+                    if let Err(error) = agent.handle_input(clock.now(), input) {
+                        match &error {
+                            InputError::Frame(frame) if frame.is_ignorable() => {
+                                tracing::debug!(%error, "frame ignored")
+                            }
+                            _ => tracing::warn!(%error, "input refused"),
+                        }
                     }
                 }
             },
@@ -299,70 +338,93 @@ impl AgentState {
         }
     }
 
+    /// Carries out what the core queued: its store changes first, as one group commit, then
+    /// every other output in order (see the [module docs](self#group-commit)).
     fn drain(&mut self, mut effects: impl FnMut(Effect)) {
+        let mut batch: Vec<StoreChanges> = Vec::new();
+        // Outputs that came after the batch's first change: they wait for its commit.
+        let mut held: Vec<Output> = Vec::new();
         while let Some(output) = self.agent.poll_output() {
             match output {
-                Output::Persist(changes) => {
-                    let started = Instant::now();
-                    let applied = self.store.apply(&changes);
-                    metrics::store_commit(started.elapsed());
-                    if let Err(error) = applied {
-                        self.stop(error);
-                        effects(Effect::Close);
-                        return;
-                    }
-                }
-                Output::Frame(text) => effects(Effect::Frame(text)),
-                Output::Http(request) => effects(Effect::Http(request)),
-                Output::Event(Event::Unauthorized { step, status, reason }) => {
-                    // The core closes next; `connect` returns why.
-                    self.fatal = Some(ClientError::Unauthorized { step, status, reason });
-                }
-                Output::Event(Event::PublicationFailed { step, status, error }) => {
-                    // The core closes next; `connect` returns why.
-                    self.fatal = Some(ClientError::Publication { step, status, message: error });
-                }
-                Output::Event(Event::Message(message)) => {
-                    if self.failed.remove(&message.id) {
-                        metrics::message_retried();
-                    }
-                    effects(Effect::Event(Event::Message(message)));
-                }
-                Output::Event(Event::Undeliverable(report)) => {
-                    metrics::message_undeliverable(&report.reason);
-                    effects(Effect::Event(Event::Undeliverable(report)));
-                }
-                Output::Event(event) => match event.request().and_then(|request| self.waiters.remove(&request)) {
-                    Some(waiter) => waiter(event),
-                    None => effects(Effect::Event(event)),
-                },
-                Output::Connect => {
-                    self.connects += 1;
-                    if self.connects > 1 {
-                        metrics::reconnect();
-                    }
-                    self.connection = tracing::info_span!(
-                        parent: None,
-                        "connection",
-                        agent = %self.agent.agent_id(),
-                        connection = self.connects
-                    );
-                    effects(Effect::Connect)
-                }
-                Output::WakeAt(at) => effects(Effect::WakeAt(at)),
-                Output::Close => effects(Effect::Close),
-                Output::Ping => effects(Effect::Ping),
-                Output::Abandon => effects(Effect::Abandon),
+                Output::Persist(changes) => batch.push(changes),
+                // Nothing before it waits for a write: carried out at once, as without batching.
+                other if batch.is_empty() => self.carry_out(other, &mut effects),
+                other => held.push(other),
             }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let applied = self.store.apply_batch(&batch);
+        metrics::store_commit(started.elapsed());
+        tracing::trace!(changes = batch.len(), held = held.len(), "group commit");
+        if let Err(error) = applied {
+            self.stop(error, held.len());
+            effects(Effect::Close);
+            return;
+        }
+        for output in held {
+            self.carry_out(output, &mut effects);
+        }
+    }
+
+    /// Carries out one output of the core other than a store change, whose writes are durable.
+    fn carry_out(&mut self, output: Output, effects: &mut impl FnMut(Effect)) {
+        match output {
+            // Drained into the batch by the caller; never reaches here.
+            Output::Persist(_) => tracing::error!("a store change reached the effects"),
+            Output::Frame(text) => effects(Effect::Frame(text)),
+            Output::Http(request) => effects(Effect::Http(request)),
+            Output::Event(Event::Unauthorized { step, status, reason }) => {
+                // The core closes next; `connect` returns why.
+                self.fatal = Some(ClientError::Unauthorized { step, status, reason });
+            }
+            Output::Event(Event::PublicationFailed { step, status, error }) => {
+                // The core closes next; `connect` returns why.
+                self.fatal = Some(ClientError::Publication { step, status, message: error });
+            }
+            Output::Event(Event::Message(message)) => {
+                if self.failed.remove(&message.id) {
+                    metrics::message_retried();
+                }
+                effects(Effect::Event(Event::Message(message)));
+            }
+            Output::Event(Event::Undeliverable(report)) => {
+                metrics::message_undeliverable(&report.reason);
+                effects(Effect::Event(Event::Undeliverable(report)));
+            }
+            Output::Event(event) => match event.request().and_then(|request| self.waiters.remove(&request)) {
+                Some(waiter) => waiter(event),
+                None => effects(Effect::Event(event)),
+            },
+            Output::Connect => {
+                self.connects += 1;
+                if self.connects > 1 {
+                    metrics::reconnect();
+                }
+                self.connection = tracing::info_span!(
+                    parent: None,
+                    "connection",
+                    agent = %self.agent.agent_id(),
+                    connection = self.connects
+                );
+                effects(Effect::Connect)
+            }
+            Output::WakeAt(at) => effects(Effect::WakeAt(at)),
+            Output::Close => effects(Effect::Close),
+            Output::Ping => effects(Effect::Ping),
+            Output::Abandon => effects(Effect::Abandon),
         }
     }
 
     /// Stops the agent at a failed write: everything the core queued behind it is dropped (it
-    /// acts on state the store does not hold), and so is what closing the core queues; the
-    /// caller hands the adapter one [`Effect::Close`] instead.
-    fn stop(&mut self, error: crate::HandlerError) {
+    /// acts on state the store does not hold; `held` outputs the caller already dropped), and
+    /// so is what closing the core queues; the caller hands the adapter one [`Effect::Close`]
+    /// instead.
+    fn stop(&mut self, error: crate::HandlerError, held: usize) {
         tracing::error!(%error, "store failed: the agent stops and carries out nothing more");
-        let dropped = std::iter::from_fn(|| self.agent.poll_output()).count();
+        let dropped = held + std::iter::from_fn(|| self.agent.poll_output()).count();
         self.agent.close();
         while self.agent.poll_output().is_some() {}
         // Their answers cannot come any more: dropping them tells whoever waits.

@@ -58,7 +58,23 @@ const KEPT: [&str; 3] = [KEPT_PREKEY, NEW_SESSION, NEW_LARGE_SESSION];
 
 #[test]
 fn deleted_and_replaced_secrets_are_gone_from_the_files() {
-    let root = std::env::temp_dir().join(format!("pacerelle-store-secrets-{}", std::process::id()));
+    erase_secrets("one", |store, steps| steps.iter().try_for_each(|changes| store.apply(changes)));
+}
+
+/// Group commit keeps the guarantee: the same changes in one batch (one transaction, one
+/// checkpoint after it) leave no deleted secret either.
+#[test]
+fn deleted_and_replaced_secrets_are_gone_after_a_batch() {
+    erase_secrets("batch", |store, steps| store.apply_batch(steps));
+}
+
+/// Stores secrets, then deletes and replaces some with `apply` (each change, or all of them in
+/// a batch), and scans the files.
+fn erase_secrets(
+    name: &str,
+    apply: impl Fn(&mut SqliteStore, &[StoreChanges]) -> Result<(), pacerelle_store_sqlite::StoreError>,
+) {
+    let root = std::env::temp_dir().join(format!("pacerelle-store-secrets-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let mut store = SqliteStore::open_in(&root, "agent-1").unwrap();
     let path = store.path().to_owned();
@@ -114,9 +130,7 @@ fn deleted_and_replaced_secrets_are_gone_from_the_files() {
             ..Default::default()
         },
     ];
-    for changes in &steps {
-        store.apply(changes).unwrap();
-    }
+    apply(&mut store, &steps).unwrap();
     // While the store runs: what a crash, or a copy of the disk taken now, would leave.
     assert_eq!(found_in_files(&path, &DELETED), Vec::<String>::new(), "no deleted secret while open");
     assert_eq!(found_in_files(&path, &KEPT).len(), KEPT.len(), "what is kept is still found");

@@ -409,6 +409,42 @@ fn a_value_sqlite_cannot_hold_refuses_the_whole_change() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+#[test]
+fn a_batch_with_a_value_sqlite_cannot_hold_is_refused_whole() {
+    let root = temp_root("too-large-batch");
+    let mut store = SqliteStore::open_in(&root, "agent-1").unwrap();
+    let kept = StoreChanges {
+        put_receipts: vec![receipt("m0", ReceiptState::Pending { text: "stored before".into() })],
+        ..Default::default()
+    };
+    store.apply(&kept).unwrap();
+    let batch = [
+        StoreChanges {
+            put_receipts: vec![receipt("m0", ReceiptState::Accepted { at: Timestamp::from_millis(5) })],
+            ..Default::default()
+        },
+        StoreChanges {
+            put_receipts: vec![receipt("m1", ReceiptState::Pending { text: "would be lost".into() })],
+            ..Default::default()
+        },
+        StoreChanges {
+            put_receipts: vec![receipt("m2", ReceiptState::Accepted { at: Timestamp::from_millis(u64::MAX) })],
+            ..Default::default()
+        },
+    ];
+    let error = store.apply_batch(&batch).unwrap_err();
+    assert!(
+        matches!(&error, StoreError::TooLarge { table: "receipts", key, column: "accepted_at", value: u64::MAX } if key == "m2"),
+        "{error:?}"
+    );
+    let mut expected = AgentSnapshot::default();
+    expected.apply(&kept);
+    assert_eq!(store.load().unwrap(), expected, "nothing of the batch was applied, its first changes included");
+    drop(store);
+    assert_eq!(SqliteStore::open_in(&root, "agent-1").unwrap().load().unwrap(), expected, "nor after reopening");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 /// A store holding one good row in each table, for corrupting one of them.
 fn store_with_one_of_everything(root: &std::path::Path) -> PathBuf {
     use pacerelle_core::store::{

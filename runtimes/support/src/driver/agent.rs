@@ -148,6 +148,13 @@ impl Shared {
         state.feed(input, |effect| self.effect(writer.as_ref(), effect));
     }
 
+    /// Feeds inputs that arrived together, with one store commit for all of them.
+    fn feed_all(self: &Arc<Self>, inputs: impl IntoIterator<Item = Input>) {
+        let mut guard = self.lock();
+        let Inner { state, writer } = &mut *guard;
+        state.feed_all(inputs, |effect| self.effect(writer.as_ref(), effect));
+    }
+
     fn settle(self: &Arc<Self>, message_id: &str, outcome: HandlerResult) {
         let mut guard = self.lock();
         let Inner { state, writer } = &mut *guard;
@@ -563,7 +570,7 @@ impl<R: Runtime> Client<R> {
             SocketEvent::Pong => shared.feed(Input::Pong),
             SocketEvent::Ping => shared.feed(Input::Ping),
             SocketEvent::Abandoned => shared.lock().writer = None,
-            SocketEvent::Frame(text) => shared.feed(Input::Frame(text)),
+            SocketEvent::Frames(frames) => shared.feed_all(frames.into_iter().map(Input::Frame)),
             SocketEvent::Lost => {
                 shared.lock().writer = None;
                 shared.feed(Input::Disconnected);

@@ -89,6 +89,7 @@ pub fn socket_address(url: &str) -> Result<(WsRequest, String, u16), WsError> {
     Ok((request, host, port))
 }
 
+use crate::state::MAX_BURST;
 use crate::{CONNECT_TIMEOUT, ClientError};
 use futures_channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures_channel::oneshot;
@@ -188,8 +189,9 @@ pub(crate) enum SocketEvent {
     Ping,
     /// The socket was dropped as told ([`Control::Abandon`]).
     Abandoned,
-    /// A text frame arrived.
-    Frame(String),
+    /// Text frames arrived: one, or several that were already buffered together (at most
+    /// [`MAX_BURST`]), in the order read.
+    Frames(Vec<String>),
     /// The socket closed or failed.
     Lost,
     /// The deadline passed.
@@ -200,6 +202,10 @@ pub(crate) enum SocketEvent {
 /// `on`, until told to close (or every control sender is gone). Both the agent and the person
 /// run this loop; each feeds what it hears to its own state machine. Deadlines are read on
 /// `clock`. Returns the last socket's [`Written`], if one opened.
+///
+/// A text frame is reported with the text frames already read behind it (without waiting for
+/// more), so that the agent feeds a burst to its core at once and commits it in one
+/// transaction (group commit, [`crate::state`]).
 pub(crate) async fn socket_loop<R: Runtime>(
     clock: &dyn crate::Clock,
     url: impl Fn() -> String,
@@ -209,9 +215,13 @@ pub(crate) async fn socket_loop<R: Runtime>(
     enum Next {
         Control(Option<Control>),
         Read(Option<Result<Message, WsError>>),
+        Frames(Vec<String>),
         Timer,
     }
     let mut reader: Option<SplitStream<R::Socket>> = None;
+    // What the socket gave after a burst of text frames (a pong, a close, its end): reported
+    // next, so that it keeps its place after them.
+    let mut unread: Option<Option<Result<Message, WsError>>> = None;
     let mut timer: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
     // Commands that came while the socket was opening, carried out after.
     let mut held: VecDeque<Control> = VecDeque::new();
@@ -225,10 +235,29 @@ pub(crate) async fn socket_loop<R: Runtime>(
             if let Poll::Ready(command) = control.poll_next_unpin(cx) {
                 return Poll::Ready(Next::Control(command));
             }
+            if let Some(read) = unread.take() {
+                return Poll::Ready(Next::Read(read));
+            }
             if let Some(stream) = reader.as_mut()
                 && let Poll::Ready(read) = stream.poll_next_unpin(cx)
             {
-                return Poll::Ready(Next::Read(read));
+                let Some(Ok(Message::Text(first))) = read else {
+                    return Poll::Ready(Next::Read(read));
+                };
+                let mut frames = vec![first.as_str().to_owned()];
+                // Polled with the loop's own context: a `Pending` here leaves the task woken
+                // when more arrives, as the poll above would.
+                while frames.len() < MAX_BURST {
+                    match stream.poll_next_unpin(cx) {
+                        Poll::Ready(Some(Ok(Message::Text(text)))) => frames.push(text.as_str().to_owned()),
+                        Poll::Ready(other) => {
+                            unread = Some(other);
+                            break;
+                        }
+                        Poll::Pending => break,
+                    }
+                }
+                return Poll::Ready(Next::Frames(frames));
             }
             if let Some(sleep) = timer.as_mut()
                 && sleep.as_mut().poll(cx).is_ready()
@@ -255,6 +284,7 @@ pub(crate) async fn socket_loop<R: Runtime>(
                 match opened {
                     Ok((stream, writer, done)) => {
                         reader = Some(stream);
+                        unread = None;
                         written = Some(done);
                         on(SocketEvent::Opened(writer));
                     }
@@ -271,10 +301,12 @@ pub(crate) async fn socket_loop<R: Runtime>(
                 // Dropping the reader here and the writer in `on` closes the TCP connection
                 // without waiting for a peer that no longer answers.
                 reader = None;
+                unread = None;
                 on(SocketEvent::Abandoned);
             }
             Next::Control(Some(Control::Close) | None) => break,
-            Next::Read(Some(Ok(Message::Text(text)))) => on(SocketEvent::Frame(text.as_str().to_owned())),
+            Next::Frames(frames) => on(SocketEvent::Frames(frames)),
+            Next::Read(Some(Ok(Message::Text(text)))) => on(SocketEvent::Frames(vec![text.as_str().to_owned()])),
             Next::Read(Some(Ok(Message::Close(_))) | None) => {
                 tracing::info!("connection lost");
                 reader = None;

@@ -281,7 +281,11 @@ impl<R: Runtime> PersonClient<R> {
                         shared.lock().writer = None;
                         shared.set_connected(false);
                     }
-                    SocketEvent::Frame(text) => shared.feed(PersonInput::Frame(text)),
+                    SocketEvent::Frames(frames) => {
+                        for text in frames {
+                            shared.feed(PersonInput::Frame(text));
+                        }
+                    }
                     SocketEvent::Lost => {
                         shared.lock().writer = None;
                         shared.set_connected(false);
