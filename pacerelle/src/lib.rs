@@ -7,11 +7,11 @@
 //!
 //! | feature | module | for |
 //! | --- | --- | --- |
-//! | `tokio` (default) | [`tokio`](crate::tokio) | async programs on tokio |
-//! | `blocking` | [`blocking`](crate::blocking) | scripts and programs without an async runtime |
-//! | `smol` | [`smol`](crate::smol) | async programs on smol |
-//! | `async-std` | [`async_std`](crate::async_std) | async programs on async-std (discontinued upstream: prefer `smol`) |
-//! | `sqlite` (default) | [`store`](crate::store)`::SqliteStore` | state that survives restarts, opened by `Client::new` |
+//! | `tokio` (default) | [`tokio`] | async programs on tokio |
+//! | `blocking` | [`blocking`] | scripts and programs without an async runtime |
+//! | `smol` | [`smol`] | async programs on smol |
+//! | `async-std` | [`async_std`] | async programs on async-std (discontinued upstream: prefer `smol`) |
+//! | `sqlite` (default) | [`store`]`::SqliteStore` | state that survives restarts, opened by `Client::new` |
 //!
 //! # Durable by default
 //! `Client::new` (every runtime) keeps the agent's state in SQLite at
