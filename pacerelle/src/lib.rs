@@ -189,5 +189,5 @@ pub mod blocking {
 
 /// The README's code blocks, compiled as doctests so the front page never drifts from the API.
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
