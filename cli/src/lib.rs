@@ -136,20 +136,13 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 }
 
 fn init_logging(verbose: u8) {
-    use std::io::IsTerminal as _;
     let level = match verbose {
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
-    // A second subscriber (a test calling `main` twice) is not an error worth a panic.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    pacerelle_runtime_support::logging::log_to_stderr(level);
 }
 
 #[cfg(test)]

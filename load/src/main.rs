@@ -228,10 +228,7 @@ fn run(options: Options) -> Result<(), CliError> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .init();
+    pacerelle_runtime_support::logging::log_to_stderr("warn");
     let mut args = std::env::args().skip(1).peekable();
     if args.peek().map(String::as_str) == Some("--serve-agent") {
         // This program as the agent under load (see AgentProgram::this_program).
