@@ -21,8 +21,9 @@
 //! clap (derive, with the `env` feature for flags read from variables such as
 //! `PACERELLE_PERSON_TOKEN`; without colours, to keep the build small) parses the command line.
 //! Everything else is already in the workspace: tokio runs the relay and the person client,
-//! serde and serde_json read the relay's configuration file and write `--json` events, rand makes
-//! the tokens of identities the relay creates, tracing-subscriber prints the logs.
+//! serde and serde_json read the relay's configuration file and write `--json` events. The
+//! relay's library reads `ID=TOKEN` values and makes the tokens of identities the relay creates
+//! (as its own binary does); the runtime support's `stderr-log` feature prints the logs.
 
 #![forbid(unsafe_code)]
 
