@@ -4,7 +4,7 @@
 //! new store of ours, then prints what came over and what did not.
 
 use crate::CliError;
-use pacerelle_store_sqlite::{FILE_NAME, import_python};
+use pacerelle_store_sqlite::{FILE_NAME, ImportPythonError, OFFICIAL_FILE_NAME, import_python};
 use std::path::PathBuf;
 
 /// `pacerelle import-python`'s options.
@@ -39,6 +39,12 @@ pub fn run(args: ImportPythonArgs) -> Result<(), CliError> {
     };
     if args.agent.is_empty() || args.agent.contains(['/', '\\']) || args.agent.starts_with('.') {
         return Err(CliError::Usage(format!("{:?} is not an agent id", args.agent)));
+    }
+    // Before anything is created: a mistyped id or --from would otherwise leave an empty agent
+    // folder in our store root, which a later run would take for an agent.
+    let official = from.join(&args.agent).join(OFFICIAL_FILE_NAME);
+    if !official.is_file() {
+        return Err(CliError::Import(ImportPythonError::NotFound(official)));
     }
     let folder = root.join(&args.agent);
     crate::create_private_folder(&folder).map_err(|source| CliError::File {

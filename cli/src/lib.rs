@@ -23,10 +23,11 @@
 //! clap (derive, with the `env` feature for flags read from variables such as
 //! `PACERELLE_PERSON_TOKEN`; without colours, to keep the build small) parses the command line.
 //! Everything else is already in the workspace: tokio runs the relay and the person client,
-//! serde and serde_json read the relay's configuration file and write `--json` events, rand makes
-//! the tokens of identities the relay creates, tracing-subscriber prints the logs. `pacerelle mcp`
-//! (default feature `mcp`) adds rmcp, the MCP project's Rust SDK, and schemars for its tools'
-//! schemas ([`mcp`] lists what they bring).
+//! serde and serde_json read the relay's configuration file and write `--json` events. The
+//! relay's library reads `ID=TOKEN` values and makes the tokens of identities the relay creates
+//! (as its own binary does); the runtime support's `stderr-log` feature prints the logs.
+//! `pacerelle mcp` (default feature `mcp`) adds rmcp, the MCP project's Rust SDK, and schemars
+//! for its tools' schemas ([`mcp`] lists what they bring).
 
 #![forbid(unsafe_code)]
 
@@ -149,25 +150,17 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 }
 
 fn init_logging(verbose: u8) {
-    use std::io::IsTerminal as _;
     let level = match verbose {
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
     #[cfg(feature = "mcp")]
-    let filter = match mcp::RMCP_LOG_CAP.parse() {
-        Ok(cap) => filter.add_directive(cap),
-        Err(_) => filter,
-    };
-    // A second subscriber (a test calling `main` twice) is not an error worth a panic.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    let caps = [mcp::RMCP_LOG_CAP];
+    #[cfg(not(feature = "mcp"))]
+    let caps: [&str; 0] = [];
+    pacerelle_runtime_support::logging::log_to_stderr(level, &caps);
 }
 
 #[cfg(test)]

@@ -3,8 +3,7 @@
 //! flags and an optional JSON file, and prints what scripts need on stdout as `.env` lines.
 
 use crate::CliError;
-use pacerelle_relay::{Relay, RelayConfig};
-use rand::RngExt as _;
+use pacerelle_relay::{Relay, RelayConfig, parse_identity, random_hex};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,11 +18,11 @@ pub struct RelayArgs {
     pub listen: Option<SocketAddr>,
     /// An agent that may connect (repeatable). With no agent here or in the file, one is created
     /// and printed.
-    #[arg(long = "agent", value_name = "ID=TOKEN", value_parser = identity)]
+    #[arg(long = "agent", value_name = "ID=TOKEN", value_parser = parse_identity)]
     pub agents: Vec<(String, String)>,
     /// A person that may connect (repeatable). With no person here or in the file, one is
     /// created and printed.
-    #[arg(long = "person", value_name = "ID=TOKEN", value_parser = identity)]
+    #[arg(long = "person", value_name = "ID=TOKEN", value_parser = parse_identity)]
     pub persons: Vec<(String, String)>,
     /// A JSON file: {"listen": "127.0.0.1:8080", "agents": {"ID": "TOKEN"}, "persons": {"ID":
     /// "TOKEN"}, "max_json_bytes", "max_blob_bytes", "max_frame_bytes", "max_one_time_prekeys"},
@@ -45,14 +44,6 @@ struct RelayFile {
     max_blob_bytes: Option<usize>,
     max_frame_bytes: Option<usize>,
     max_one_time_prekeys: Option<usize>,
-}
-
-/// Reads `ID=TOKEN`.
-fn identity(pair: &str) -> Result<(String, String), String> {
-    pair.split_once('=')
-        .filter(|(id, token)| !id.is_empty() && !token.is_empty())
-        .map(|(id, token)| (id.to_owned(), token.to_owned()))
-        .ok_or_else(|| "expected ID=TOKEN, both non-empty".to_owned())
 }
 
 /// Runs the relay until Ctrl-C or SIGTERM.
@@ -157,12 +148,6 @@ async fn stopped() {
     }
 }
 
-/// `bytes` random bytes as hex.
-fn random_hex(bytes: usize) -> String {
-    let mut rng = rand::rng();
-    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,8 +169,8 @@ mod tests {
 
     #[test]
     fn identity_pairs() {
-        assert_eq!(identity("a=t=u"), Ok(("a".into(), "t=u".into())));
-        assert!(identity("a=").is_err() && identity("=t").is_err() && identity("at").is_err());
+        assert_eq!(parse_identity("a=t=u"), Ok(("a".into(), "t=u".into())));
+        assert!(parse_identity("a=").is_err() && parse_identity("=t").is_err() && parse_identity("at").is_err());
     }
 
     #[test]

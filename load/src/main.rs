@@ -18,30 +18,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "\
-usage: pacerelle-load [options]
-
-  --agents LIST          agents to load, in order (default tokio,smol,async-std,blocking,official)
-  --conversations K      conversations, one encrypted person each (default 10)
-  --messages M           messages per conversation in the main run; 0 skips it (default 100)
-  --window W             messages in flight per conversation, closed loop (default 4)
-  --rate R               run the main run open loop at R messages/s instead (K x M messages)
-  --sweep R1,R2,...      also open-loop runs at each offered rate
-  --sweep-seconds S      length of each sweep run: R x S messages (default 4)
-  --sweep-agents LIST    agents in the sweep (default: --agents)
-  --chart PATH           write the sweep's chart (throughput and p99 against offered load)
-  --font PATH            TrueType font for the chart (default: a system DejaVu or Liberation)
-  --stores DIR           where each run's agent store is made (default: the system's temp folder)
-  --agent-binary PATH    our agent, pacerelle-load-agent (default: this program, --serve-agent)
-
-Every reply must arrive, decrypt and echo its message, or the tool fails.";
-
 /// Why the tool stopped.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
-    /// The command line is wrong.
-    #[error("{0}\n\n{USAGE}")]
-    Usage(String),
     /// A run failed.
     #[error("{agent}: {source}")]
     Run {
@@ -62,79 +41,69 @@ enum CliError {
     CurrentExe(std::io::Error),
 }
 
-#[derive(Debug)]
+/// A load test of our encrypted echo agent, on each runtime, against the official Python agent:
+/// encrypted people send messages through a local relay, and every reply is timed.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "pacerelle-load",
+    after_help = "Every reply must arrive, decrypt and echo its message, or the tool fails."
+)]
 struct Options {
+    /// Agents to load, in order (tokio, smol, async-std, blocking, official).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = agent, default_value = "tokio,smol,async-std,blocking,official")]
     agents: Vec<AgentKind>,
+    /// Conversations, one encrypted person each.
+    #[arg(long, value_name = "K", default_value_t = 10)]
     conversations: usize,
+    /// Messages per conversation in the main run; 0 skips it.
+    #[arg(long, value_name = "M", default_value_t = 100)]
     messages: usize,
+    /// Messages in flight per conversation, closed loop.
+    #[arg(long, value_name = "W", default_value_t = 4)]
     window: usize,
+    /// Run the main run open loop at R messages/s instead (K x M messages).
+    #[arg(long, value_name = "R", value_parser = positive)]
     rate: Option<f64>,
+    /// Also open-loop runs at each offered rate (messages/s).
+    #[arg(long, value_name = "R1,R2,...", value_delimiter = ',', value_parser = positive)]
     sweep: Vec<f64>,
+    /// Length of each sweep run in seconds: R x S messages.
+    #[arg(long, value_name = "S", value_parser = positive, default_value_t = 4.0)]
     sweep_seconds: f64,
+    /// Agents in the sweep (default: --agents).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = agent)]
     sweep_agents: Option<Vec<AgentKind>>,
+    /// Write the sweep's chart (throughput and p99 against offered load) to PATH.
+    #[arg(long, value_name = "PATH", requires = "sweep")]
     chart: Option<PathBuf>,
+    /// TrueType font for the chart (default: a system DejaVu or Liberation).
+    #[arg(long, value_name = "PATH")]
     font: Option<PathBuf>,
-    agent_binary: Option<PathBuf>,
+    /// Where each run's agent store is made (default: the system's temp folder).
+    #[arg(long, value_name = "DIR")]
     stores: Option<PathBuf>,
+    /// Our agent, pacerelle-load-agent (default: this program, with --serve-agent).
+    #[arg(long, value_name = "PATH")]
+    agent_binary: Option<PathBuf>,
 }
 
-fn parse_agents(list: &str) -> Result<Vec<AgentKind>, CliError> {
-    list.split(',')
-        .map(|name| AgentKind::parse(name.trim()).ok_or_else(|| CliError::Usage(format!("unknown agent {name:?}"))))
-        .collect()
+/// One agent's name, as `--agents` and `--sweep-agents` list them.
+fn agent(name: &str) -> Result<AgentKind, String> {
+    AgentKind::parse(name.trim()).ok_or_else(|| format!("unknown agent {name:?}"))
 }
 
-fn parse_number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, CliError> {
-    value.parse().map_err(|_| CliError::Usage(format!("{flag}: not a number: {value:?}")))
+/// A rate or a length: a finite number above zero.
+fn positive(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(number) if number.is_finite() && number > 0.0 => Ok(number),
+        _ => Err(format!("not a positive number: {value:?}")),
+    }
 }
 
-fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, CliError> {
-    let mut options = Options {
-        agents: AgentKind::ALL.to_vec(),
-        conversations: 10,
-        messages: 100,
-        window: 4,
-        rate: None,
-        sweep: Vec::new(),
-        sweep_seconds: 4.0,
-        sweep_agents: None,
-        chart: None,
-        font: None,
-        agent_binary: None,
-        stores: None,
-    };
-    let mut args = args.into_iter();
-    while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(CliError::Usage("pacerelle-load: a load test of our agents against the official agent".into()));
-        }
-        let value = args.next().ok_or_else(|| CliError::Usage(format!("{flag} needs a value")))?;
-        match flag.as_str() {
-            "--agents" => options.agents = parse_agents(&value)?,
-            "--conversations" => options.conversations = parse_number(&flag, &value)?,
-            "--messages" => options.messages = parse_number(&flag, &value)?,
-            "--window" => options.window = parse_number(&flag, &value)?,
-            "--rate" => options.rate = Some(parse_number(&flag, &value)?),
-            "--sweep" => {
-                options.sweep =
-                    value.split(',').map(|rate| parse_number(&flag, rate.trim())).collect::<Result<_, _>>()?
-            }
-            "--sweep-seconds" => options.sweep_seconds = parse_number(&flag, &value)?,
-            "--sweep-agents" => options.sweep_agents = Some(parse_agents(&value)?),
-            "--chart" => options.chart = Some(PathBuf::from(value)),
-            "--font" => options.font = Some(PathBuf::from(value)),
-            "--agent-binary" => options.agent_binary = Some(PathBuf::from(value)),
-            "--stores" => options.stores = Some(PathBuf::from(value)),
-            _ => return Err(CliError::Usage(format!("unknown option {flag}"))),
-        }
-    }
-    if options.sweep.iter().any(|rate| !(rate.is_finite() && *rate > 0.0)) || options.sweep_seconds <= 0.0 {
-        return Err(CliError::Usage("sweep rates and length must be positive".into()));
-    }
-    if options.chart.is_some() && options.sweep.is_empty() {
-        return Err(CliError::Usage("--chart draws the sweep: give --sweep".into()));
-    }
-    Ok(options)
+/// The options of a command line without the program's name.
+fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, clap::Error> {
+    use clap::Parser as _;
+    Options::try_parse_from(std::iter::once("pacerelle-load".to_owned()).chain(args))
 }
 
 async fn run_all(agents: &[AgentKind], plan: &Plan, setup: &Setup) -> Result<Vec<RunReport>, CliError> {
@@ -228,10 +197,7 @@ fn run(options: Options) -> Result<(), CliError> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .init();
+    pacerelle_runtime_support::logging::log_to_stderr("warn", &[]);
     let mut args = std::env::args().skip(1).peekable();
     if args.peek().map(String::as_str) == Some("--serve-agent") {
         // This program as the agent under load (see AgentProgram::this_program).
@@ -243,13 +209,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    let result = parse(args).and_then(run);
-    match result {
+    // --help prints and exits 0; a wrong command line prints why and exits 2.
+    let options = parse(args).unwrap_or_else(|error| error.exit());
+    match run(options) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(CliError::Usage(message)) => {
-            eprintln!("{message}");
-            ExitCode::from(2)
-        }
         Err(error) => {
             eprintln!("pacerelle-load failed: {error}");
             ExitCode::FAILURE
@@ -276,9 +239,23 @@ mod tests {
     }
 
     #[test]
+    fn defaults_and_help() {
+        let options = parse(args("")).unwrap();
+        assert_eq!(options.agents, AgentKind::ALL);
+        assert_eq!((options.conversations, options.messages, options.window), (10, 100, 4));
+        assert_eq!((options.rate, options.sweep_seconds, options.sweep_agents), (None, 4.0, None));
+        let help = parse(args("--help")).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        let text = help.to_string();
+        for flag in ["--agents", "--conversations", "--sweep-seconds", "--chart", "--stores", "--agent-binary"] {
+            assert!(text.contains(flag), "{flag} missing from:\n{text}");
+        }
+    }
+
+    #[test]
     fn bad_command_lines_are_refused() {
         for line in ["--agents python", "--window", "--messages many", "--sweep 10,-5", "--chart x.png", "--bogus 1"] {
-            assert!(matches!(parse(args(line)), Err(CliError::Usage(_))), "{line}");
+            assert!(parse(args(line)).is_err(), "{line}");
         }
     }
 }

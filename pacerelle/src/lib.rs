@@ -7,11 +7,11 @@
 //!
 //! | feature | module | for |
 //! | --- | --- | --- |
-//! | `tokio` (default) | [`tokio`](crate::tokio) | async programs on tokio |
-//! | `blocking` | [`blocking`](crate::blocking) | scripts and programs without an async runtime |
-//! | `smol` | [`smol`](crate::smol) | async programs on smol |
-//! | `async-std` | [`async_std`](crate::async_std) | async programs on async-std (discontinued upstream: prefer `smol`) |
-//! | `sqlite` (default) | [`store`](crate::store)`::SqliteStore` | state that survives restarts, opened by `Client::new` |
+//! | `tokio` (default) | [`tokio`] | async programs on tokio |
+//! | `blocking` | [`blocking`] | scripts and programs without an async runtime |
+//! | `smol` | [`smol`] | async programs on smol |
+//! | `async-std` | [`async_std`] | async programs on async-std (discontinued upstream: prefer `smol`) |
+//! | `sqlite` (default) | [`store`]`::SqliteStore` | state that survives restarts, opened by `Client::new` |
 //!
 //! # Durable by default
 //! `Client::new` (every runtime) keeps the agent's state in SQLite at
@@ -198,5 +198,5 @@ pub use pacerelle_test as test;
 
 /// The README's code blocks, compiled as doctests so the front page never drifts from the API.
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -1,6 +1,7 @@
 //! What a relay is started with: where it listens, who may connect, and its limits.
 
 use crate::connect::{ConnectClient, ConnectTtls};
+use rand::RngExt as _;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -110,4 +111,22 @@ impl RelayConfig {
         self.connect_ttls = ttls;
         self
     }
+}
+
+/// Reads an `ID=TOKEN` command-line value (an agent or a person that may connect): both parts
+/// non-empty, split at the first `=` so a token may hold more. Shared by `pacerelle-relay` and
+/// `pacerelle relay`. The error is a message for the command line; it never repeats the value,
+/// which holds a token.
+pub fn parse_identity(pair: &str) -> Result<(String, String), String> {
+    pair.split_once('=')
+        .filter(|(id, token)| !id.is_empty() && !token.is_empty())
+        .map(|(id, token)| (id.to_owned(), token.to_owned()))
+        .ok_or_else(|| "expected ID=TOKEN, both non-empty".to_owned())
+}
+
+/// `bytes` random bytes from the operating system, as hex: the ids and tokens of the
+/// identities a command line creates when it is given none.
+pub fn random_hex(bytes: usize) -> String {
+    let mut rng = rand::rng();
+    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
 }

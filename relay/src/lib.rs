@@ -23,7 +23,8 @@
 //!
 //! # Dependencies
 //! axum (on hyper and tokio) serves HTTP and WebSocket; subtle compares tokens in constant time;
-//! sha2 hashes blobs; uuid names conversations and blobs; rand makes tokens for the command line.
+//! sha2 hashes blobs; uuid names conversations and blobs; rand makes tokens for the command line
+//! ([`random_hex`]) and Agent Connect.
 
 #![forbid(unsafe_code)]
 
@@ -37,6 +38,7 @@ mod state;
 
 pub use config::{
     DEFAULT_MAX_BLOB_BYTES, DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_ONE_TIME_PREKEYS, RelayConfig,
+    parse_identity, random_hex,
 };
 pub use connect::{
     Approval, ConnectClient, ConnectTtls, DEFAULT_CODE_TTL, DEFAULT_REQUEST_TTL, DEFAULT_RUNTIME_TOKEN_TTL,

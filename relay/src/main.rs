@@ -1,7 +1,6 @@
 //! `pacerelle-relay`: the development relay on the command line.
 
-use pacerelle_relay::{Relay, RelayConfig};
-use rand::RngExt as _;
+use pacerelle_relay::{Relay, RelayConfig, parse_identity, random_hex};
 use std::process::ExitCode;
 
 const USAGE: &str = "\
@@ -65,13 +64,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<RelayConfig>, 
                 config.listen = address.parse().map_err(|_| format!("invalid address {address:?}"))?;
             }
             "--agent" | "--person" => {
-                let pair = value(&arg)?;
-                let (id, token) = pair
-                    .split_once('=')
-                    .filter(|(id, token)| !id.is_empty() && !token.is_empty())
-                    .ok_or_else(|| format!("{arg} takes ID=TOKEN, got {pair:?}"))?;
+                let (id, token) = parse_identity(&value(&arg)?).map_err(|error| format!("{arg}: {error}"))?;
                 let map = if arg == "--agent" { &mut config.agents } else { &mut config.persons };
-                map.insert(id.to_owned(), token.to_owned());
+                map.insert(id, token);
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -87,12 +82,6 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<RelayConfig>, 
         config.persons.insert(id, token);
     }
     Ok(Some(config))
-}
-
-/// `bytes` random bytes from the OS, as hex.
-fn random_hex(bytes: usize) -> String {
-    let mut rng = rand::rng();
-    (0..bytes).map(|_| format!("{:02x}", rng.random::<u8>())).collect()
 }
 
 #[cfg(test)]

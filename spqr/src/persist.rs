@@ -28,7 +28,7 @@ const FORMAT_V1: u8 = 1;
 /// than three or four; twice that leaves room and still bounds a hostile state.
 pub(crate) const MAX_LINKS: usize = 8;
 
-/// The longest state bytes accepted: [`MAX_LINKS`] receiving chains full of skipped keys
+/// The longest state bytes accepted: eight receiving chains (the most a state holds) full of skipped keys
 /// (36 bytes each, at most [`ChainParams::MAX`]'s `max_ooo_keys`) plus the braid's few
 /// kilobytes, rounded up.
 pub const MAX_STATE_LEN: usize = 1 << 20;

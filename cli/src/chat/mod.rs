@@ -5,7 +5,7 @@
 //! It opens (or joins, with `--conversation`) a conversation with the agent, sends each line of
 //! stdin as a message (end-to-end encrypted unless `--plaintext`), runs `/commands` (answer or
 //! dismiss a widget, send a file, fetch an attachment), and prints what arrives on stdout
-//! ([`output`]). Errors go to stderr as `error: ...` lines.
+//! (formatted by the private `output` module). Errors go to stderr as `error: ...` lines.
 //!
 //! The conversation is opened with a plain HTTP call before the socket: that call tells an
 //! unreachable relay (exit 3), a refused token (4) and an unknown agent (5) apart at once,

@@ -930,12 +930,7 @@ impl<'a> Heartbeat<'a> {
 
 /// A fresh UUID v4 for a widget, so that its answer can be expected before it is sent.
 fn fresh_id() -> String {
-    use rand::RngExt as _;
-    let mut bytes: [u8; 16] = rand::rng().random();
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    uuid::Uuid::new_v4().to_string()
 }
 
 #[tool_handler(router = self.tool_router)]

@@ -91,3 +91,16 @@ fn missing_and_garbage_official_stores_exit_6_with_one_line() {
     assert!(!to.join("ghost").join("agent.db").exists(), "nothing written to our store");
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn a_missing_official_store_creates_nothing_in_ours() {
+    let root = scratch("import-python-nothing");
+    let (from, to) = (root.join("official"), root.join("ours"));
+    let (from_text, to_text) = (from.display().to_string(), to.display().to_string());
+    let args = ["import-python", "--agent", "typo", "--from", &from_text, "--store-root", &to_text];
+    let missing = run(pacerelle(&args), "");
+    assert_eq!(missing.status.code(), Some(6), "{}", stderr(&missing));
+    assert!(stderr(&missing).starts_with("pacerelle: no official agent store at"), "{}", stderr(&missing));
+    assert!(!to.join("typo").exists(), "an agent folder was created for a store that is not there");
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -27,7 +27,8 @@
 //! - **Other sends** (a timer, another task, a file's message after its upload) go through a
 //!   durable outbox: the frame is committed ([`StoreChanges::put_outbox`], with the session's new
 //!   state) before it leaves, an [`Output::Ping`] follows it, and the pong to that ping proves
-//!   the relay read it (see [`outbox`]'s docs); proven entries are removed in one commit per
+//!   the relay read it (one socket carries frames and pings in order, and a peer answers a ping
+//!   only after reading what came before it); proven entries are removed in one commit per
 //!   pong. At every connection, every unproven entry is sent again, and proven the same way. At
 //!   most [`MAX_OUTBOX`] entries wait; a send beyond that is [`SendError::OutboxFull`].
 //!

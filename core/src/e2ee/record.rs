@@ -27,8 +27,9 @@ const MAX_SESSION_LEN: usize =
     4 * 1024 + MAX_RECEIVER_CHAINS * (128 + MAX_SKIPPED_KEYS * 48) + pacerelle_spqr::MAX_STATE_LEN;
 
 /// The longest stored record read: a current session and [`MAX_PREVIOUS_SESSIONS`] previous
-/// ones, each at [`MAX_SESSION_LEN`]. Real records are far smaller; the structural caps
-/// checked after decoding are what keep a record's cost bounded.
+/// ones, each at the cap of one stored session (its keys, chains full of skipped keys, and an
+/// SPQR state at [`pacerelle_spqr::MAX_STATE_LEN`]). Real records are far smaller; the
+/// structural caps checked after decoding are what keep a record's cost bounded.
 pub const MAX_RECORD_LEN: usize = (1 + MAX_PREVIOUS_SESSIONS) * MAX_SESSION_LEN;
 
 /// Why stored bytes are not a session record.

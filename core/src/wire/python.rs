@@ -454,7 +454,8 @@ pub fn json_object(entries: &[(String, PyValue)]) -> Map<String, Value> {
 }
 
 /// The official SDK's message digest of a frame read by [`loads`]: the hex SHA-256 of the sorted
-/// compact JSON of its [`crate::agent::digest::FIELDS`], absent ones as `null`. Unlike a digest
+/// compact JSON of its `from`, `from_device_id`, `conversation_id`, `payload_b64`, `encrypted`,
+/// `to`, `reply_to_message_id` and `attachments`, absent ones as `null`. Unlike a digest
 /// of the serde_json form it keeps NaN, infinities and big integers as Python writes them.
 pub fn message_digest(frame: &PyValue) -> String {
     let covered = PyValue::Dict(

@@ -8,10 +8,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .init();
+    pacerelle_runtime_support::logging::log_to_stderr("warn", &[]);
     match pacerelle_load::serve::serve(std::env::args().nth(1)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -11,6 +11,7 @@
 //! WebSocket error type every adapter's client wraps. rand seeds the state machines from the
 //! operating system. zeroize wipes the bearer header of Agent Connect's calls. With `async`, futures-util and futures-channel (executor-neutral) carry the
 //! driver. With `sqlite`, the SQLite store ([`durable`]) that the clients' `Client::new` opens.
+//! With `stderr-log`, tracing-subscriber, for the SDK's own programs' logs (`logging`).
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,8 @@ pub mod connect;
 pub mod driver;
 #[cfg(feature = "sqlite")]
 pub mod durable;
+#[cfg(feature = "stderr-log")]
+pub mod logging;
 pub mod metrics;
 pub mod state;
 

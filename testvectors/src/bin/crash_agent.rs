@@ -85,10 +85,7 @@ fn run() -> Result<(), CrashAgentError> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .init();
+    pacerelle_runtime_support::logging::log_to_stderr("warn", &[]);
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
