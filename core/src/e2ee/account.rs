@@ -57,6 +57,7 @@ use super::keys::{KeyPair, PublicKey};
 use super::kyber::KyberKeyPair;
 use super::message::Framed;
 use super::pqxdh::{LocalIdentity, PeerBundle, SetupError};
+use super::recency::Recency;
 use super::session::{DecryptError, EncryptError, PrekeySource, SessionRecord};
 use crate::Rng;
 use crate::store::{E2eeChanges, E2eeSnapshot, PrekeyKind, SecretBytes, StoredIdentity, StoredPrekey};
@@ -132,8 +133,8 @@ pub struct Account {
     /// Which session name each base key (a PreKey message's session) was set up under, so the
     /// same first message arriving under another name cannot start a second session.
     base_keys: HashMap<PublicKey, String>,
-    /// Session names, least recently used first (recency counts from this process's start).
-    recency: Vec<String>,
+    /// Session names by person, least recently used first (see [`super::recency`]).
+    recency: Recency,
     /// Session names kept per person ([`MAX_SESSIONS_PER_PERSON`]; lower in tests).
     session_cap: usize,
     pq: PqFactory,
@@ -217,7 +218,7 @@ impl Account {
             max_one_time: MAX_ONE_TIME_PREKEYS,
             sessions: HashMap::new(),
             base_keys: HashMap::new(),
-            recency: Vec::new(),
+            recency: Recency::new(session_owner),
             session_cap: MAX_SESSIONS_PER_PERSON,
             pq,
         };
@@ -246,8 +247,13 @@ impl Account {
             account.index_session(peer, &record);
             account.sessions.insert(peer.clone(), record);
         }
-        account.recency = account.sessions.keys().cloned().collect();
-        account.recency.sort();
+        let mut names: Vec<&String> = account.sessions.keys().collect();
+        names.sort();
+        let mut recency = Recency::new(session_owner);
+        for name in names {
+            recency.touch(name);
+        }
+        account.recency = recency;
         Ok((account, changes))
     }
 
@@ -261,15 +267,6 @@ impl Account {
     fn index_session(&mut self, peer: &str, record: &SessionRecord) {
         for state in record.current.iter().chain(record.previous.iter()) {
             self.base_keys.insert(*state.base_key(), peer.to_owned());
-        }
-    }
-
-    fn touch(&mut self, peer: &str) {
-        if let Some(position) = self.recency.iter().position(|name| name == peer) {
-            let name = self.recency.remove(position);
-            self.recency.push(name);
-        } else {
-            self.recency.push(peer.to_owned());
         }
     }
 
@@ -291,13 +288,11 @@ impl Account {
                         .map_err(|error| AccountError::InvalidSession { peer: peer.clone(), error })?;
                     self.index_session(peer, &record);
                     self.sessions.insert(peer.clone(), record);
-                    if !self.recency.contains(peer) {
-                        self.recency.insert(0, peer.clone());
-                    }
+                    self.recency.restore(peer);
                 }
                 None => {
                     self.sessions.remove(peer);
-                    self.recency.retain(|name| name != peer);
+                    self.recency.remove(peer);
                 }
             }
         }
@@ -480,10 +475,20 @@ impl Account {
                 Ok(decrypted) => {
                     let mut changes = self.persist_session(peer, decrypted.consumed_one_time_prekey);
                     if let Some(record) = self.sessions.get(*peer) {
-                        let record = record.clone();
-                        self.index_session(peer, &record);
+                        let base_keys: Vec<PublicKey> = record
+                            .current
+                            .iter()
+                            .chain(record.previous.iter())
+                            .map(|state| *state.base_key())
+                            .collect();
+                        // Usually all known already: only a new session brings a new one.
+                        for base_key in base_keys {
+                            if self.base_keys.get(&base_key).map(String::as_str) != Some(*peer) {
+                                self.base_keys.insert(base_key, (*peer).to_owned());
+                            }
+                        }
                     }
-                    self.touch(peer);
+                    self.recency.touch(peer);
                     changes.remove_sessions.extend(self.evict_beyond_cap(peer));
                     return Ok((decrypted.plaintext, (*peer).to_owned(), changes));
                 }
@@ -501,15 +506,11 @@ impl Account {
     /// Drops the least recently used sessions of the person `peer` belongs to beyond
     /// [`MAX_SESSIONS_PER_PERSON`]; returns their names.
     fn evict_beyond_cap(&mut self, peer: &str) -> Vec<String> {
-        let Some(user) = session_owner(peer) else { return Vec::new() };
-        let theirs: Vec<String> =
-            self.recency.iter().filter(|name| session_owner(name) == Some(user)).cloned().collect();
-        let excess = theirs.len().saturating_sub(self.session_cap);
-        let evicted: Vec<String> = theirs.into_iter().filter(|name| name != peer).take(excess).collect();
+        let evicted = self.recency.beyond_cap(peer, self.session_cap);
         for name in &evicted {
             tracing::info!(session = %name, "a person's least recently used session dropped (too many sessions)");
             self.sessions.remove(name);
-            self.recency.retain(|existing| existing != name);
+            // Rare (a person past the cap): a walk over the base keys is affordable here.
             self.base_keys.retain(|_, owner| owner != name);
         }
         evicted
