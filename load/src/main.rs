@@ -33,6 +33,8 @@ usage: pacerelle-load [options]
   --font PATH            TrueType font for the chart (default: a system DejaVu or Liberation)
   --stores DIR           where each run's agent store is made (default: the system's temp folder)
   --agent-binary PATH    our agent, pacerelle-load-agent (default: this program, --serve-agent)
+  --preload-receipts N   our agent's store holds N accepted receipts before it starts (default 0)
+  --preload-sessions S   ... and S real sessions with as many people (default 0)
 
 Every reply must arrive, decrypt and echo its message, or the tool fails.";
 
@@ -76,6 +78,7 @@ struct Options {
     font: Option<PathBuf>,
     agent_binary: Option<PathBuf>,
     stores: Option<PathBuf>,
+    preload: pacerelle_load::preload::Preload,
 }
 
 fn parse_agents(list: &str) -> Result<Vec<AgentKind>, CliError> {
@@ -102,6 +105,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, CliError> {
         font: None,
         agent_binary: None,
         stores: None,
+        preload: Default::default(),
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -125,6 +129,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, CliError> {
             "--font" => options.font = Some(PathBuf::from(value)),
             "--agent-binary" => options.agent_binary = Some(PathBuf::from(value)),
             "--stores" => options.stores = Some(PathBuf::from(value)),
+            "--preload-receipts" => options.preload.receipts = parse_number(&flag, &value)?,
+            "--preload-sessions" => options.preload.sessions = parse_number(&flag, &value)?,
             _ => return Err(CliError::Usage(format!("unknown option {flag}"))),
         }
     }
@@ -161,6 +167,7 @@ fn run(options: Options) -> Result<(), CliError> {
         None => AgentProgram::this_program().map_err(CliError::CurrentExe)?,
     };
     let mut setup = Setup::new(ours);
+    setup.preload = options.preload;
     if let Some(stores) = options.stores.clone() {
         setup.stores = stores;
     }
@@ -273,11 +280,23 @@ mod tests {
         assert_eq!((options.conversations, options.messages, options.window), (3, 100, 2));
         assert_eq!(options.sweep, [10.0, 20.0]);
         assert_eq!(options.chart, Some(PathBuf::from("x.png")));
+        assert!(options.preload.is_empty());
+        let options = parse(args("--preload-receipts 100000 --preload-sessions 1000")).unwrap();
+        assert_eq!((options.preload.receipts, options.preload.sessions), (100_000, 1_000));
     }
 
     #[test]
     fn bad_command_lines_are_refused() {
-        for line in ["--agents python", "--window", "--messages many", "--sweep 10,-5", "--chart x.png", "--bogus 1"] {
+        for line in [
+            "--preload-sessions lots",
+            "--preload-receipts -1",
+            "--agents python",
+            "--window",
+            "--messages many",
+            "--sweep 10,-5",
+            "--chart x.png",
+            "--bogus 1",
+        ] {
             assert!(matches!(parse(args(line)), Err(CliError::Usage(_))), "{line}");
         }
     }
