@@ -177,6 +177,14 @@ pub fn fill(root: &Path, agent_id: &str, preload: Preload) -> Result<(), Preload
         pump(&mut agent, &mut store, &mut keys, false, at)?;
     }
     drop(agent);
+    let stored = store.load()?;
+    let record_bytes: usize = stored.e2ee.sessions.values().map(|record| record.expose().len()).sum();
+    tracing::info!(
+        sessions = stored.e2ee.sessions.len(),
+        record_bytes,
+        mean_record_bytes = record_bytes / stored.e2ee.sessions.len().max(1),
+        "session records preloaded"
+    );
     let start = at.as_millis().saturating_sub(preload.receipts as u64);
     for batch in (0..preload.receipts).collect::<Vec<_>>().chunks(BATCH) {
         let put_receipts = batch

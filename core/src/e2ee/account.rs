@@ -49,6 +49,26 @@
 //! longer hands out. The development relay keeps at most half as many per agent, oldest first,
 //! so even then nothing it can still hand out is forgotten.
 //!
+//! # Memory per session
+//!
+//! Every session is held in memory while the agent runs, as the official runtime holds its own:
+//! its decoded [`SessionRecord`] here, its stored bytes in the agent's snapshot
+//! ([`E2eeSnapshot::sessions`], what the store loaded and what each change puts), one index entry
+//! per ratchet state it holds (the base key, 33 bytes, and the session's name) and its name twice
+//! more for the per-person recency ([`super::recency`]). Each is bounded by the record's own
+//! structural caps (at most [`super::session::MAX_PREVIOUS_SESSIONS`] previous states, each with
+//! at most [`super::ratchet::MAX_RECEIVER_CHAINS`] chains of
+//! [`super::ratchet::MAX_SKIPPED_KEYS`] skipped keys; [`super::record::MAX_RECORD_LEN`] bytes
+//! stored), which only a peer that skips thousands of messages or restarts its session dozens
+//! of times approaches. A session in ordinary use (one ratchet state, a few chains, no skipped
+//! keys) is a few kilobytes of record, held twice (decoded and stored), so a thousand sessions
+//! are a few megabytes; `BENCHMARKS.md` ("Flat costs") has the measured figure. The number of
+//! sessions is bounded per person ([`MAX_SESSIONS_PER_PERSON`]), not overall: an agent serving
+//! more people holds more sessions.
+//!
+//! Nothing in a message's handling walks every session: a decryption looks its session up by
+//! name, and the per-person cap reads that person's sessions only.
+//!
 //! [`REPLENISH_AFTER`]: crate::agent::REPLENISH_AFTER
 //! [`REFILL_AFTER`]: crate::agent::REFILL_AFTER
 

@@ -27,9 +27,14 @@ fn session(name: &str) -> (String, SecretBytes) {
 /// A store holding `receipts` accepted receipts and `sessions` session records.
 fn filled(dir: &Path, receipts: usize, sessions: usize) -> SqliteStore {
     let mut store = SqliteStore::open_in(dir, "agent-1").expect("opens");
-    let mut changes = StoreChanges::default();
-    changes.put_receipts = (0..receipts).map(|index| accepted(&format!("old-{index:07}"), index as u64)).collect();
-    changes.e2ee.put_sessions = (0..sessions).map(|index| session(&format!("human:p{index}:c{index}"))).collect();
+    let changes = StoreChanges {
+        put_receipts: (0..receipts).map(|index| accepted(&format!("old-{index:07}"), index as u64)).collect(),
+        e2ee: pacerelle_core::store::E2eeChanges {
+            put_sessions: (0..sessions).map(|index| session(&format!("human:p{index}:c{index}"))).collect(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     store.apply(&changes).expect("fills");
     store
 }
