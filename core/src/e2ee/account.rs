@@ -55,7 +55,7 @@
 //! its decoded [`SessionRecord`] here, its stored bytes in the agent's snapshot
 //! ([`E2eeSnapshot::sessions`], what the store loaded and what each change puts), one index entry
 //! per ratchet state it holds (the base key, 33 bytes, and the session's name) and its name twice
-//! more for the per-person recency ([`super::recency`]). Each is bounded by the record's own
+//! more for the per-person recency (the `recency` module). Each is bounded by the record's own
 //! structural caps (at most [`super::session::MAX_PREVIOUS_SESSIONS`] previous states, each with
 //! at most [`super::ratchet::MAX_RECEIVER_CHAINS`] chains of
 //! [`super::ratchet::MAX_SKIPPED_KEYS`] skipped keys; [`super::record::MAX_RECORD_LEN`] bytes
