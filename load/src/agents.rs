@@ -154,7 +154,7 @@ pub struct RunningAgent {
 
 impl RunningAgent {
     /// Starts `kind` as agent `agent_id` with `token` against `relay` (ours from `ours`), its
-    /// store in a new folder under `stores`, and waits until the relay holds its socket and its one-time prekeys.
+    /// store in a new folder under `stores` (ours filled with `preload` first), and waits until the relay holds its socket and its one-time prekeys.
     /// Its stderr goes to ours, so its warnings are seen.
     pub async fn start(
         kind: AgentKind,
@@ -163,8 +163,14 @@ impl RunningAgent {
         token: &str,
         ours: &AgentProgram,
         stores: &Path,
+        preload: crate::preload::Preload,
     ) -> Result<Self, LoadError> {
         let store = ScratchDir::new_in(stores, kind.name())?;
+        if kind.is_ours() && !preload.is_empty() {
+            let started = Instant::now();
+            crate::preload::fill(store.path(), agent_id, preload)?;
+            tracing::info!(?preload, took = ?started.elapsed(), "store preloaded");
+        }
         let base_url = relay.base_url();
         let (program, mut command) = if kind.is_ours() {
             if !ours.program.is_file() {
@@ -179,6 +185,9 @@ impl RunningAgent {
                 .env("PACERELLE_BASE_URL", &base_url)
                 .env("PACERELLE_E2EE", "1")
                 .env("PACERELLE_STORE_ROOT", store.path());
+            if !preload.is_empty() {
+                command.env(crate::preload::MAX_RECEIPTS_ENV, preload.receipt_cap().to_string());
+            }
             (ours.program.clone(), command)
         } else {
             let script = pacerelle_conformance::vectors_dir().join("oracle").join("official_agent.py");

@@ -122,6 +122,9 @@ pub enum LoadError {
     #[error("chart: {0}")]
     Chart(String),
     /// The plan asks for nothing sensible (no conversations, a zero window or rate).
+    #[error("preloading the agent's store: {0}")]
+    Preload(String),
+    /// The plan cannot be run.
     #[error("invalid plan: {0}")]
     Plan(&'static str),
 }

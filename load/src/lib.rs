@@ -17,6 +17,7 @@ pub mod agents;
 pub mod chart;
 pub mod drive;
 pub mod error;
+pub mod preload;
 pub mod procfs;
 pub mod report;
 pub mod serve;
@@ -60,12 +61,15 @@ pub struct Setup {
     /// The folder each run's store is made in (and removed from): the system's temporary
     /// folder by default. Its filesystem decides what a durable write costs.
     pub stores: PathBuf,
+    /// What our agent's store holds before it starts (nothing by default; ignored for the
+    /// official agent).
+    pub preload: preload::Preload,
 }
 
 impl Setup {
     /// Our agent from `ours`, stores under the system's temporary folder.
     pub fn new(ours: AgentProgram) -> Self {
-        Setup { ours, stores: std::env::temp_dir() }
+        Setup { ours, stores: std::env::temp_dir(), preload: preload::Preload::default() }
     }
 }
 
@@ -79,7 +83,8 @@ pub async fn measure(kind: AgentKind, plan: &Plan, setup: &Setup) -> Result<RunR
 }
 
 async fn measure_on(relay: &RelayHandle, kind: AgentKind, plan: &Plan, setup: &Setup) -> Result<RunReport, LoadError> {
-    let mut agent = RunningAgent::start(kind, relay, AGENT_ID, AGENT_TOKEN, &setup.ours, &setup.stores).await?;
+    let mut agent =
+        RunningAgent::start(kind, relay, AGENT_ID, AGENT_TOKEN, &setup.ours, &setup.stores, setup.preload).await?;
     let people = People::connect(relay, AGENT_ID, plan.conversations).await?;
     let outcome = async {
         people.warm_up().await?;

@@ -85,6 +85,19 @@ struct Options {
     /// Our agent, pacerelle-load-agent (default: this program, with --serve-agent).
     #[arg(long, value_name = "PATH")]
     agent_binary: Option<PathBuf>,
+    /// Accepted receipts in our agent's store before it starts.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    preload_receipts: usize,
+    /// Real sessions, with as many people, in our agent's store before it starts.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    preload_sessions: usize,
+}
+
+impl Options {
+    /// What our agent's store holds before it starts.
+    fn preload(&self) -> pacerelle_load::preload::Preload {
+        pacerelle_load::preload::Preload { receipts: self.preload_receipts, sessions: self.preload_sessions }
+    }
 }
 
 /// One agent's name, as `--agents` and `--sweep-agents` list them.
@@ -125,11 +138,13 @@ async fn run_all(agents: &[AgentKind], plan: &Plan, setup: &Setup) -> Result<Vec
 }
 
 fn run(options: Options) -> Result<(), CliError> {
+    let preload = options.preload();
     let ours = match options.agent_binary {
         Some(path) => AgentProgram::binary(path),
         None => AgentProgram::this_program().map_err(CliError::CurrentExe)?,
     };
     let mut setup = Setup::new(ours);
+    setup.preload = preload;
     if let Some(stores) = options.stores.clone() {
         setup.stores = stores;
     }
@@ -236,6 +251,9 @@ mod tests {
         assert_eq!((options.conversations, options.messages, options.window), (3, 100, 2));
         assert_eq!(options.sweep, [10.0, 20.0]);
         assert_eq!(options.chart, Some(PathBuf::from("x.png")));
+        assert!(options.preload().is_empty());
+        let options = parse(args("--preload-receipts 100000 --preload-sessions 1000")).unwrap();
+        assert_eq!((options.preload_receipts, options.preload_sessions), (100_000, 1_000));
     }
 
     #[test]
@@ -254,7 +272,16 @@ mod tests {
 
     #[test]
     fn bad_command_lines_are_refused() {
-        for line in ["--agents python", "--window", "--messages many", "--sweep 10,-5", "--chart x.png", "--bogus 1"] {
+        for line in [
+            "--preload-sessions lots",
+            "--preload-receipts -1",
+            "--agents python",
+            "--window",
+            "--messages many",
+            "--sweep 10,-5",
+            "--chart x.png",
+            "--bogus 1",
+        ] {
             assert!(parse(args(line)).is_err(), "{line}");
         }
     }

@@ -7,10 +7,14 @@
 //! <runtime>`) so that its memory and CPU time, read from `/proc`, are its own.
 //!
 //! Configuration is the SDK's own environment (`PACERELLE_AGENT_ID`, `PACERELLE_AGENT_TOKEN`,
-//! `PACERELLE_BASE_URL`, `PACERELLE_E2EE`, `PACERELLE_STORE_ROOT`).
+//! `PACERELLE_BASE_URL`, `PACERELLE_E2EE`, `PACERELLE_STORE_ROOT`), and the receipt cap when
+//! the tool preloaded the store ([`crate::preload::MAX_RECEIPTS_ENV`]; otherwise the SDK's
+//! default, as a user's agent has).
 
 use crate::drive::ECHO_PREFIX;
+use pacerelle_core::agent::AgentConfig;
 use pacerelle_core::config::{ClientConfig, ConfigError};
+use pacerelle_core::store::DynAgentStore;
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,32 @@ pub enum ServeError {
     /// The tokio runtime could not start.
     #[error("cannot start tokio: {0}")]
     Runtime(std::io::Error),
+    /// The receipt cap in the environment is not a number.
+    #[error("PACERELLE_LOAD_MAX_RECEIPTS: not a number: {0:?}")]
+    ReceiptCap(String),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] pacerelle_store_sqlite::StoreError),
+    /// No store root was given.
+    #[error("PACERELLE_STORE_ROOT is not set")]
+    NoStoreRoot,
+}
+
+/// The core's configuration and the store, when the tool asked for another receipt cap than the
+/// SDK's default (a preloaded store); `None` for the SDK's own `Client::new`.
+type Parts = Option<(AgentConfig, Box<dyn DynAgentStore>)>;
+
+fn parts(config: &ClientConfig) -> Result<Parts, ServeError> {
+    let Ok(cap) = std::env::var(crate::preload::MAX_RECEIPTS_ENV) else { return Ok(None) };
+    let cap: usize = cap.parse().map_err(|_| ServeError::ReceiptCap(cap.clone()))?;
+    let root = config.store_root.as_deref().ok_or(ServeError::NoStoreRoot)?;
+    let store = pacerelle_store_sqlite::SqliteStore::open_in(root, &config.agent_id)?;
+    let agent_config = AgentConfig { max_accepted_receipts: cap, ..AgentConfig::new(config.agent_id.clone()) };
+    Ok(Some((agent_config, Box::new(store))))
+}
+
+fn rng() -> Box<pacerelle_core::Rng> {
+    Box::new(rand::make_rng::<rand::rngs::StdRng>())
 }
 
 /// The reply the official agent's script gives to a plain text.
@@ -40,7 +70,10 @@ fn echo(text: &str) -> String {
 fn run_tokio(config: ClientConfig) -> Result<(), ServeError> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServeError::Runtime)?;
     runtime.block_on(async move {
-        let mut client = pacerelle_tokio::Client::new(config)?;
+        let mut client = match parts(&config)? {
+            Some((agent_config, store)) => pacerelle_tokio::Client::with_parts(config, agent_config, store, rng())?,
+            None => pacerelle_tokio::Client::new(config)?,
+        };
         client.on_message(|message, agent| async move {
             agent.reply(&message, echo(&message.text)).await?;
             Ok(())
@@ -52,7 +85,10 @@ fn run_tokio(config: ClientConfig) -> Result<(), ServeError> {
 
 fn run_smol(config: ClientConfig) -> Result<(), ServeError> {
     smol::block_on(async move {
-        let mut client = pacerelle_smol::Client::new(config)?;
+        let mut client = match parts(&config)? {
+            Some((agent_config, store)) => pacerelle_smol::Client::with_parts(config, agent_config, store, rng())?,
+            None => pacerelle_smol::Client::new(config)?,
+        };
         client.on_message(|message, agent| async move {
             agent.reply(&message, echo(&message.text)).await?;
             Ok(())
@@ -64,7 +100,10 @@ fn run_smol(config: ClientConfig) -> Result<(), ServeError> {
 
 fn run_async_std(config: ClientConfig) -> Result<(), ServeError> {
     async_std::task::block_on(async move {
-        let mut client = pacerelle_async_std::Client::new(config)?;
+        let mut client = match parts(&config)? {
+            Some((agent_config, store)) => pacerelle_async_std::Client::with_parts(config, agent_config, store, rng())?,
+            None => pacerelle_async_std::Client::new(config)?,
+        };
         client.on_message(|message, agent| async move {
             agent.reply(&message, echo(&message.text)).await?;
             Ok(())
@@ -75,7 +114,10 @@ fn run_async_std(config: ClientConfig) -> Result<(), ServeError> {
 }
 
 fn run_blocking(config: ClientConfig) -> Result<(), ServeError> {
-    let mut client = pacerelle_blocking::Client::new(config)?;
+    let mut client = match parts(&config)? {
+        Some((agent_config, store)) => pacerelle_blocking::Client::with_parts(config, agent_config, store, rng())?,
+        None => pacerelle_blocking::Client::new(config)?,
+    };
     client.on_message(|message, agent| {
         agent.reply(&message, echo(&message.text))?;
         Ok(())

@@ -58,3 +58,18 @@ fn a_missing_agent_binary_fails_the_run() {
         assert!(matches!(result, Err(LoadError::AgentBinaryMissing(_))), "{result:?}");
     });
 }
+
+#[test]
+fn our_agent_with_a_preloaded_store_starts_and_answers_every_message() {
+    // Its store holds real sessions and accepted receipts before it starts: it must load them,
+    // publish fresh one-time prekeys for the run's people, and answer them all.
+    let mut setup = our_agent();
+    setup.preload = pacerelle_load::preload::Preload { receipts: 3_000, sessions: 30 };
+    runtime().block_on(async {
+        let closed = Plan { conversations: 2, pacing: Pacing::Window { messages: 20, window: 4 } };
+        let report = measure(AgentKind::Tokio, &closed, &setup).await.expect("a run on a preloaded store");
+        check(&report, AgentKind::Tokio, 40);
+        let plain = measure(AgentKind::Tokio, &closed, &our_agent()).await.expect("a run on an empty store");
+        assert!(report.store_bytes > plain.store_bytes, "the preloaded receipts were kept: {report:?} {plain:?}");
+    });
+}

@@ -47,6 +47,7 @@ mod handling;
 mod outbox;
 mod outgoing;
 mod publish;
+mod retention;
 pub mod trust;
 
 pub use digest::message_digest;
@@ -541,6 +542,8 @@ pub struct Agent {
     accept_after_sends: std::collections::BTreeSet<String>,
     /// The request [`Agent::publish_prekey_bundle`] returned, while its publication runs.
     requested_publication: Option<RequestId>,
+    /// The accepted receipts oldest first, following `state.receipts` (see [`retention`]).
+    retention: retention::Retention,
 }
 
 impl std::fmt::Debug for Agent {
@@ -572,6 +575,7 @@ impl Agent {
         };
         let connection = Connection::new(config.backoff);
         let next_outbox_seq = state.outbox.keys().next_back().map_or(0, |seq| seq.saturating_add(1));
+        let retention = retention::Retention::of(&state.receipts);
         Ok(Agent {
             config,
             rng,
@@ -593,6 +597,7 @@ impl Agent {
             group_fetches: Default::default(),
             accept_after_sends: Default::default(),
             requested_publication: None,
+            retention,
         })
     }
 
@@ -1552,13 +1557,10 @@ impl Agent {
     }
 
     /// Accepted receipts past the retention window or beyond the count limit (counting the one
-    /// about to be added), oldest first.
+    /// about to be added), oldest first: read off the ordered index, so the cost is the
+    /// receipts forgotten, not those kept.
     fn expired_receipts(&self, now: Timestamp) -> Vec<String> {
-        let accepted = self.state.receipts.values().filter_map(|receipt| match receipt.state {
-            ReceiptState::Accepted { at } => Some((at, &receipt.message_id)),
-            ReceiptState::Pending { .. } => None,
-        });
-        self.expired(accepted, now)
+        self.retention.expired(now, self.config.max_accepted_receipts, self.config.receipt_retention)
     }
 
     /// Of `records` (when, id), those past the receipt retention window or beyond the receipt
@@ -1915,6 +1917,7 @@ impl Agent {
     }
 
     fn commit(&mut self, changes: StoreChanges) {
+        self.retention.track(&self.state.receipts, &changes);
         self.state.apply(&changes);
         self.outputs.push_back(Output::Persist(changes));
     }

@@ -1532,3 +1532,68 @@ fn a_refused_handshake_stops_the_agent_only_for_a_refused_token() {
         vec![Output::Event(Event::Unauthorized { step: AuthStep::Socket, status: 403, reason: None }), Output::Close]
     );
 }
+
+/// Feeds timeouts at each deadline the agent asks for up to `until`, with `between` run at each
+/// step; returns the outputs, stopping at the first [`Output::Abandon`].
+fn run_clock(agent: &mut Agent, from: u64, until: u64, mut between: impl FnMut(&mut Agent, u64)) -> Vec<Output> {
+    let mut all = Vec::new();
+    let mut now = from;
+    while now <= until {
+        between(agent, now);
+        let outputs = drain(agent);
+        all.extend(outputs.iter().cloned());
+        if outputs.contains(&Output::Abandon) {
+            break;
+        }
+        agent.handle_input(at(now), Input::Timeout).unwrap();
+        let outputs = drain(agent);
+        all.extend(outputs.iter().cloned());
+        if outputs.contains(&Output::Abandon) {
+            break;
+        }
+        now += 250;
+    }
+    all
+}
+
+#[test]
+fn frames_arriving_after_a_ping_keep_the_socket_alive_while_its_pong_is_late() {
+    // A backlog: the relay's pong sits behind frames the agent has yet to read, so it comes long
+    // after the timeout; every frame read meanwhile proves the socket alive.
+    let keepalive = Keepalive { interval: Duration::from_secs(1), timeout: Duration::from_secs(2) };
+    let mut agent = connected_agent(AgentConfig { keepalive, ..AgentConfig::new("agent-1") });
+    let mut received = 0;
+    let outputs = run_clock(&mut agent, 1001, 30_001, |agent, now| {
+        // A frame every 250 ms of the virtual clock, never a pong.
+        received += 1;
+        agent.handle_input(at(now), Input::Frame(msg_frame(&format!("m{received}"), "backlog", json!({})))).unwrap();
+    });
+    assert!(!outputs.contains(&Output::Abandon), "a socket that keeps delivering is not dead");
+    assert!(agent.is_connected());
+    let pings = outputs.iter().filter(|output| **output == Output::Ping).count();
+    assert!(pings >= 25, "pings keep going on schedule: {pings}");
+    assert_eq!(events(&outputs).len(), received, "every frame was handled");
+    // The pongs come at last, 29 s late: nothing changes.
+    agent.handle_input(at(30_100), Input::Pong).unwrap();
+    assert!(agent.is_connected());
+
+    // Then nothing at all, the pongs included: dead two seconds after the first unanswered ping.
+    let outputs = run_clock(&mut agent, 30_251, 40_001, |_, _| {});
+    assert!(outputs.contains(&Output::Abandon), "a silent socket is dead");
+    assert!(!agent.is_connected());
+    // The late pong answered the ping of 30,001; the next, at 31,001, goes unanswered: dead at
+    // its timeout, 33,001, and the reconnection follows within the first backoff.
+    let retry = wake(&outputs).expect("a reconnection is scheduled");
+    assert!(retry >= at(33_001) && retry <= at(33_001).saturating_add(agent.config.backoff.initial), "{retry:?}");
+}
+
+#[test]
+fn the_relays_own_pings_also_prove_the_socket_alive_but_silence_does_not() {
+    let keepalive = Keepalive { interval: Duration::from_secs(1), timeout: Duration::from_secs(2) };
+    let mut agent = connected_agent(AgentConfig { keepalive, ..AgentConfig::new("agent-1") });
+    let outputs = run_clock(&mut agent, 1001, 10_001, |agent, _| agent.handle_input(at(0), Input::Ping).unwrap());
+    assert!(!outputs.contains(&Output::Abandon), "{outputs:?}");
+    let mut silent = connected_agent(AgentConfig { keepalive, ..AgentConfig::new("agent-1") });
+    let outputs = run_clock(&mut silent, 1001, 10_001, |_, _| {});
+    assert!(outputs.contains(&Output::Abandon), "{outputs:?}");
+}

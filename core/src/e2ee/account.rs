@@ -49,6 +49,26 @@
 //! longer hands out. The development relay keeps at most half as many per agent, oldest first,
 //! so even then nothing it can still hand out is forgotten.
 //!
+//! # Memory per session
+//!
+//! Every session is held in memory while the agent runs, as the official runtime holds its own:
+//! its decoded [`SessionRecord`] here, its stored bytes in the agent's snapshot
+//! ([`E2eeSnapshot::sessions`], what the store loaded and what each change puts), one index entry
+//! per ratchet state it holds (the base key, 33 bytes, and the session's name) and its name twice
+//! more for the per-person recency (the `recency` module). Each is bounded by the record's own
+//! structural caps (at most [`super::session::MAX_PREVIOUS_SESSIONS`] previous states, each with
+//! at most [`super::ratchet::MAX_RECEIVER_CHAINS`] chains of
+//! [`super::ratchet::MAX_SKIPPED_KEYS`] skipped keys; [`super::record::MAX_RECORD_LEN`] bytes
+//! stored), which only a peer that skips thousands of messages or restarts its session dozens
+//! of times approaches. A session in ordinary use (one ratchet state, a few chains, no skipped
+//! keys) is a few kilobytes of record, held twice (decoded and stored), so a thousand sessions
+//! are a few megabytes; `BENCHMARKS.md` ("Flat costs") has the measured figure. The number of
+//! sessions is bounded per person ([`MAX_SESSIONS_PER_PERSON`]), not overall: an agent serving
+//! more people holds more sessions.
+//!
+//! Nothing in a message's handling walks every session: a decryption looks its session up by
+//! name, and the per-person cap reads that person's sessions only.
+//!
 //! [`REPLENISH_AFTER`]: crate::agent::REPLENISH_AFTER
 //! [`REFILL_AFTER`]: crate::agent::REFILL_AFTER
 
@@ -57,6 +77,7 @@ use super::keys::{KeyPair, PublicKey};
 use super::kyber::KyberKeyPair;
 use super::message::Framed;
 use super::pqxdh::{LocalIdentity, PeerBundle, SetupError};
+use super::recency::Recency;
 use super::session::{DecryptError, EncryptError, PrekeySource, SessionRecord};
 use crate::Rng;
 use crate::store::{E2eeChanges, E2eeSnapshot, PrekeyKind, SecretBytes, StoredIdentity, StoredPrekey};
@@ -132,8 +153,8 @@ pub struct Account {
     /// Which session name each base key (a PreKey message's session) was set up under, so the
     /// same first message arriving under another name cannot start a second session.
     base_keys: HashMap<PublicKey, String>,
-    /// Session names, least recently used first (recency counts from this process's start).
-    recency: Vec<String>,
+    /// Session names by person, least recently used first (see [`super::recency`]).
+    recency: Recency,
     /// Session names kept per person ([`MAX_SESSIONS_PER_PERSON`]; lower in tests).
     session_cap: usize,
     pq: PqFactory,
@@ -217,7 +238,7 @@ impl Account {
             max_one_time: MAX_ONE_TIME_PREKEYS,
             sessions: HashMap::new(),
             base_keys: HashMap::new(),
-            recency: Vec::new(),
+            recency: Recency::new(session_owner),
             session_cap: MAX_SESSIONS_PER_PERSON,
             pq,
         };
@@ -246,8 +267,13 @@ impl Account {
             account.index_session(peer, &record);
             account.sessions.insert(peer.clone(), record);
         }
-        account.recency = account.sessions.keys().cloned().collect();
-        account.recency.sort();
+        let mut names: Vec<&String> = account.sessions.keys().collect();
+        names.sort();
+        let mut recency = Recency::new(session_owner);
+        for name in names {
+            recency.touch(name);
+        }
+        account.recency = recency;
         Ok((account, changes))
     }
 
@@ -280,15 +306,6 @@ impl Account {
         }
     }
 
-    fn touch(&mut self, peer: &str) {
-        if let Some(position) = self.recency.iter().position(|name| name == peer) {
-            let name = self.recency.remove(position);
-            self.recency.push(name);
-        } else {
-            self.recency.push(peer.to_owned());
-        }
-    }
-
     /// The identity key of the current session with `peer` (after a decryption, the session that
     /// decrypted).
     pub fn remote_identity(&self, peer: &str) -> Option<PublicKey> {
@@ -307,13 +324,11 @@ impl Account {
                         .map_err(|error| AccountError::InvalidSession { peer: peer.clone(), error })?;
                     self.index_session(peer, &record);
                     self.sessions.insert(peer.clone(), record);
-                    if !self.recency.contains(peer) {
-                        self.recency.insert(0, peer.clone());
-                    }
+                    self.recency.restore(peer);
                 }
                 None => {
                     self.sessions.remove(peer);
-                    self.recency.retain(|name| name != peer);
+                    self.recency.remove(peer);
                 }
             }
         }
@@ -496,7 +511,7 @@ impl Account {
                 Ok(decrypted) => {
                     let mut changes = self.persist_session(peer, decrypted.consumed_one_time_prekey);
                     self.index_base_keys(peer);
-                    self.touch(peer);
+                    self.recency.touch(peer);
                     changes.remove_sessions.extend(self.evict_beyond_cap(peer));
                     return Ok((decrypted.plaintext, (*peer).to_owned(), changes));
                 }
@@ -514,15 +529,11 @@ impl Account {
     /// Drops the least recently used sessions of the person `peer` belongs to beyond
     /// [`MAX_SESSIONS_PER_PERSON`]; returns their names.
     fn evict_beyond_cap(&mut self, peer: &str) -> Vec<String> {
-        let Some(user) = session_owner(peer) else { return Vec::new() };
-        let theirs: Vec<String> =
-            self.recency.iter().filter(|name| session_owner(name) == Some(user)).cloned().collect();
-        let excess = theirs.len().saturating_sub(self.session_cap);
-        let evicted: Vec<String> = theirs.into_iter().filter(|name| name != peer).take(excess).collect();
+        let evicted = self.recency.beyond_cap(peer, self.session_cap);
         for name in &evicted {
             tracing::info!(session = %name, "a person's least recently used session dropped (too many sessions)");
             self.sessions.remove(name);
-            self.recency.retain(|existing| existing != name);
+            // Rare (a person past the cap): a walk over the base keys is affordable here.
             self.base_keys.retain(|_, owner| owner != name);
         }
         evicted

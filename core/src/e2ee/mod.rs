@@ -25,6 +25,7 @@ pub mod message;
 pub mod pq;
 pub mod pqxdh;
 pub mod ratchet;
+mod recency;
 pub mod record;
 pub mod session;
 pub mod xeddsa;

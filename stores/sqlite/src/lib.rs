@@ -88,6 +88,8 @@ mod import;
 mod load;
 mod read_only;
 mod schema;
+#[cfg(test)]
+mod tests_flat;
 
 pub use error::{RowProblem, StoreError};
 pub use import::{ImportPythonError, OFFICIAL_FILE_NAME, import_python};
