@@ -503,9 +503,11 @@ impl Widget<'_> {
     /// When the person's client refuses it.
     pub fn answer(&self, value: Value) -> String {
         let person = self.person;
-        person.client.answer_widget(&person.conversation, &person.to, &self.widget.id, value).unwrap_or_else(|error| {
-            panic!("pacerelle-test: {} could not answer widget {}: {error}", person.who, self.widget.id)
-        })
+        person
+            .sync(|client| client.answer_widget(&person.conversation, &person.to, &self.widget.id, value))
+            .unwrap_or_else(|error| {
+                panic!("pacerelle-test: {} could not answer widget {}: {error}", person.who, self.widget.id)
+            })
     }
 
     /// Dismisses it without an answer (the agent receives a cancelled response).
@@ -514,8 +516,8 @@ impl Widget<'_> {
     /// When the person's client refuses it.
     pub fn dismiss(&self) -> String {
         let person = self.person;
-        person.client.cancel_widget(&person.conversation, &person.to, &self.widget.id).unwrap_or_else(|error| {
-            panic!("pacerelle-test: {} could not dismiss widget {}: {error}", person.who, self.widget.id)
-        })
+        person.sync(|client| client.cancel_widget(&person.conversation, &person.to, &self.widget.id)).unwrap_or_else(
+            |error| panic!("pacerelle-test: {} could not dismiss widget {}: {error}", person.who, self.widget.id),
+        )
     }
 }
