@@ -1,96 +1,62 @@
-//! The echo conversation (text, a confirm widget, its answer, a widget update) on every runtime,
-//! against the embedded relay.
+//! The echo conversation (text, a confirm widget, its answer, a widget update) on every runtime:
+//! the echo agent served by the test kit, and the examples' scripted person (`script.rs`, what
+//! `cargo run --example echo` runs) on the same runtime as the agent where it has one.
 
-use pacerelle::ClientConfig;
+use pacerelle::test::{ServeAgent, TestAgent, TestRelay};
 use pacerelle_examples::{echo, script};
 use std::time::Duration;
 
 const EXPECTED_LINES: usize = 7;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokio_agent_holds_the_echo_conversation() {
-    let (relay, credentials) = script::start_relay().await.unwrap();
-    let config =
-        ClientConfig::new(script::AGENT_ID, credentials.agent_token.clone()).with_base_url(relay.base_url()).unwrap();
-    let mut client = pacerelle::tokio::Client::in_memory(config).unwrap();
-    client.on_message(|message, agent| async move { echo::run_tokio(echo::respond(&message), &agent).await });
-    let agent = client.handle();
-    let serving = tokio::spawn(client.connect());
+/// The scripted person's token at the test relay.
+const PERSON_TOKEN: &str = "alice-token";
 
-    let transcript = script::run_echo_conversation(&relay.base_url(), &credentials.person_token).await.unwrap();
-    assert_eq!(transcript.len(), EXPECTED_LINES, "{transcript:#?}");
-
-    agent.close();
-    tokio::time::timeout(Duration::from_secs(5), serving).await.expect("close is prompt").unwrap().unwrap();
-    relay.shutdown().await;
+/// Serves the echo agent `client` on `relay`, registers the scripted person, and runs the
+/// script with `run`; checks the transcript and that the agent closes promptly without error.
+fn holds_the_echo_conversation<C: ServeAgent>(
+    relay: &TestRelay,
+    client: C,
+    run: impl FnOnce(&str) -> Result<Vec<String>, script::ScriptError>,
+) {
+    let agent = TestAgent::start(client);
+    relay.handle().add_person(script::PERSON_ID, PERSON_TOKEN);
+    let transcript = run(&relay.base_url()).unwrap();
+    assert_eq!(transcript.len(), EXPECTED_LINES, "{} {transcript:#?}", C::RUNTIME);
+    agent.stop_within(Duration::from_secs(5));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blocking_agent_holds_the_echo_conversation() {
-    let (relay, credentials) = script::start_relay().await.unwrap();
-    let config =
-        ClientConfig::new(script::AGENT_ID, credentials.agent_token.clone()).with_base_url(relay.base_url()).unwrap();
-    let mut client = pacerelle::blocking::Client::in_memory(config).unwrap();
+#[test]
+fn tokio_agent_holds_the_echo_conversation() {
+    let relay = TestRelay::start();
+    let mut client = pacerelle::tokio::Client::in_memory(relay.agent(script::AGENT_ID)).unwrap();
+    client.on_message(|message, agent| async move { echo::run_tokio(echo::respond(&message), &agent).await });
+    holds_the_echo_conversation(&relay, client, |url| relay.block_on(script::run_echo_conversation(url, PERSON_TOKEN)));
+}
+
+#[test]
+fn blocking_agent_holds_the_echo_conversation() {
+    let relay = TestRelay::start();
+    let mut client = pacerelle::blocking::Client::in_memory(relay.agent(script::AGENT_ID)).unwrap();
     client.on_message(|message, agent| echo::run_blocking(echo::respond(&message), agent));
-    let agent = client.handle();
-    let serving = std::thread::spawn(move || client.connect());
-
-    let transcript = script::run_echo_conversation(&relay.base_url(), &credentials.person_token).await.unwrap();
-    assert_eq!(transcript.len(), EXPECTED_LINES, "{transcript:#?}");
-
-    agent.close();
-    let closed = tokio::task::spawn_blocking(move || serving.join());
-    tokio::time::timeout(Duration::from_secs(5), closed).await.expect("close is prompt").unwrap().unwrap().unwrap();
-    relay.shutdown().await;
+    holds_the_echo_conversation(&relay, client, |url| relay.block_on(script::run_echo_conversation(url, PERSON_TOKEN)));
 }
 
 #[test]
 fn smol_agent_and_person_hold_the_echo_conversation() {
-    let (relay, credentials) = script::start_background_relay().unwrap();
-    let config =
-        ClientConfig::new(script::AGENT_ID, credentials.agent_token.clone()).with_base_url(relay.base_url()).unwrap();
-    let mut client = pacerelle::smol::Client::in_memory(config).unwrap();
+    let relay = TestRelay::start();
+    let mut client = pacerelle::smol::Client::in_memory(relay.agent(script::AGENT_ID)).unwrap();
     client.on_message(|message, agent| async move { echo::run_async(echo::respond(&message), &agent).await });
-    let agent = client.handle();
-    let transcript = smol::block_on(async {
-        let serving = smol::spawn(client.connect());
-        let transcript =
-            script::run_echo_conversation_on::<pacerelle::smol::Smol>(&relay.base_url(), &credentials.person_token)
-                .await
-                .unwrap();
-        agent.close();
-        smol::future::or(serving, async {
-            smol::Timer::after(Duration::from_secs(5)).await;
-            panic!("close is not prompt")
-        })
-        .await
-        .unwrap();
-        transcript
+    holds_the_echo_conversation(&relay, client, |url| {
+        smol::block_on(script::run_echo_conversation_on::<pacerelle::smol::Smol>(url, PERSON_TOKEN))
     });
-    assert_eq!(transcript.len(), EXPECTED_LINES, "{transcript:#?}");
-    relay.shutdown();
 }
 
 #[test]
 fn async_std_agent_and_person_hold_the_echo_conversation() {
-    let (relay, credentials) = script::start_background_relay().unwrap();
-    let config =
-        ClientConfig::new(script::AGENT_ID, credentials.agent_token.clone()).with_base_url(relay.base_url()).unwrap();
-    let mut client = pacerelle::async_std::Client::in_memory(config).unwrap();
+    let relay = TestRelay::start();
+    let mut client = pacerelle::async_std::Client::in_memory(relay.agent(script::AGENT_ID)).unwrap();
     client.on_message(|message, agent| async move { echo::run_async(echo::respond(&message), &agent).await });
-    let agent = client.handle();
-    let transcript = async_std::task::block_on(async {
-        let serving = async_std::task::spawn(client.connect());
-        let transcript = script::run_echo_conversation_on::<pacerelle::async_std::AsyncStd>(
-            &relay.base_url(),
-            &credentials.person_token,
-        )
-        .await
-        .unwrap();
-        agent.close();
-        async_std::future::timeout(Duration::from_secs(5), serving).await.expect("close is prompt").unwrap();
-        transcript
+    holds_the_echo_conversation(&relay, client, |url| {
+        async_std::task::block_on(script::run_echo_conversation_on::<pacerelle::async_std::AsyncStd>(url, PERSON_TOKEN))
     });
-    assert_eq!(transcript.len(), EXPECTED_LINES, "{transcript:#?}");
-    relay.shutdown();
 }

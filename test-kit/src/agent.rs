@@ -9,6 +9,7 @@ use crate::{DEADLINE, wait_until};
 use pacerelle_core::Timestamp;
 use pacerelle_runtime_support::{ClientError, SharedClock};
 use std::sync::mpsc;
+use std::time::Duration;
 
 /// A client of one of the four runtimes, ready to serve: implemented for
 /// `pacerelle_tokio::Client` (always), `pacerelle_smol::Client`, `pacerelle_async_std::Client`
@@ -206,12 +207,21 @@ impl TestAgent {
     /// # Panics
     /// When it returned an error, or did not return.
     pub fn stop(self) {
+        self.stop_within(DEADLINE);
+    }
+
+    /// [`TestAgent::stop`], with `connect` returning `Ok` within `limit` of the close (to check
+    /// that the agent closes promptly).
+    ///
+    /// # Panics
+    /// When it returned an error, or did not return within `limit`.
+    pub fn stop_within(self, limit: Duration) {
         self.control.close();
-        match self.finished.recv_timeout(DEADLINE) {
+        match self.finished.recv_timeout(limit) {
             Ok(Ok(())) => {}
             Ok(Err(error)) => panic!("pacerelle-test: the {} agent's connect returned {error}", self.runtime),
             Err(_) => {
-                panic!("pacerelle-test: the {} agent's connect had not returned {DEADLINE:?} after close", self.runtime)
+                panic!("pacerelle-test: the {} agent's connect had not returned {limit:?} after close", self.runtime)
             }
         }
     }

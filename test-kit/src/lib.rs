@@ -42,7 +42,9 @@
 //!   runtime of the kit's own. [`TestRelay::agent`] registers an agent and gives its
 //!   `ClientConfig`; [`TestRelay::encrypted_agent`] the same with end-to-end encryption.
 //! - **People**: [`TestRelay::person`] then [`PersonBuilder::encrypted`],
-//!   [`PersonBuilder::device`], [`PersonBuilder::talks_to`]; another device of the same person
+//!   [`PersonBuilder::device`], [`PersonBuilder::talks_to`]; [`PersonBuilder::encrypted_only`]
+//!   for a person who accepts only end-to-end encrypted messages of their conversation (sealed
+//!   under the group's key in a group); another device of the same person
 //!   with [`Person::on_device`]; a group of people and the agent with [`TestRelay::group`]
 //!   (end-to-end encrypted when the people are).
 //! - **What people do**: [`Person::say`], [`Person::reply`]; widget answers on the [`Widget`]
@@ -50,12 +52,13 @@
 //!   ([`Widget::choose`]), permission ([`Widget::grant`], [`Widget::refuse`]), form
 //!   ([`Widget::fill`]), file picker ([`Widget::pick_files`]), date and time
 //!   ([`Widget::pick_datetime`]), any value ([`Widget::answer`]) or a dismissal
-//!   ([`Widget::dismiss`]).
+//!   ([`Widget::dismiss`]); [`Person::download`] downloads and decrypts a file they received.
 //! - **Expectations**, each with a deadline and a message naming what was expected and what
 //!   arrived: [`Person::expect_text`], [`Person::expect_reply`], [`Person::expect_widget`],
 //!   [`Person::expect_widget_update`], [`Person::expect_read`] (the agent acknowledged),
 //!   [`Person::expect_nothing_for`], [`TestRelay::expect_all_acknowledged`],
-//!   [`TestRelay::expect_reconnection`], [`TestAgent::expect_stopped`].
+//!   [`TestRelay::expect_reconnection`], [`TestAgent::stop`] (or [`TestAgent::stop_within`]),
+//!   [`TestAgent::expect_stopped`].
 //! - **Faults**: [`TestRelay::drop_agent_socket`], [`TestRelay::half_open`] (and
 //!   [`TestRelay::thaw`]), [`TestRelay::restart`] (or [`TestRelay::go_down`] and
 //!   [`TestRelay::come_back`]), [`TestRelay::delay_to_agent`], [`TestRelay::reorder_to_agent`],

@@ -8,6 +8,7 @@
 
 use crate::relay::TestRelay;
 use crate::{DEADLINE, describe};
+use pacerelle_core::Attachment;
 use pacerelle_core::human::{GroupMember, PersonEvent, PersonMessage};
 use pacerelle_core::widget::{ReceivedWidget, WidgetKind};
 use pacerelle_tokio::{PersonClient, PersonClientConfig};
@@ -24,11 +25,12 @@ pub struct PersonBuilder<'r> {
     id: String,
     device: String,
     e2ee: bool,
+    sealed_only: bool,
 }
 
 impl<'r> PersonBuilder<'r> {
     pub(crate) fn new(relay: &'r TestRelay, id: &str) -> Self {
-        PersonBuilder { relay, id: id.to_owned(), device: "phone".to_owned(), e2ee: false }
+        PersonBuilder { relay, id: id.to_owned(), device: "phone".to_owned(), e2ee: false, sealed_only: false }
     }
 
     /// With end-to-end encryption: their messages to an agent are encrypted with a Signal
@@ -36,6 +38,18 @@ impl<'r> PersonBuilder<'r> {
     /// running before they say anything.
     pub fn encrypted(mut self) -> Self {
         self.e2ee = true;
+        self
+    }
+
+    /// [`PersonBuilder::encrypted`], and the person accepts nothing but end-to-end encrypted
+    /// messages of their own conversation: every message that reaches them must be encrypted,
+    /// in their conversation, from the agent unless the conversation is a group, and in a group
+    /// sealed under the group's key (`PersonMessage::group_key`). Anything else fails the
+    /// expectation that reads it, showing the message. For tests that what the agent sends
+    /// never crosses the relay in plaintext.
+    pub fn encrypted_only(mut self) -> Self {
+        self.e2ee = true;
+        self.sealed_only = true;
         self
     }
 
@@ -51,11 +65,12 @@ impl<'r> PersonBuilder<'r> {
     /// When the person cannot connect or the relay refuses the conversation.
     pub fn talks_to(self, agent_id: &str) -> Person {
         let who = format!("{} ({})", self.id, self.device);
+        let sealed_only = self.sealed_only;
         let (link, client) = self.connect();
         let conversation = block_on(&link.0, client.create_conversation(&[agent_id], false)).unwrap_or_else(|error| {
             panic!("pacerelle-test: {who} could not open a conversation with {agent_id}: {error}")
         });
-        Person::new(link, who, client, agent_id, conversation, agent_id.to_owned())
+        Person::new(link, who, client, agent_id, conversation, agent_id.to_owned()).sealed_only(sealed_only)
     }
 
     fn connect(self) -> (Link, PersonClient) {
@@ -78,12 +93,12 @@ pub(crate) fn group(agent_id: &str, people: Vec<PersonBuilder<'_>>) -> Vec<Perso
     let mut connected = Vec::new();
     for builder in people {
         let who = format!("{} ({})", builder.id, builder.device);
-        let (id, e2ee) = (builder.id.clone(), builder.e2ee);
+        let (id, e2ee, sealed_only) = (builder.id.clone(), builder.e2ee, builder.sealed_only);
         let (link, client) = builder.connect();
-        connected.push((who, id, e2ee, link, client));
+        connected.push((who, id, e2ee, sealed_only, link, client));
     }
     // The key goes to every member through a Signal session started from their prekeys.
-    for (who, _, e2ee, (runtime, _), client) in connected.iter().skip(1) {
+    for (who, _, e2ee, _, (runtime, _), client) in connected.iter().skip(1) {
         if *e2ee {
             block_on(runtime, client.publish_prekeys())
                 .unwrap_or_else(|error| panic!("pacerelle-test: {who} could not publish prekeys: {error}"));
@@ -91,13 +106,15 @@ pub(crate) fn group(agent_id: &str, people: Vec<PersonBuilder<'_>>) -> Vec<Perso
     }
     let mut members = vec![GroupMember::agent(agent_id)];
     members.extend(connected.iter().skip(1).map(|(_, id, ..)| GroupMember::person(id.clone())));
-    let (who, _, _, (runtime, _), creator) = &connected[0];
+    let (who, _, _, _, (runtime, _), creator) = &connected[0];
     let conversation = block_on(runtime, creator.create_group(&members))
         .unwrap_or_else(|error| panic!("pacerelle-test: {who} could not make the group: {error}"));
     let to = format!("group:{conversation}");
     connected
         .into_iter()
-        .map(|(who, _, _, link, client)| Person::new(link, who, client, agent_id, conversation.clone(), to.clone()))
+        .map(|(who, _, _, sealed_only, link, client)| {
+            Person::new(link, who, client, agent_id, conversation.clone(), to.clone()).sealed_only(sealed_only)
+        })
         .collect()
 }
 
@@ -139,6 +156,8 @@ pub struct Person {
     to: String,
     inbox: Mutex<Inbox>,
     deadline: Duration,
+    /// See [`PersonBuilder::encrypted_only`].
+    sealed_only: bool,
 }
 
 impl std::fmt::Debug for Person {
@@ -166,7 +185,13 @@ impl Person {
             to,
             inbox: Mutex::default(),
             deadline: DEADLINE,
+            sealed_only: false,
         }
+    }
+
+    fn sealed_only(mut self, sealed_only: bool) -> Self {
+        self.sealed_only = sealed_only;
+        self
     }
 
     /// The same person waiting at most `deadline` for each expectation (10 s by default).
@@ -208,6 +233,7 @@ impl Person {
             self.conversation.clone(),
             self.to.clone(),
         )
+        .sealed_only(self.sealed_only)
     }
 
     /// Says `text` in the conversation (to the whole group, in a group); returns the message's
@@ -348,6 +374,33 @@ impl Person {
         }
     }
 
+    /// Downloads `attachment` (one of a received message's `attachments`) and decrypts it as
+    /// the person's app would; returns its content.
+    ///
+    /// ```no_run
+    /// # let relay = pacerelle_test::TestRelay::start();
+    /// # let alice = relay.person("alice").encrypted().talks_to("ops");
+    /// let message = alice.next_message();
+    /// let content = alice.download(&message.attachments[0]);
+    /// ```
+    ///
+    /// # Panics
+    /// When it cannot be downloaded or decrypted, or within the deadline.
+    pub fn download(&self, attachment: &Attachment) -> Vec<u8> {
+        let download =
+            async { tokio::time::timeout(self.deadline, self.client.download_attachment(attachment)).await.ok() };
+        match self.block_on(download) {
+            Some(Ok(content)) => content,
+            Some(Err(error)) => {
+                panic!("pacerelle-test: {} could not download {:?}: {error}", self.who, attachment.name)
+            }
+            None => panic!(
+                "pacerelle-test: {} could not download {:?} within {:?}",
+                self.who, attachment.name, self.deadline
+            ),
+        }
+    }
+
     /// The person's client, for what the kit does not wrap (files, key rotation, forged
     /// answers); its async methods run with [`TestRelay::block_on`].
     pub fn client(&self) -> &PersonClient {
@@ -376,6 +429,9 @@ impl Person {
     }
 
     fn file(&self, event: PersonEvent) {
+        if let PersonEvent::Message(message) = &event {
+            self.check_sealed(message);
+        }
         let mut inbox = self.inbox();
         match event {
             PersonEvent::Message(message) if message.from == self.agent => inbox.from_agent.push_back(message),
@@ -399,6 +455,33 @@ impl Person {
                 panic!("pacerelle-test: {}: message {message_id} could not be read: {error}", self.who)
             }
             _ => {}
+        }
+    }
+
+    /// With [`PersonBuilder::encrypted_only`]: `message` is end-to-end encrypted, in this
+    /// person's conversation, from the agent in a chat, and sealed under the group's key in a
+    /// group.
+    fn check_sealed(&self, message: &PersonMessage) {
+        if !self.sealed_only {
+            return;
+        }
+        let group = self.to.starts_with("group:");
+        let failure = if message.conversation_id != self.conversation {
+            Some(format!("a message from conversation {}", message.conversation_id))
+        } else if !message.encrypted {
+            Some("a message that crossed the relay in plaintext".to_owned())
+        } else if group && message.from == self.agent && message.group_key().is_none() {
+            Some("a message of the agent not sealed under the group's key".to_owned())
+        } else if !group && message.from != self.agent {
+            Some(format!("a message from {} in a chat with {}", message.from, self.agent))
+        } else {
+            None
+        };
+        if let Some(failure) = failure {
+            panic!(
+                "pacerelle-test: {} accepts only encrypted messages of their conversation, got {failure}: {message:?}",
+                self.who
+            );
         }
     }
 
@@ -452,6 +535,11 @@ impl Widget<'_> {
         self.widget.expires_at.as_deref()
     }
 
+    /// The widget as received (kind, spec, `response_mode`, ...), to compare or inspect.
+    pub fn received(&self) -> &ReceivedWidget {
+        &self.widget
+    }
+
     /// The message that carried it.
     pub fn message(&self) -> &PersonMessage {
         &self.message
@@ -503,9 +591,11 @@ impl Widget<'_> {
     /// When the person's client refuses it.
     pub fn answer(&self, value: Value) -> String {
         let person = self.person;
-        person.client.answer_widget(&person.conversation, &person.to, &self.widget.id, value).unwrap_or_else(|error| {
-            panic!("pacerelle-test: {} could not answer widget {}: {error}", person.who, self.widget.id)
-        })
+        person
+            .sync(|client| client.answer_widget(&person.conversation, &person.to, &self.widget.id, value))
+            .unwrap_or_else(|error| {
+                panic!("pacerelle-test: {} could not answer widget {}: {error}", person.who, self.widget.id)
+            })
     }
 
     /// Dismisses it without an answer (the agent receives a cancelled response).
@@ -514,8 +604,8 @@ impl Widget<'_> {
     /// When the person's client refuses it.
     pub fn dismiss(&self) -> String {
         let person = self.person;
-        person.client.cancel_widget(&person.conversation, &person.to, &self.widget.id).unwrap_or_else(|error| {
-            panic!("pacerelle-test: {} could not dismiss widget {}: {error}", person.who, self.widget.id)
-        })
+        person.sync(|client| client.cancel_widget(&person.conversation, &person.to, &self.widget.id)).unwrap_or_else(
+            |error| panic!("pacerelle-test: {} could not dismiss widget {}: {error}", person.who, self.widget.id),
+        )
     }
 }
