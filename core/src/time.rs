@@ -10,6 +10,18 @@ use std::time::Duration;
 pub struct Timestamp(u64);
 
 impl Timestamp {
+    /// This time as RFC 3339 in UTC with milliseconds (`2026-01-01T00:00:00.123Z`), as the
+    /// official SDK writes times on the wire; `None` past year 9999, which Python's `datetime`
+    /// cannot hold ([`crate::permissions::MAX_TIMESTAMP`]).
+    ///
+    /// ```
+    /// use pacerelle_core::Timestamp;
+    /// assert_eq!(Timestamp::from_millis(951_782_400_000).to_rfc3339().as_deref(), Some("2000-02-29T00:00:00.000Z"));
+    /// ```
+    pub fn to_rfc3339(self) -> Option<String> {
+        crate::permissions::format_rfc3339(self)
+    }
+
     /// A timestamp `millis` milliseconds after the epoch.
     pub const fn from_millis(millis: u64) -> Self {
         Self(millis)

@@ -504,20 +504,11 @@ pub fn now_rfc3339() -> String {
     rfc3339(pacerelle_runtime_support::now().as_millis())
 }
 
-/// `millis` after the Unix epoch as RFC 3339 in UTC with milliseconds.
+/// `millis` after the Unix epoch as RFC 3339 in UTC with milliseconds; times past year 9999
+/// (a timeout no host asks for) are written as its last millisecond.
 pub fn rfc3339(millis: u64) -> String {
-    let (days, of_day) = (millis / 86_400_000, millis % 86_400_000);
-    // The proleptic Gregorian date, counted from 0000-03-01 so that leap days end each era.
-    let shifted = days + 719_468;
-    let (era, day_of_era) = (shifted / 146_097, shifted % 146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
-    let year = era * 400 + year_of_era + u64::from(month <= 2);
-    let (hour, minute, second, milli) = (of_day / 3_600_000, of_day / 60_000 % 60, of_day / 1000 % 60, of_day % 1000);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
+    let at = pacerelle_core::Timestamp::from_millis(millis).min(pacerelle_core::permissions::MAX_TIMESTAMP);
+    at.to_rfc3339().unwrap_or_default()
 }
 
 #[cfg(test)]

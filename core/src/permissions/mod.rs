@@ -67,6 +67,7 @@ mod props;
 mod tests;
 
 pub use iso::MAX_TIMESTAMP;
+pub(crate) use iso::format as format_rfc3339;
 
 use crate::message::AgentMessage;
 use crate::payload::widget::PermissionScope;
